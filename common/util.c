@@ -1,0 +1,160 @@
+/* util.c - aborting allocators and number/duration/size parsing. */
+#include "fmacros.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <unistd.h>
+
+static void oom(size_t n)
+{
+    fprintf(stderr, "fanout: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        oom(n);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t n)
+{
+    void *p = calloc(count ? count : 1, n ? n : 1);
+    if (!p)
+        oom(count * n);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        oom(n);
+    return q;
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *xstrdup(const char *s)
+{
+    return s ? xstrndup(s, strlen(s)) : NULL;
+}
+
+int util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    if (!s || !*s || isspace((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Splits s into a non-negative decimal number and a unit suffix. */
+static int split_number(const char *s, double *num, const char **unit)
+{
+    if (!s || !*s || !(isdigit((unsigned char)*s) || *s == '.'))
+        return -1;
+    errno = 0;
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0 || v != v)
+        return -1;
+    *num = v;
+    *unit = end;
+    return 0;
+}
+
+int util_parse_duration_ms(const char *s, int64_t *out_ms)
+{
+    double v;
+    const char *u;
+    if (split_number(s, &v, &u) < 0)
+        return -1;
+    double mul;
+    if (*u == '\0' || strcmp(u, "ms") == 0)
+        mul = 1;
+    else if (strcmp(u, "s") == 0)
+        mul = 1000;
+    else if (strcmp(u, "m") == 0 || strcmp(u, "min") == 0)
+        mul = 60000;
+    else if (strcmp(u, "h") == 0)
+        mul = 3600000;
+    else
+        return -1;
+    double ms = v * mul;
+    if (ms > (double)INT64_MAX / 2)
+        return -1;
+    *out_ms = (int64_t)(ms + 0.5);
+    return 0;
+}
+
+int util_parse_size(const char *s, int64_t *out)
+{
+    double v;
+    const char *u;
+    if (split_number(s, &v, &u) < 0)
+        return -1;
+    double mul;
+    if (*u == '\0' || strcasecmp(u, "b") == 0)
+        mul = 1;
+    else if (strcasecmp(u, "k") == 0 || strcasecmp(u, "kb") == 0 ||
+             strcasecmp(u, "kib") == 0)
+        mul = 1024.0;
+    else if (strcasecmp(u, "m") == 0 || strcasecmp(u, "mb") == 0 ||
+             strcasecmp(u, "mib") == 0)
+        mul = 1024.0 * 1024;
+    else if (strcasecmp(u, "g") == 0 || strcasecmp(u, "gb") == 0 ||
+             strcasecmp(u, "gib") == 0)
+        mul = 1024.0 * 1024 * 1024;
+    else
+        return -1;
+    double n = v * mul;
+    if (n > (double)INT64_MAX / 2)
+        return -1;
+    *out = (int64_t)n;
+    return 0;
+}
+
+void util_hash_hex(const void *data, size_t len, uint64_t seed, char out[17])
+{
+    const unsigned char *p = data;
+    uint64_t h = 1469598103934665603ULL ^ seed;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    /* A final avalanche so that similar keys do not share hex prefixes. */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+void util_self_dir(char *buf, size_t cap)
+{
+    ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+    if (n <= 0) {
+        snprintf(buf, cap, ".");
+        return;
+    }
+    buf[n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (slash && slash != buf)
+        *slash = '\0';
+    else
+        snprintf(buf, cap, ".");
+}

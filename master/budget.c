@@ -1,0 +1,230 @@
+/* budget.c - token grants and worker registry; see budget.h. */
+#include "fmacros.h"
+#include "budget.h"
+#include "proto.h"
+#include "util.h"
+
+struct budget {
+    gcra *lim;              /* the limiter (owned) */
+    int64_t max_in_flight;  /* 0: no cap */
+    int64_t horizon_ns;     /* grant no token further ahead than this */
+    int64_t in_use;         /* permits held by all workers */
+    int64_t pause_until;    /* no grants before this */
+    budget_worker *w;       /* slots */
+    size_t cap;             /* slots allocated */
+    size_t rr;              /* round-robin start */
+    uint64_t granted;       /* tokens granted in all */
+};
+
+budget *budget_new(gcra *lim, int64_t max_in_flight, int64_t horizon_ns)
+{
+    budget *b = xcalloc(1, sizeof *b);
+    b->lim = lim;
+    b->max_in_flight = max_in_flight;
+    b->horizon_ns = horizon_ns;
+    return b;
+}
+
+void budget_destroy(budget **bp)
+{
+    budget *b = *bp;
+    if (!b)
+        return;
+    gcra_destroy(&b->lim);
+    free(b->w);
+    FO_FREE(bp);
+}
+
+gcra *budget_limiter(budget *b)
+{
+    return b->lim;
+}
+
+void budget_set_max_in_flight(budget *b, int64_t n)
+{
+    b->max_in_flight = n;
+}
+
+int64_t budget_max_in_flight(const budget *b)
+{
+    return b->max_in_flight;
+}
+
+budget_worker *budget_find(budget *b, const void *rid, size_t len)
+{
+    for (size_t i = 0; i < b->cap; i++)
+        if (b->w[i].used && b->w[i].rid_len == len &&
+            memcmp(b->w[i].rid, rid, len) == 0)
+            return &b->w[i];
+    return NULL;
+}
+
+static void drop_permits(budget *b, budget_worker *w)
+{
+    b->in_use -= w->permits;
+    if (b->in_use < 0)
+        b->in_use = 0;
+    w->permits = 0;
+}
+
+budget_worker *budget_join(budget *b, const void *rid, size_t len,
+                           int64_t now)
+{
+    if (len > BUDGET_ID_BYTES)
+        return NULL;
+    budget_worker *w = budget_find(b, rid, len);
+    if (!w) {
+        for (size_t i = 0; i < b->cap && !w; i++)
+            if (!b->w[i].used)
+                w = &b->w[i];
+        if (!w) {
+            if (b->cap >= BUDGET_MAX_WORKERS)
+                return NULL;
+            size_t old = b->cap;
+            b->cap = b->cap ? b->cap * 2 : 16;
+            b->w = xrealloc(b->w, b->cap * sizeof *b->w);
+            memset(b->w + old, 0, (b->cap - old) * sizeof *b->w);
+            w = &b->w[old];
+        }
+    }
+    uint32_t gen = w->gen + 1;
+    drop_permits(b, w);
+    memset(w, 0, sizeof *w);
+    w->used = 1;
+    w->gen = gen;
+    memcpy(w->rid, rid, len);
+    w->rid_len = len;
+    w->joined_ns = now;
+    w->last_seen_ns = now;
+    return w;
+}
+
+void budget_remove(budget *b, budget_worker *w)
+{
+    drop_permits(b, w);
+    uint32_t gen = w->gen;
+    memset(w, 0, sizeof *w);
+    w->gen = gen;
+}
+
+void budget_request(budget *b, budget_worker *w, int64_t want, uint64_t seen,
+                    int64_t released)
+{
+    w->want = want;
+    w->seen = seen;
+    if (released > w->permits)
+        released = w->permits;
+    w->permits -= released;
+    b->in_use -= released;
+}
+
+/* Tokens this worker still wants, net of grants it has not yet seen. */
+static int64_t net_want(const budget_worker *w)
+{
+    int64_t unseen = (int64_t)(w->granted - w->seen);
+    return w->want - (unseen > 0 ? unseen : 0);
+}
+
+size_t budget_grant(budget *b, int64_t now, budget_send_fn send, void *ctx)
+{
+    if (now < b->pause_until || b->cap == 0)
+        return 0;
+    size_t total = 0;
+    uint32_t offs[PROTO_MAX_GRANT];
+    for (size_t k = 0; k < b->cap; k++) {
+        budget_worker *w = &b->w[(b->rr + k) % b->cap];
+        if (!w->used || w->leaving)
+            continue;
+        int64_t want = net_want(w);
+        if (want <= 0)
+            continue;
+        if (b->max_in_flight > 0) {
+            int64_t free_permits = b->max_in_flight - b->in_use;
+            if (free_permits <= 0)
+                break;
+            if (want > free_permits)
+                want = free_permits;
+        }
+        if (want > PROTO_MAX_GRANT)
+            want = PROTO_MAX_GRANT;
+        uint32_t n = 0;
+        while ((int64_t)n < want) {
+            int64_t t = gcra_peek(b->lim, now);
+            if (t > now + b->horizon_ns)
+                break;
+            (void)gcra_take(b->lim, now);
+            offs[n++] = (uint32_t)((t - now) / 1000);
+        }
+        if (n == 0)
+            break; /* the limiter is spent for this horizon */
+        w->granted += n;
+        w->permits += n;
+        b->in_use += n;
+        b->granted += n;
+        total += n;
+        send(ctx, w, offs, n);
+    }
+    b->rr = b->cap ? (b->rr + 1) % b->cap : 0;
+    return total;
+}
+
+int64_t budget_next_wake(const budget *b, int64_t now)
+{
+    int waiting = 0;
+    for (size_t i = 0; i < b->cap && !waiting; i++)
+        waiting = b->w[i].used && !b->w[i].leaving && net_want(&b->w[i]) > 0;
+    if (!waiting)
+        return INT64_MAX;
+    if (b->max_in_flight > 0 && b->in_use >= b->max_in_flight)
+        return INT64_MAX;
+    int64_t t = gcra_peek(b->lim, now) - b->horizon_ns;
+    if (t < b->pause_until)
+        t = b->pause_until;
+    return t > now ? t : now;
+}
+
+void budget_pause(budget *b, int64_t until)
+{
+    if (until > b->pause_until)
+        b->pause_until = until;
+}
+
+int64_t budget_paused_until(const budget *b)
+{
+    return b->pause_until;
+}
+
+size_t budget_capacity(const budget *b)
+{
+    return b->cap;
+}
+
+budget_worker *budget_at(budget *b, size_t i)
+{
+    return &b->w[i];
+}
+
+size_t budget_live(const budget *b, int64_t *concurrency)
+{
+    size_t n = 0;
+    int64_t c = 0;
+    for (size_t i = 0; i < b->cap; i++) {
+        if (b->w[i].used && !b->w[i].leaving) {
+            n++;
+            c += b->w[i].concurrency;
+        }
+    }
+    if (concurrency)
+        *concurrency = c;
+    return n;
+}
+
+int64_t budget_permits_in_use(const budget *b)
+{
+    return b->in_use;
+}
+
+uint64_t budget_tokens_granted(const budget *b)
+{
+    return b->granted;
+}

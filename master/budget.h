@@ -1,0 +1,84 @@
+/*
+ * budget.h - the cluster-wide token budget and the registry of workers.
+ *
+ * The master is the only place that grants tokens. Each worker says how
+ * many it wants (TOKEN_REQ); on every pass the budget walks the workers
+ * round-robin and grants each what the limiter allows within a short
+ * horizon, as paced spend times. Each token also holds one permit of the
+ * in-flight cap until the worker reports the attempt finished (or drops the
+ * token, or goes silent for a lease, when its permits come back).
+ */
+#ifndef FANOUT_BUDGET_H
+#define FANOUT_BUDGET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gcra.h"
+
+#define BUDGET_MAX_WORKERS 4096
+#define BUDGET_ID_BYTES 256
+
+typedef struct budget_worker {
+    int used;                    /* slot in use */
+    uint32_t gen;                /* bumped when the slot is reused */
+    unsigned char rid[BUDGET_ID_BYTES]; /* ZeroMQ routing id */
+    size_t rid_len;              /* its length */
+    char name[256];              /* worker id it gave */
+    char host[256];              /* host it runs on */
+    int64_t pid;                 /* its pid */
+    uint32_t concurrency;        /* calls it runs at once */
+    int64_t joined_ns;           /* when it said hello */
+    int64_t last_seen_ns;        /* last message */
+    int leaving;                 /* said BYE */
+    int64_t want;                /* tokens wanted at its last request */
+    uint64_t seen;               /* tokens it had seen then */
+    uint64_t granted;            /* tokens granted in all */
+    int64_t permits;             /* permits it holds */
+    uint32_t inflight;           /* calls in flight (heartbeat) */
+    uint32_t held;               /* items held (heartbeat) */
+    uint64_t results;            /* results received from it */
+} budget_worker;
+
+typedef struct budget budget;
+
+/* Sends a grant: called by budget_grant for each worker that gets tokens. */
+typedef void (*budget_send_fn)(void *ctx, budget_worker *w,
+                               const uint32_t *offset_us, uint32_t n);
+
+/* Takes ownership of lim. max_in_flight 0 means no cap. */
+budget *budget_new(gcra *lim, int64_t max_in_flight, int64_t horizon_ns);
+void budget_destroy(budget **b);
+gcra *budget_limiter(budget *b);
+void budget_set_max_in_flight(budget *b, int64_t n);
+int64_t budget_max_in_flight(const budget *b);
+
+/* Finds the worker with this routing id, or NULL. */
+budget_worker *budget_find(budget *b, const void *rid, size_t len);
+/* Registers (or re-registers, resetting its account) a worker. Returns
+ * NULL when the registry is full. */
+budget_worker *budget_join(budget *b, const void *rid, size_t len,
+                           int64_t now);
+/* Removes a worker; its permits come back. */
+void budget_remove(budget *b, budget_worker *w);
+/* Records a TOKEN_REQ. */
+void budget_request(budget *b, budget_worker *w, int64_t want, uint64_t seen,
+                    int64_t released);
+/* Grants what can be granted now; returns the number of tokens granted. */
+size_t budget_grant(budget *b, int64_t now, budget_send_fn send, void *ctx);
+/* The next time a grant could become possible by the clock alone, or
+ * INT64_MAX when nobody waits or only a permit release can help. */
+int64_t budget_next_wake(const budget *b, int64_t now);
+/* Stops all grants until `until`. */
+void budget_pause(budget *b, int64_t until);
+int64_t budget_paused_until(const budget *b);
+
+/* Iteration over live workers: index 0 .. budget_capacity()-1, skip !used. */
+size_t budget_capacity(const budget *b);
+budget_worker *budget_at(budget *b, size_t i);
+/* Live workers (not leaving) and their summed concurrency. */
+size_t budget_live(const budget *b, int64_t *concurrency);
+int64_t budget_permits_in_use(const budget *b);
+uint64_t budget_tokens_granted(const budget *b);
+
+#endif

@@ -1,0 +1,271 @@
+/*
+ * main.c - fanout-master's command line: the options table, validation
+ * with messages that name the flag, then master_run().
+ */
+#include "fmacros.h"
+#include "gcra.h"
+#include "log.h"
+#include "master.h"
+#include "options.h"
+#include "template.h"
+
+#include "util.h"
+#include <strings.h>
+
+#define I64MAX INT64_MAX
+
+static const opt_def master_opts[] = {
+    {"input", OPT_STRING, NULL, 0, 0, "FILE",
+     "JSONL items, one object per line ('-' for stdin)"},
+    {"url", OPT_STRING, NULL, 0, 0, "TEMPLATE",
+     "request URL; {field} is URL-encoded from the item"},
+    {"out", OPT_STRING, NULL, 0, 0, "DIR",
+     "results.jsonl, summary.json and the state store go here"},
+    {"method", OPT_STRING, "GET", 0, 0, "METHOD", "HTTP method"},
+    {"header", OPT_LIST, NULL, 0, 0, "'K: V'",
+     "request header; ${ENV} is expanded on the worker"},
+    {"body", OPT_STRING, NULL, 0, 0, "TEMPLATE",
+     "request body template (default for POST/PUT/PATCH: the item as JSON)"},
+    {"key", OPT_STRING, "id", 0, 0, "FIELD",
+     "item field holding its id (else the line number)"},
+    {"rate", OPT_LIST, NULL, 0, 0, "N/UNIT",
+     "rate limit, N/s, N/min or N/h; several all hold (default: none)"},
+    {"burst", OPT_INT, "1", 1, 1000000, "N", "calls allowed back to back"},
+    {"rate-margin", OPT_DURATION, "10ms", 0, 60000, "DURATION",
+     "jitter allowance added to each rate window"},
+    {"max-in-flight", OPT_INT, "32", 0, 1000000, "N",
+     "calls in flight across the cluster (0: no cap)"},
+    {"batch-size", OPT_INT, "10", 1, 100000, "N", "items per batch"},
+    {"max-attempts", OPT_INT, "5", 1, 1000, "N",
+     "attempts per item (throttled ones do not count)"},
+    {"max-throttled", OPT_INT, "50", 1, 100000, "N",
+     "throttled (429) attempts per item before it fails"},
+    {"backoff-base", OPT_DURATION, "500", 0, 3600000, "MS",
+     "cap of the first retry's delay (full jitter)"},
+    {"backoff-max", OPT_DURATION, "30000", 1, 86400000, "MS",
+     "largest retry delay"},
+    {"timeout", OPT_DURATION, "30s", 1, 3600000, "DURATION",
+     "per-attempt timeout"},
+    {"connect-timeout", OPT_DURATION, "10s", 1, 3600000, "DURATION",
+     "per-attempt connect timeout"},
+    {"max-response-bytes", OPT_SIZE, "1MiB", 0, 64LL << 20, "SIZE",
+     "response body cap; larger responses fail the item"},
+    {"max-line-bytes", OPT_SIZE, "1MiB", 16, 64LL << 20, "SIZE",
+     "input line cap; longer lines are recorded invalid"},
+    {"spawn-workers", OPT_INT, "0", 0, 256, "N",
+     "also start N local fanout-worker processes"},
+    {"worker-concurrency", OPT_INT, "16", 1, 10000, "N",
+     "--concurrency of spawned workers"},
+    {"bind", OPT_STRING, "tcp://127.0.0.1:5555", 0, 0, "tcp://ADDR:PORT",
+     "control endpoint; work and results use PORT+1 and PORT+2 (port 0: "
+     "any free ports)"},
+    {"insecure", OPT_FLAG, "false", 0, 1, NULL,
+     "allow binding a non-loopback address without encryption"},
+    {"lease", OPT_DURATION, "5s", 200, 3600000, "DURATION",
+     "worker silence after which its items are re-dispatched"},
+    {"heartbeat", OPT_DURATION, "1s", 50, 600000, "DURATION",
+     "heartbeat interval"},
+    {"drain-timeout", OPT_DURATION, "30s", 0, 86400000, "DURATION",
+     "on SIGTERM/SIGINT, how long to wait for calls in flight"},
+    {"window", OPT_INT, "0", 0, 1000000, "N",
+     "items outstanding at most (0: twice the workers' concurrency)"},
+    {"ready-file", OPT_STRING, NULL, 0, 0, "FILE",
+     "write the bound endpoints as JSON here once listening"},
+    {"progress", OPT_STRING, "auto", 0, 0, "MODE", "auto|tty|plain|off"},
+    {"log-level", OPT_STRING, "info", 0, 0, "LEVEL", "debug|info|warn|error"},
+    {"log-format", OPT_STRING, "text", 0, 0, "FORMAT", "text|json"},
+    {"config", OPT_STRING, NULL, 0, 0, "FILE",
+     "JSON file of options (flags win)"},
+};
+
+static const char usage[] =
+    "usage: fanout-master --input items.jsonl --url 'https://api/x/{id}' "
+    "--out DIR\n"
+    "                     [--rate 1000/min] [--max-in-flight 32] "
+    "[--spawn-workers 4] ...\n"
+    "\nPushes every item through an HTTP API as fast as the rate limit "
+    "allows, never\nfaster, across all workers that connect, and records "
+    "each item's outcome exactly\nonce in DIR/results.jsonl. Re-run the "
+    "same command after a crash to resume.\n"
+    "Exit status: 0 all ok, 1 some items failed or were invalid, 2 usage "
+    "error,\n3 fatal error.\n";
+
+static int is_loopback(const char *host)
+{
+    return !strncmp(host, "127.", 4) || !strcmp(host, "localhost") ||
+           !strcmp(host, "[::1]") || !strcmp(host, "::1");
+}
+
+static int check_bind(const char *bind, int insecure, char *err,
+                      size_t errlen)
+{
+    if (strncmp(bind, "tcp://", 6) != 0) {
+        snprintf(err, errlen, "'%s' is not tcp://ADDR:PORT", bind);
+        return -1;
+    }
+    const char *hp = bind + 6;
+    const char *colon = strrchr(hp, ':');
+    int64_t port;
+    if (!colon || colon == hp ||
+        util_parse_i64(colon + 1, 0, 65533, &port) < 0) {
+        snprintf(err, errlen, "'%s' is not tcp://ADDR:PORT (PORT 0..65533)",
+                 bind);
+        return -1;
+    }
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)(colon - hp), hp);
+    if (!is_loopback(host) && !insecure) {
+        snprintf(err, errlen,
+                 "'%s' is not a loopback address: anyone who can reach it "
+                 "could join the job and read its items; bind 127.0.0.1, or "
+                 "give --insecure on a network you trust",
+                 bind);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    char err[1024] = "";
+    int status;
+    opts *o = opts_parse(master_opts,
+                         sizeof master_opts / sizeof master_opts[0], argc,
+                         argv, usage, "fanout-master " FANOUT_VERSION,
+                         &status, err, sizeof err);
+    int rc = EXIT_USAGE;
+    master_config c;
+    memset(&c, 0, sizeof c);
+    if (status == 1) {
+        rc = 0;
+        goto out;
+    }
+    if (status == 2) {
+        fprintf(stderr, "fanout-master: %s\n", err);
+        goto out;
+    }
+    size_t npos;
+    char *const *pos = opts_positional(o, &npos);
+    if (npos) {
+        fprintf(stderr, "fanout-master: unexpected argument '%s' (see "
+                        "--help)\n", pos[0]);
+        goto out;
+    }
+    static const char *const required[] = {"input", "url", "out"};
+    for (size_t i = 0; i < 3; i++) {
+        if (!opts_str(o, required[i]) || !*opts_str(o, required[i])) {
+            fprintf(stderr, "fanout-master: --%s is required (see --help)\n",
+                    required[i]);
+            goto out;
+        }
+    }
+    log_level lvl;
+    log_format fmt;
+    if (log_parse_level(opts_str(o, "log-level"), &lvl) < 0) {
+        fprintf(stderr, "fanout-master: %s: '%s' is not one of debug, info, "
+                        "warn, error\n", opts_origin(o, "log-level"),
+                opts_str(o, "log-level"));
+        goto out;
+    }
+    if (log_parse_format(opts_str(o, "log-format"), &fmt) < 0) {
+        fprintf(stderr, "fanout-master: %s: '%s' is not text or json\n",
+                opts_origin(o, "log-format"), opts_str(o, "log-format"));
+        goto out;
+    }
+    log_init("master", lvl, fmt);
+
+    c.input = opts_str(o, "input");
+    c.url = opts_str(o, "url");
+    c.out = opts_str(o, "out");
+    c.method = opts_str(o, "method");
+    c.headers = opts_list(o, "header", &c.nheaders);
+    c.body = opts_str(o, "body");
+    c.key = opts_str(o, "key");
+    size_t nr;
+    char *const *rates = opts_list(o, "rate", &nr);
+    for (size_t i = 0; i < nr; i++) {
+        char *copy = xstrdup(rates[i]), *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            while (*tok == ' ')
+                tok++;
+            if (c.nrates == GCRA_MAX_LIMITS) {
+                fprintf(stderr, "fanout-master: %s: at most %d limits\n",
+                        opts_origin(o, "rate"), GCRA_MAX_LIMITS);
+                free(copy);
+                goto out;
+            }
+            if (gcra_parse_rate(tok, &c.rates[c.nrates], err, sizeof err)) {
+                fprintf(stderr, "fanout-master: %s: %s\n",
+                        opts_origin(o, "rate"), err);
+                free(copy);
+                goto out;
+            }
+            c.nrates++;
+        }
+        free(copy);
+    }
+    for (char *p = (char *)c.method; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+    for (const char *p = c.method; *p; p++)
+        if (*p < 'A' || *p > 'Z') {
+            fprintf(stderr, "fanout-master: %s: '%s' is not an HTTP method\n",
+                    opts_origin(o, "method"), c.method);
+            goto out;
+        }
+    if (strncmp(c.url, "http://", 7) != 0 &&
+        strncmp(c.url, "https://", 8) != 0) {
+        fprintf(stderr, "fanout-master: %s: '%s' must start with http:// "
+                        "or https://\n", opts_origin(o, "url"), c.url);
+        goto out;
+    }
+    for (size_t i = 0; i < c.nheaders; i++) {
+        const char *h = c.headers[i];
+        const char *colon = strchr(h, ':');
+        if (!colon || colon == h || strchr(h, '\n') || strchr(h, '\r')) {
+            fprintf(stderr, "fanout-master: %s: '%s' is not 'Name: value'\n",
+                    opts_origin(o, "header"), h);
+            goto out;
+        }
+    }
+    if (check_bind(opts_str(o, "bind"), (int)opts_num(o, "insecure"), err,
+                   sizeof err)) {
+        fprintf(stderr, "fanout-master: %s: %s\n", opts_origin(o, "bind"),
+                err);
+        goto out;
+    }
+    c.burst = opts_num(o, "burst");
+    c.rate_margin_ms = opts_num(o, "rate-margin");
+    c.max_in_flight = opts_num(o, "max-in-flight");
+    c.batch_size = opts_num(o, "batch-size");
+    c.max_attempts = opts_num(o, "max-attempts");
+    c.max_throttled = opts_num(o, "max-throttled");
+    c.backoff_base_ms = opts_num(o, "backoff-base");
+    c.backoff_max_ms = opts_num(o, "backoff-max");
+    c.timeout_ms = opts_num(o, "timeout");
+    c.connect_timeout_ms = opts_num(o, "connect-timeout");
+    c.max_response_bytes = opts_num(o, "max-response-bytes");
+    c.max_line_bytes = opts_num(o, "max-line-bytes");
+    c.spawn_workers = opts_num(o, "spawn-workers");
+    c.worker_concurrency = opts_num(o, "worker-concurrency");
+    c.bind = opts_str(o, "bind");
+    c.insecure = (int)opts_num(o, "insecure");
+    c.lease_ms = opts_num(o, "lease");
+    c.heartbeat_ms = opts_num(o, "heartbeat");
+    c.drain_timeout_ms = opts_num(o, "drain-timeout");
+    c.window = opts_num(o, "window");
+    c.ready_file = opts_str(o, "ready-file");
+    c.progress = opts_str(o, "progress");
+    c.log_level = opts_str(o, "log-level");
+    if (c.heartbeat_ms * 2 > c.lease_ms) {
+        fprintf(stderr, "fanout-master: --lease (%lld ms) must be at least "
+                        "twice --heartbeat (%lld ms)\n",
+                (long long)c.lease_ms, (long long)c.heartbeat_ms);
+        goto out;
+    }
+    rc = master_run(&c);
+out:
+    opts_destroy(&o);
+    return rc;
+}

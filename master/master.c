@@ -1,0 +1,1634 @@
+/*
+ * master.c - fanout-master's event loop; see master.h.
+ *
+ * One thread and one zmq_poll over the control ROUTER, the result PULL, the
+ * work PUSH (while items wait and the last send would have blocked) and the
+ * input when it is a pipe. Each turn: handle control messages and results,
+ * read more input while fewer items than the window are outstanding, push
+ * items, grant tokens, commit results that have waited a few milliseconds,
+ * and on a 100 ms tick expire leases, heartbeat and draw progress.
+ *
+ * Items live in batches, in a ring ordered by batch number. The lowest
+ * batch not yet complete is the resume point: when it completes, the
+ * cursor (byte offset, line, batch) moves past it in the same transaction
+ * that commits its last record, and its memory and rows go away. So memory
+ * and state are O(items in flight), whatever the backlog.
+ *
+ * results.jsonl is written before the transaction that counts it commits,
+ * and fsynced: after a crash the state store says how many bytes are good,
+ * and anything past that is cut off on the next start.
+ */
+#include "fmacros.h"
+#include "master.h"
+#include "budget.h"
+#include "clock.h"
+#include "jsonl.h"
+#include "log.h"
+#include "progress.h"
+#include "proto.h"
+#include "record.h"
+#include "spawn.h"
+#include "store.h"
+#include "template.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define TICK_NS (100 * FO_NS_PER_MS)
+#define COMMIT_DELAY_NS (2 * FO_NS_PER_MS)
+#define COMMIT_MAX_ROWS 2000
+#define GRANT_HORIZON_NS (250 * FO_NS_PER_MS)
+#define WINDOW_MAX 100000
+#define COUNT_LINES_MAX_BYTES (256LL << 20)
+#define RATE_BUCKETS 50 /* 100 ms buckets: a 5 s window */
+
+enum { IT_PENDING = 0, IT_SENT = 1, IT_COMMITTING = 2, IT_DONE = 3 };
+enum { ST_OK = 0, ST_FAILED = 1, ST_INVALID = 2 };
+
+typedef struct mitem {
+    uint8_t state;        /* IT_* */
+    uint32_t dispatches;  /* times pushed */
+    int64_t deadline_ns;  /* lease end while IT_SENT */
+    int32_t holder;       /* worker slot that listed it, or -1 */
+    uint32_t holder_gen;  /* that slot's generation */
+    int64_t line_no;      /* input line */
+    char *key;            /* id */
+    char *url;            /* rendered URL */
+    char *body;           /* rendered body or NULL */
+    size_t body_len;      /* its length */
+} mitem;
+
+typedef struct mbatch {
+    uint64_t no;        /* batch number */
+    uint32_t n;         /* items */
+    uint32_t done;      /* items committed */
+    int64_t end_offset; /* input offset after its last line */
+    int64_t next_line;  /* line number after its last line */
+    mitem *items;       /* n items */
+} mbatch;
+
+typedef struct pending {
+    proto_ref ref;     /* which item */
+    int status;        /* ST_* */
+    int64_t attempts;  /* attempts behind it */
+    int64_t throttled; /* throttled attempts */
+    char *line;        /* the results.jsonl line */
+    size_t len;        /* its length */
+} pending;
+
+typedef struct master {
+    const master_config *cfg;    /* options */
+    store *st;                   /* durable state */
+    store_state state;           /* working copy of the committed state */
+    budget *bud;                 /* tokens and workers */
+    void *zctx, *ctl, *push, *pull; /* ZeroMQ */
+    char ctl_ep[300], work_ep[300], result_ep[300]; /* bound endpoints */
+    int work_port, result_port;  /* for the JOB */
+    char *job_json;              /* the JOB sent to workers */
+    template *url_t, *body_t;    /* request templates */
+    int body_whole_item;         /* POST/PUT without --body: the item */
+    uint64_t idem_seed;          /* from the job identity */
+    int in_fd;                   /* input */
+    int in_pollable;             /* a pipe or socket: poll it */
+    jsonl *rd;                   /* line reader */
+    int src_eof;                 /* input exhausted */
+    int64_t in_size;             /* regular file size, or -1 */
+    int64_t total_items;         /* counted up front, or -1 */
+    mbatch *ring;                /* open batches, oldest first */
+    size_t rhead, rlen, rcap;    /* ring state */
+    mbatch bld;                  /* batch being read */
+    size_t bld_cap;              /* its items allocated */
+    proto_ref *dq;               /* items to push */
+    size_t dq_head, dq_len, dq_cap; /* queue state */
+    int push_blocked;            /* last push would block */
+    store_row *prev;             /* rows committed by an earlier run */
+    size_t nprev;                /* their count */
+    pending *cb;                 /* commit buffer */
+    size_t cb_len, cb_cap;       /* its state */
+    int64_t cb_first_ns;         /* when its oldest entry arrived */
+    int64_t outstanding;         /* items read and not committed */
+    int results_fd;              /* results.jsonl */
+    fo_buf scratch;              /* encode buffer */
+    fo_buf wbuf;                 /* results write buffer */
+    spawn_set spawned;           /* local workers */
+    progress_mode pmode;         /* progress display */
+    int64_t run_start_ns;        /* this run's start */
+    int64_t active_base_ms;      /* active time of earlier runs */
+    int64_t next_tick_ns;        /* next housekeeping */
+    int64_t next_hb_ns;          /* next heartbeat to workers */
+    int64_t next_lease_ns;       /* next lease scan */
+    int stopping;                /* a signal asked us to stop */
+    int64_t stop_deadline_ns;    /* drain deadline */
+    int64_t drained_ns;          /* when permits reached zero */
+    uint64_t rate_bucket[RATE_BUCKETS]; /* tokens per 100 ms */
+    int64_t rate_bucket_t;       /* index time of the newest bucket */
+    uint64_t n_bad_frames, n_dup, n_stale, n_redispatch, n_blank;
+    uint64_t n_throttle_reports;
+    int64_t paused_logged_until; /* last pause we logged */
+    int fatal;                   /* a fatal error happened */
+} master;
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    /* A second signal means "now": restore the default and let it kill. */
+    if (stop_signal)
+        signal(sig, SIG_DFL);
+    stop_signal = sig;
+}
+
+/* ---- small helpers --------------------------------------------------- */
+
+static mbatch *ring_at(master *m, size_t i)
+{
+    return &m->ring[(m->rhead + i) % m->rcap];
+}
+
+static mbatch *find_batch(master *m, uint64_t no)
+{
+    if (m->rlen == 0)
+        return NULL;
+    uint64_t base = ring_at(m, 0)->no;
+    if (no < base || no - base >= m->rlen)
+        return NULL;
+    mbatch *b = ring_at(m, (size_t)(no - base));
+    return b->no == no ? b : NULL;
+}
+
+static mitem *find_item(master *m, proto_ref ref)
+{
+    mbatch *b = find_batch(m, ref.batch);
+    if (!b || ref.idx >= b->n)
+        return NULL;
+    return &b->items[ref.idx];
+}
+
+static void dq_push(master *m, proto_ref ref)
+{
+    if (m->dq_len == m->dq_cap) {
+        size_t nc = m->dq_cap ? m->dq_cap * 2 : 256;
+        proto_ref *n = xcalloc(nc, sizeof *n);
+        for (size_t i = 0; i < m->dq_len; i++)
+            n[i] = m->dq[(m->dq_head + i) % m->dq_cap];
+        free(m->dq);
+        m->dq = n;
+        m->dq_cap = nc;
+        m->dq_head = 0;
+    }
+    m->dq[(m->dq_head + m->dq_len) % m->dq_cap] = ref;
+    m->dq_len++;
+}
+
+static void item_release(mitem *it)
+{
+    FO_FREE(&it->url);
+    FO_FREE(&it->body);
+}
+
+static void rate_add(master *m, int64_t now, uint64_t n)
+{
+    int64_t t = now / (100 * FO_NS_PER_MS);
+    if (t != m->rate_bucket_t) {
+        int64_t steps = t - m->rate_bucket_t;
+        for (int64_t i = 1; i <= steps && i <= RATE_BUCKETS; i++)
+            m->rate_bucket[(m->rate_bucket_t + i) % RATE_BUCKETS] = 0;
+        m->rate_bucket_t = t;
+    }
+    m->rate_bucket[t % RATE_BUCKETS] += n;
+}
+
+static double rate_now(master *m, int64_t now)
+{
+    rate_add(m, now, 0);
+    uint64_t sum = 0;
+    for (int i = 0; i < RATE_BUCKETS; i++)
+        sum += m->rate_bucket[i];
+    double window_s = RATE_BUCKETS / 10.0;
+    double since_start = (double)(now - m->run_start_ns) / 1e9;
+    if (since_start < window_s && since_start > 0.5)
+        window_s = since_start;
+    return (double)sum / window_s;
+}
+
+/* ---- sending to workers ---------------------------------------------- */
+
+static void send_to(master *m, const budget_worker *w, const proto_msg *msg)
+{
+    buf_reset(&m->scratch);
+    if (proto_encode(msg, &m->scratch) != FO_OK)
+        return;
+    if (zmq_send(m->ctl, w->rid, w->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return;
+    zmq_send(m->ctl, m->scratch.data, m->scratch.len, ZMQ_DONTWAIT);
+}
+
+static void send_raw_to(master *m, const void *rid, size_t rid_len,
+                        const proto_msg *msg)
+{
+    buf_reset(&m->scratch);
+    if (proto_encode(msg, &m->scratch) != FO_OK)
+        return;
+    if (zmq_send(m->ctl, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return;
+    zmq_send(m->ctl, m->scratch.data, m->scratch.len, ZMQ_DONTWAIT);
+}
+
+static void send_grant(void *ctx, budget_worker *w, const uint32_t *offs,
+                       uint32_t n)
+{
+    master *m = ctx;
+    proto_msg msg = {.type = PROTO_TOKEN_GRANT, .epoch = store_epoch(m->st)};
+    msg.u.token_grant.total = w->granted;
+    msg.u.token_grant.n = n;
+    msg.u.token_grant.offset_us = (uint32_t *)offs;
+    send_to(m, w, &msg);
+    rate_add(m, clock_now_ns(), n);
+}
+
+static void broadcast(master *m, int type)
+{
+    proto_msg msg = {.type = type, .epoch = store_epoch(m->st)};
+    for (size_t i = 0; i < budget_capacity(m->bud); i++) {
+        budget_worker *w = budget_at(m->bud, i);
+        if (w->used)
+            send_to(m, w, &msg);
+    }
+}
+
+/* ---- results and commits --------------------------------------------- */
+
+static void add_pending(master *m, proto_ref ref, int status,
+                        int64_t attempts, int64_t throttled, char *line,
+                        size_t len, int64_t now)
+{
+    if (m->cb_len == m->cb_cap) {
+        m->cb_cap = m->cb_cap ? m->cb_cap * 2 : 256;
+        m->cb = xrealloc(m->cb, m->cb_cap * sizeof *m->cb);
+    }
+    if (m->cb_len == 0)
+        m->cb_first_ns = now;
+    m->cb[m->cb_len++] = (pending){ref, status, attempts, throttled, line,
+                                   len};
+}
+
+static void record_invalid(master *m, mbatch *b, uint32_t idx,
+                           const char *id, const char *why, int64_t now)
+{
+    mitem *it = &b->items[idx];
+    record r = {.id = id,
+                .status = RECORD_INVALID,
+                .batch = b->no,
+                .line = it->line_no,
+                .latency_ms = -1,
+                .error = why};
+    size_t len;
+    char *line = record_format(&r, &len);
+    it->state = IT_COMMITTING;
+    add_pending(m, (proto_ref){b->no, idx}, ST_INVALID, 0, 0, line, len,
+                now);
+}
+
+static int fatal(master *m, const char *event, const char *fmt, ...)
+    FO_PRINTF(3, 4);
+static int fatal(master *m, const char *event, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    LOG_ERROR(event, "%s", msg);
+    m->fatal = 1;
+    return -1;
+}
+
+/* Writes the commit buffer to results.jsonl, fsyncs it, then commits rows,
+ * cursor and totals in one transaction. Returns 0 or -1 (fatal). */
+static int flush_commit(master *m, int64_t now)
+{
+    int head_complete = m->rlen > 0 && ring_at(m, 0)->done == ring_at(m, 0)->n;
+    if (m->cb_len == 0 && !head_complete)
+        return 0;
+    store_state ns = m->state;
+    buf_reset(&m->wbuf);
+    store_row *rows = m->cb_len ? xcalloc(m->cb_len, sizeof *rows) : NULL;
+    for (size_t i = 0; i < m->cb_len; i++) {
+        pending *p = &m->cb[i];
+        if (buf_append(&m->wbuf, p->line, p->len) != FO_OK) {
+            free(rows);
+            return fatal(m, "results.write_failed",
+                         "results batch over %zu bytes", m->wbuf.max);
+        }
+        rows[i] = (store_row){p->ref.batch, p->ref.idx, p->status};
+        ns.totals.items++;
+        if (p->status == ST_OK)
+            ns.totals.ok++;
+        else if (p->status == ST_FAILED)
+            ns.totals.failed++;
+        else
+            ns.totals.invalid++;
+        ns.totals.attempts += p->attempts;
+        ns.totals.throttled += p->throttled;
+    }
+    if (m->wbuf.len) {
+        size_t off = 0;
+        while (off < m->wbuf.len) {
+            ssize_t w = pwrite(m->results_fd, m->wbuf.data + off,
+                               m->wbuf.len - off,
+                               (off_t)(ns.results_size + (int64_t)off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                free(rows);
+                return fatal(m, "results.write_failed",
+                             "writing %s/results.jsonl: %s; nothing past "
+                             "the last commit is lost: re-run the same "
+                             "command when fixed",
+                             m->cfg->out, strerror(errno));
+            }
+            off += (size_t)w;
+        }
+        if (fdatasync(m->results_fd) != 0) {
+            free(rows);
+            return fatal(m, "results.write_failed",
+                         "fsync %s/results.jsonl: %s", m->cfg->out,
+                         strerror(errno));
+        }
+        ns.results_size += (int64_t)m->wbuf.len;
+    }
+    /* Mark items committed, then move the cursor past complete batches. */
+    for (size_t i = 0; i < m->cb_len; i++) {
+        mbatch *b = find_batch(m, m->cb[i].ref.batch);
+        if (b && m->cb[i].ref.idx < b->n) {
+            b->items[m->cb[i].ref.idx].state = IT_DONE;
+            b->done++;
+        }
+    }
+    size_t pop = 0;
+    while (pop < m->rlen && ring_at(m, pop)->done == ring_at(m, pop)->n) {
+        mbatch *b = ring_at(m, pop);
+        ns.cursor.offset = b->end_offset;
+        ns.cursor.line_no = b->next_line;
+        ns.cursor.batch = b->no + 1;
+        pop++;
+    }
+    ns.totals.active_ms =
+        m->active_base_ms + (now - m->run_start_ns) / FO_NS_PER_MS;
+    ns.finished = m->src_eof && pop == m->rlen && m->bld.n == 0;
+    char err[512];
+    if (store_commit(m->st, rows, m->cb_len, &ns, err, sizeof err)) {
+        free(rows);
+        return fatal(m, "store.commit_failed",
+                     "%s (in %s); nothing committed is lost: re-run the "
+                     "same command when fixed",
+                     err, m->cfg->out);
+    }
+    free(rows);
+    m->state = ns;
+    m->outstanding -= (int64_t)m->cb_len;
+    for (size_t i = 0; i < m->cb_len; i++)
+        free(m->cb[i].line);
+    if (m->cb_len)
+        LOG_DEBUG("batch.committed", "%zu records, cursor at batch %" PRIu64,
+                  m->cb_len, ns.cursor.batch);
+    m->cb_len = 0;
+    for (size_t i = 0; i < pop; i++) {
+        mbatch *b = ring_at(m, 0);
+        for (uint32_t k = 0; k < b->n; k++) {
+            item_release(&b->items[k]);
+            free(b->items[k].key);
+        }
+        free(b->items);
+        m->rhead = (m->rhead + 1) % m->rcap;
+        m->rlen--;
+    }
+    return 0;
+}
+
+static void on_result(master *m, proto_msg *r, int64_t now)
+{
+    mitem *it = find_item(m, r->u.result.ref);
+    if (!it) {
+        m->n_stale++;
+        LOG_DEBUG("result.stale", "result for batch %" PRIu64 " item %u is "
+                  "not open (already committed?)",
+                  r->u.result.ref.batch, r->u.result.ref.idx);
+        return;
+    }
+    if (it->state == IT_COMMITTING || it->state == IT_DONE) {
+        m->n_dup++;
+        LOG_DEBUG("result.duplicate", "second result for id %s ignored",
+                  it->key);
+        return;
+    }
+    if (strcmp(it->key, r->u.result.key) != 0) {
+        m->n_stale++;
+        LOG_WARN("result.mismatch", "result for batch %" PRIu64 " item %u "
+                 "has id '%.80s', expected '%.80s'; ignored",
+                 r->u.result.ref.batch, r->u.result.ref.idx, r->u.result.key,
+                 it->key);
+        return;
+    }
+    int ok = r->u.result.status == PROTO_STATUS_OK;
+    record rec = {.id = it->key,
+                  .status = ok ? RECORD_OK : RECORD_FAILED,
+                  .http_status = (int)r->u.result.http_status,
+                  .attempts = (int)r->u.result.attempts,
+                  .throttled = (int)r->u.result.throttled,
+                  .batch = r->u.result.ref.batch,
+                  .line = it->line_no,
+                  .latency_ms = r->u.result.latency_ms,
+                  .error = r->u.result.error,
+                  .response = r->u.result.response,
+                  .response_len = r->u.result.response_len,
+                  .worker = r->u.result.worker};
+    size_t len;
+    char *line = record_format(&rec, &len);
+    it->state = IT_COMMITTING;
+    item_release(it);
+    add_pending(m, r->u.result.ref, ok ? ST_OK : ST_FAILED,
+                r->u.result.attempts, r->u.result.throttled, line, len, now);
+    if (!ok)
+        LOG_DEBUG("item.failed", "id %s: %s", it->key,
+                  r->u.result.error ? r->u.result.error : "failed");
+}
+
+static void handle_results(master *m, int64_t now)
+{
+    for (int turn = 0; turn < 5000; turn++) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, m->pull, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            return;
+        }
+        proto_msg r;
+        char err[256];
+        fo_err rc = proto_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &r,
+                                 err, sizeof err);
+        zmq_msg_close(&msg);
+        if (rc || r.type != PROTO_RESULT) {
+            m->n_bad_frames++;
+            if (m->n_bad_frames <= 10 || m->n_bad_frames % 1000 == 0)
+                LOG_WARN(rc == FO_EVERSION ? "proto.bad_version"
+                                           : "proto.bad_frame",
+                         "dropped a frame on the result socket (%" PRIu64
+                         " so far): %s",
+                         m->n_bad_frames, rc ? err : "not a RESULT");
+            proto_msg_fini(&r);
+            continue;
+        }
+        on_result(m, &r, now);
+        proto_msg_fini(&r);
+    }
+}
+
+/* ---- workers --------------------------------------------------------- */
+
+static void requeue(master *m, proto_ref ref, const char *why)
+{
+    mitem *it = find_item(m, ref);
+    if (!it || it->state != IT_SENT)
+        return;
+    it->state = IT_PENDING;
+    it->holder = -1;
+    m->n_redispatch++;
+    dq_push(m, ref);
+    LOG_DEBUG("lease.expired", "id %s back in the queue: %s", it->key, why);
+}
+
+static void on_heartbeat(master *m, budget_worker *w, proto_msg *msg,
+                         int64_t now)
+{
+    w->inflight = msg->u.heartbeat.inflight;
+    w->held = msg->u.heartbeat.nheld;
+    int32_t slot = (int32_t)(w - budget_at(m->bud, 0));
+    for (uint32_t i = 0; i < msg->u.heartbeat.nheld; i++) {
+        mitem *it = find_item(m, msg->u.heartbeat.held[i]);
+        if (!it)
+            continue;
+        if (it->state == IT_PENDING && it->url) {
+            /* Its lease ran out but the worker still has it: keep it
+             * there rather than call the API twice. */
+            it->state = IT_SENT;
+        }
+        if (it->state == IT_SENT) {
+            it->deadline_ns = now + m->cfg->lease_ms * FO_NS_PER_MS;
+            it->holder = slot;
+            it->holder_gen = w->gen;
+        }
+    }
+}
+
+static void expire_worker(master *m, budget_worker *w, const char *why)
+{
+    int32_t slot = (int32_t)(w - budget_at(m->bud, 0));
+    size_t n = 0;
+    for (size_t i = 0; i < m->rlen; i++) {
+        mbatch *b = ring_at(m, i);
+        for (uint32_t k = 0; k < b->n; k++) {
+            mitem *it = &b->items[k];
+            if (it->state == IT_SENT && it->holder == slot &&
+                it->holder_gen == w->gen) {
+                requeue(m, (proto_ref){b->no, k}, why);
+                n++;
+            }
+        }
+    }
+    LOG_WARN("worker.lost", "worker %s (host %s, pid %" PRId64 ") %s; %zu "
+             "items re-dispatched, %" PRId64 " permits returned",
+             w->name, w->host, w->pid, why, n, w->permits);
+    budget_remove(m->bud, w);
+}
+
+static void handle_control(master *m, int64_t now)
+{
+    for (int turn = 0; turn < 5000; turn++) {
+        zmq_msg_t rid, body;
+        zmq_msg_init(&rid);
+        if (zmq_msg_recv(&rid, m->ctl, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&rid);
+            return;
+        }
+        zmq_msg_init(&body);
+        int more = zmq_msg_more(&rid);
+        int got = more ? zmq_msg_recv(&body, m->ctl, ZMQ_DONTWAIT) >= 0 : 0;
+        /* Drain any further frames of a malformed multipart message. */
+        while (got && zmq_msg_more(&body)) {
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            zmq_msg_recv(&extra, m->ctl, ZMQ_DONTWAIT);
+            int again = zmq_msg_more(&extra);
+            zmq_msg_close(&extra);
+            got = 2;
+            if (!again)
+                break;
+        }
+        proto_msg msg;
+        char err[256] = "multipart frame";
+        fo_err rc = got == 1 ? proto_decode(zmq_msg_data(&body),
+                                            zmq_msg_size(&body), &msg, err,
+                                            sizeof err)
+                             : FO_EPROTO;
+        zmq_msg_close(&body);
+        const void *id = zmq_msg_data(&rid);
+        size_t idlen = zmq_msg_size(&rid);
+        if (rc) {
+            m->n_bad_frames++;
+            if (m->n_bad_frames <= 10 || m->n_bad_frames % 1000 == 0)
+                LOG_WARN(rc == FO_EVERSION ? "proto.bad_version"
+                                           : "proto.bad_frame",
+                         "dropped a control frame (%" PRIu64 " so far): %s",
+                         m->n_bad_frames, err);
+            zmq_msg_close(&rid);
+            continue;
+        }
+        budget_worker *w = budget_find(m->bud, id, idlen);
+        if (msg.type == PROTO_HELLO) {
+            w = budget_join(m->bud, id, idlen, now);
+            if (!w) {
+                LOG_WARN("worker.refused", "worker %s refused: %d workers "
+                         "already", msg.u.hello.worker_id,
+                         BUDGET_MAX_WORKERS);
+            } else {
+                snprintf(w->name, sizeof w->name, "%s",
+                         msg.u.hello.worker_id);
+                snprintf(w->host, sizeof w->host, "%s", msg.u.hello.host);
+                w->pid = msg.u.hello.pid;
+                w->concurrency = msg.u.hello.concurrency
+                                     ? msg.u.hello.concurrency
+                                     : 1;
+                proto_msg job = {.type = PROTO_JOB,
+                                 .epoch = store_epoch(m->st)};
+                job.u.job.job_json = m->job_json;
+                send_to(m, w, &job);
+                LOG_INFO("worker.joined", "worker %s (host %s, pid %" PRId64
+                         ", concurrency %u)", w->name, w->host, w->pid,
+                         w->concurrency);
+            }
+        } else if (!w) {
+            proto_msg reset = {.type = PROTO_RESET,
+                               .epoch = store_epoch(m->st)};
+            send_raw_to(m, id, idlen, &reset);
+        } else {
+            w->last_seen_ns = now;
+            switch (msg.type) {
+            case PROTO_HEARTBEAT:
+                on_heartbeat(m, w, &msg, now);
+                break;
+            case PROTO_TOKEN_REQ:
+                budget_request(m->bud, w, msg.u.token_req.want,
+                               msg.u.token_req.seen,
+                               msg.u.token_req.released);
+                break;
+            case PROTO_THROTTLED: {
+                m->n_throttle_reports++;
+                int64_t ra = msg.u.throttled.retry_after_ms
+                                 ? msg.u.throttled.retry_after_ms
+                                 : 1000;
+                int64_t until = now + ra * FO_NS_PER_MS;
+                budget_pause(m->bud, until);
+                if (until > m->paused_logged_until + FO_NS_PER_S) {
+                    LOG_WARN("api.throttled", "HTTP %u from the API (via %s):"
+                             " all grants paused for %" PRId64 " ms",
+                             msg.u.throttled.http_status, w->name, ra);
+                    m->paused_logged_until = until;
+                }
+                break;
+            }
+            case PROTO_BYE:
+                for (uint32_t i = 0; i < msg.u.bye.nheld; i++)
+                    requeue(m, msg.u.bye.held[i], "handed back by a worker "
+                                                  "that is leaving");
+                w->leaving = 1;
+                LOG_INFO("worker.leaving", "worker %s leaves; %u items "
+                         "handed back", w->name, msg.u.bye.nheld);
+                break;
+            default:
+                m->n_bad_frames++;
+                LOG_WARN("proto.unexpected", "unexpected %s from worker %s",
+                         proto_type_name(msg.type), w->name);
+                break;
+            }
+        }
+        proto_msg_fini(&msg);
+        zmq_msg_close(&rid);
+    }
+}
+
+/* ---- input ----------------------------------------------------------- */
+
+static int is_blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            return 0;
+    return 1;
+}
+
+static int prev_committed(master *m, uint64_t batch, uint32_t idx)
+{
+    size_t lo = 0, hi = m->nprev;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const store_row *r = &m->prev[mid];
+        if (r->batch < batch || (r->batch == batch && r->idx < idx))
+            lo = mid + 1;
+        else if (r->batch == batch && r->idx == idx)
+            return 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+static void item_key(const json_t *obj, const char *field, int64_t line,
+                     char *out, size_t cap, int *bad)
+{
+    const json_t *v = json_object_get(obj, field);
+    *bad = 0;
+    if (json_is_string(v))
+        snprintf(out, cap, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(out, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (!v || json_is_null(v))
+        snprintf(out, cap, "%" PRId64, line);
+    else {
+        snprintf(out, cap, "%" PRId64, line);
+        *bad = 1;
+    }
+}
+
+/* Renders the request for an item; returns 0, or -1 with a reason. */
+static int render(master *m, const json_t *obj, mitem *it, char *why,
+                  size_t cap)
+{
+    char err[300];
+    fo_buf b;
+    buf_init(&b, (size_t)m->cfg->max_line_bytes + 65536);
+    if (template_render(m->url_t, obj, TEMPLATE_URL, &b, err, sizeof err)) {
+        snprintf(why, cap, "line %" PRId64 ": --url: %s", it->line_no, err);
+        buf_fini(&b);
+        return -1;
+    }
+    it->url = buf_take(&b);
+    if (m->body_t) {
+        buf_init(&b, (size_t)m->cfg->max_line_bytes * 2 + 65536);
+        if (template_render(m->body_t, obj, TEMPLATE_JSON, &b, err,
+                            sizeof err)) {
+            snprintf(why, cap, "line %" PRId64 ": --body: %s", it->line_no,
+                     err);
+            buf_fini(&b);
+            FO_FREE(&it->url);
+            return -1;
+        }
+        it->body_len = b.len;
+        it->body = buf_take(&b);
+    } else if (m->body_whole_item) {
+        it->body = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        it->body_len = strlen(it->body);
+    }
+    return 0;
+}
+
+/* Closes the batch being built: it joins the ring and its items the queue. */
+static void close_batch(master *m, int64_t now)
+{
+    mbatch *b = &m->bld;
+    if (b->n == 0)
+        return;
+    if (m->rlen == m->rcap) {
+        size_t nc = m->rcap ? m->rcap * 2 : 64;
+        mbatch *n = xcalloc(nc, sizeof *n);
+        for (size_t i = 0; i < m->rlen; i++)
+            n[i] = *ring_at(m, i);
+        free(m->ring);
+        m->ring = n;
+        m->rcap = nc;
+        m->rhead = 0;
+    }
+    m->ring[(m->rhead + m->rlen) % m->rcap] = *b;
+    m->rlen++;
+    mbatch *rb = ring_at(m, m->rlen - 1);
+    for (uint32_t i = 0; i < rb->n; i++)
+        if (rb->items[i].state == IT_PENDING)
+            dq_push(m, (proto_ref){rb->no, i});
+    memset(b, 0, sizeof *b);
+    m->bld_cap = 0;
+    b->no = rb->no + 1;
+    (void)now;
+}
+
+static void add_line(master *m, const jsonl_line *ln, fo_err rc, int64_t now)
+{
+    mbatch *b = &m->bld;
+    if (b->n == m->bld_cap) {
+        m->bld_cap = m->bld_cap ? m->bld_cap * 2 : 16;
+        b->items = xrealloc(b->items, m->bld_cap * sizeof *b->items);
+    }
+    uint32_t idx = b->n++;
+    mitem *it = &b->items[idx];
+    memset(it, 0, sizeof *it);
+    it->holder = -1;
+    it->line_no = ln->line_no;
+    b->end_offset = ln->end_offset;
+    b->next_line = ln->line_no + 1;
+
+    if (prev_committed(m, b->no, idx)) {
+        it->state = IT_DONE;
+        b->done++;
+        char k[32];
+        snprintf(k, sizeof k, "%" PRId64, ln->line_no);
+        it->key = xstrdup(k);
+        return;
+    }
+    m->outstanding++;
+    char why[600];
+    char key[1024];
+    snprintf(key, sizeof key, "%" PRId64, ln->line_no);
+    if (rc == FO_ETOOBIG) {
+        snprintf(why, sizeof why,
+                 "line %" PRId64 " is longer than --max-line-bytes (%" PRId64
+                 " bytes)",
+                 ln->line_no, m->cfg->max_line_bytes);
+        it->key = xstrdup(key);
+        record_invalid(m, b, idx, key, why, now);
+        return;
+    }
+    json_error_t jerr;
+    json_t *obj = json_loadb(ln->data, ln->len, 0, &jerr);
+    if (!obj) {
+        snprintf(why, sizeof why, "line %" PRId64 " is not valid JSON: %s "
+                 "(column %d)", ln->line_no, jerr.text, jerr.column);
+    } else if (!json_is_object(obj)) {
+        snprintf(why, sizeof why, "line %" PRId64 " is not a JSON object",
+                 ln->line_no);
+    } else {
+        int bad;
+        item_key(obj, m->cfg->key, ln->line_no, key, sizeof key, &bad);
+        if (bad)
+            snprintf(why, sizeof why, "line %" PRId64 ": field '%s' (the "
+                     "item id, --key) is not a string or number",
+                     ln->line_no, m->cfg->key);
+        else if (render(m, obj, it, why, sizeof why) == 0) {
+            json_decref(obj);
+            it->key = xstrdup(key);
+            it->state = IT_PENDING;
+            return;
+        }
+    }
+    json_decref(obj);
+    it->key = xstrdup(key);
+    record_invalid(m, b, idx, key, why, now);
+}
+
+static int64_t window(master *m)
+{
+    if (m->cfg->window > 0)
+        return m->cfg->window;
+    int64_t conc;
+    budget_live(m->bud, &conc);
+    int64_t w = 2 * conc;
+    if (w < 2 * m->cfg->batch_size)
+        w = 2 * m->cfg->batch_size;
+    return w > WINDOW_MAX ? WINDOW_MAX : w;
+}
+
+static int read_input(master *m, int64_t now)
+{
+    int64_t win = window(m);
+    while (!m->src_eof && m->outstanding < win) {
+        jsonl_line ln;
+        fo_err rc = jsonl_next(m->rd, &ln);
+        if (rc == FO_EAGAIN)
+            return 0;
+        if (rc == FO_EEOF) {
+            m->src_eof = 1;
+            close_batch(m, now);
+            LOG_INFO("source.eof", "end of input %s", m->cfg->input);
+            return 0;
+        }
+        if (rc == FO_EIO)
+            return fatal(m, "source.read_failed", "reading --input %s: %s",
+                         m->cfg->input, strerror(errno));
+        if (rc == FO_OK && is_blank(ln.data, ln.len)) {
+            m->n_blank++;
+            continue;
+        }
+        add_line(m, &ln, rc, now);
+        if (m->bld.n >= (uint32_t)m->cfg->batch_size)
+            close_batch(m, now);
+    }
+    return 0;
+}
+
+/* ---- dispatch and housekeeping -------------------------------------- */
+
+static void dispatch(master *m, int64_t now)
+{
+    m->push_blocked = 0;
+    if (budget_live(m->bud, NULL) == 0)
+        return;
+    while (m->dq_len > 0) {
+        proto_ref ref = m->dq[m->dq_head];
+        mitem *it = find_item(m, ref);
+        if (it && it->state == IT_PENDING && it->url) {
+            proto_msg w = {.type = PROTO_WORK, .epoch = store_epoch(m->st)};
+            /* Stable across retries, re-dispatch and restarts: derived
+             * from the job's identity, the line and the id. */
+            char idem[17], idem_full[48];
+            util_hash_hex(it->key, strlen(it->key),
+                          m->idem_seed ^ ((uint64_t)it->line_no *
+                                          0x9E3779B97F4A7C15ULL),
+                          idem);
+            snprintf(idem_full, sizeof idem_full, "fo-%016" PRIx64 "-%s",
+                     m->idem_seed, idem);
+            w.u.work.ref = ref;
+            w.u.work.key = it->key;
+            w.u.work.url = it->url;
+            w.u.work.body = it->body;
+            w.u.work.body_len = it->body_len;
+            w.u.work.idem_key = idem_full;
+            buf_reset(&m->scratch);
+            if (proto_encode(&w, &m->scratch) != FO_OK) {
+                LOG_ERROR("proto.encode_failed", "item %s too large", it->key);
+            } else if (zmq_send(m->push, m->scratch.data, m->scratch.len,
+                                ZMQ_DONTWAIT) < 0) {
+                m->push_blocked = 1;
+                return;
+            }
+            it->state = IT_SENT;
+            it->dispatches++;
+            it->deadline_ns = now + m->cfg->lease_ms * FO_NS_PER_MS;
+        }
+        m->dq_head = (m->dq_head + 1) % m->dq_cap;
+        m->dq_len--;
+    }
+}
+
+static void scan_leases(master *m, int64_t now)
+{
+    for (size_t i = 0; i < m->rlen; i++) {
+        mbatch *b = ring_at(m, i);
+        for (uint32_t k = 0; k < b->n; k++) {
+            mitem *it = &b->items[k];
+            if (it->state == IT_SENT && it->deadline_ns < now) {
+                LOG_INFO("lease.expired", "id %s: no worker reported it "
+                         "for %" PRId64 " ms; re-dispatching", it->key,
+                         m->cfg->lease_ms);
+                requeue(m, (proto_ref){b->no, k}, "lease expired");
+            }
+        }
+    }
+}
+
+static void tick(master *m, int64_t now)
+{
+    int64_t lease_ns = m->cfg->lease_ms * FO_NS_PER_MS;
+    for (size_t i = 0; i < budget_capacity(m->bud); i++) {
+        budget_worker *w = budget_at(m->bud, i);
+        if (w->used && now - w->last_seen_ns > lease_ns)
+            expire_worker(m, w, w->leaving ? "left" : "went silent");
+    }
+    if (now >= m->next_lease_ns) {
+        scan_leases(m, now);
+        m->next_lease_ns = now + 250 * FO_NS_PER_MS;
+    }
+    if (now >= m->next_hb_ns) {
+        broadcast(m, PROTO_HEARTBEAT);
+        m->next_hb_ns = now + m->cfg->heartbeat_ms * FO_NS_PER_MS;
+    }
+    if (m->spawned.n)
+        spawn_reap(&m->spawned);
+}
+
+static void show_progress(master *m, int64_t now, int force)
+{
+    progress_snapshot p;
+    memset(&p, 0, sizeof p);
+    const store_totals *t = &m->state.totals;
+    p.done = t->items;
+    p.total = m->total_items;
+    p.fraction = -1;
+    if (m->total_items < 0 && m->in_size > 0)
+        p.fraction = (double)m->state.cursor.offset / (double)m->in_size;
+    p.rate_per_s = rate_now(m, now);
+    p.limit_per_s = gcra_rate_per_s(budget_limiter(m->bud));
+    p.ok = t->ok;
+    p.failed = t->failed;
+    p.invalid = t->invalid;
+    p.retries = t->attempts - (t->ok + t->failed);
+    if (p.retries < 0)
+        p.retries = 0;
+    p.throttled = t->throttled;
+    p.workers = (int64_t)budget_live(m->bud, NULL);
+    p.inflight = budget_permits_in_use(m->bud);
+    p.paused = budget_paused_until(m->bud) > now;
+    progress_show(m->pmode, &p, now, force);
+}
+
+/* ---- setup ----------------------------------------------------------- */
+
+static int write_file_atomic(const char *path, const char *data, size_t len)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w <= 0) {
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int endpoint_port(void *sock, char *ep, size_t cap)
+{
+    size_t len = cap;
+    if (zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, ep, &len) != 0)
+        return -1;
+    const char *colon = strrchr(ep, ':');
+    int64_t port;
+    if (!colon || util_parse_i64(colon + 1, 1, 65535, &port) < 0)
+        return -1;
+    return (int)port;
+}
+
+static void *make_socket(master *m, int type, int64_t maxmsg)
+{
+    void *s = zmq_socket(m->zctx, type);
+    int linger = 0, hb = 1000, hbt = 3000;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
+    zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt);
+    if (maxmsg > 0)
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    return s;
+}
+
+static int bind_sockets(master *m, const char *host, int64_t port)
+{
+    m->ctl = make_socket(m, ZMQ_ROUTER, PROTO_MAX_CONTROL_BYTES);
+    m->push = make_socket(m, ZMQ_PUSH, 0);
+    m->pull = make_socket(m, ZMQ_PULL,
+                          PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
+    int hwm = 1000;
+    zmq_setsockopt(m->push, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    int handover = 1;
+    zmq_setsockopt(m->ctl, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover);
+    void *socks[3] = {m->ctl, m->push, m->pull};
+    char *eps[3] = {m->ctl_ep, m->work_ep, m->result_ep};
+    int ports[3];
+    for (int i = 0; i < 3; i++) {
+        char ep[300];
+        if (port == 0)
+            snprintf(ep, sizeof ep, "tcp://%s:*", host);
+        else
+            snprintf(ep, sizeof ep, "tcp://%s:%" PRId64, host, port + i);
+        if (zmq_bind(socks[i], ep) != 0) {
+            fprintf(stderr, "fanout-master: --bind: cannot listen on %s: %s"
+                            "\n", ep, zmq_strerror(errno));
+            return -1;
+        }
+        ports[i] = endpoint_port(socks[i], eps[i], 300);
+        if (ports[i] < 0) {
+            fprintf(stderr, "fanout-master: cannot read back the endpoint "
+                            "of %s\n", ep);
+            return -1;
+        }
+    }
+    m->work_port = ports[1];
+    m->result_port = ports[2];
+    return 0;
+}
+
+static char *build_job_json(master *m)
+{
+    const master_config *c = m->cfg;
+    json_t *o = json_object();
+    json_object_set_new(o, "method", json_string(c->method));
+    json_t *hs = json_array();
+    int has_ct = 0;
+    for (size_t i = 0; i < c->nheaders; i++) {
+        json_array_append_new(hs, json_string(c->headers[i]));
+        if (strncasecmp(c->headers[i], "content-type:", 13) == 0)
+            has_ct = 1;
+    }
+    if ((m->body_t || m->body_whole_item) && !has_ct)
+        json_array_append_new(hs, json_string("Content-Type: "
+                                              "application/json"));
+    json_object_set_new(o, "headers", hs);
+    json_object_set_new(o, "timeout_ms", json_integer(c->timeout_ms));
+    json_object_set_new(o, "connect_timeout_ms",
+                        json_integer(c->connect_timeout_ms));
+    json_object_set_new(o, "max_attempts", json_integer(c->max_attempts));
+    json_object_set_new(o, "max_throttled", json_integer(c->max_throttled));
+    json_object_set_new(o, "backoff_base_ms",
+                        json_integer(c->backoff_base_ms));
+    json_object_set_new(o, "backoff_max_ms", json_integer(c->backoff_max_ms));
+    json_object_set_new(o, "max_response_bytes",
+                        json_integer(c->max_response_bytes));
+    json_object_set_new(o, "work_port", json_integer(m->work_port));
+    json_object_set_new(o, "result_port", json_integer(m->result_port));
+    json_object_set_new(o, "heartbeat_ms", json_integer(c->heartbeat_ms));
+    json_object_set_new(o, "lease_ms", json_integer(c->lease_ms));
+    json_object_set_new(o, "rate_limited", json_integer(c->nrates > 0));
+    json_object_set_new(o, "token_slack_ms",
+                        json_integer(c->rate_margin_ms / 2 > 0
+                                         ? c->rate_margin_ms / 2
+                                         : 1));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+static char *build_identity(const master_config *c)
+{
+    json_t *o = json_object();
+    char abs[4096];
+    const char *in = c->input;
+    if (strcmp(in, "-") != 0 && realpath(in, abs))
+        in = abs;
+    json_object_set_new(o, "input", json_string(in));
+    json_object_set_new(o, "url", json_string(c->url));
+    json_object_set_new(o, "method", json_string(c->method));
+    json_object_set_new(o, "body", c->body ? json_string(c->body)
+                                           : json_null());
+    json_object_set_new(o, "key", json_string(c->key));
+    json_object_set_new(o, "batch_size", json_integer(c->batch_size));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
+static void collect_row(void *ctx, const store_row *row)
+{
+    master *m = ctx;
+    if ((m->nprev & (m->nprev + 1)) == 0)
+        m->prev = xrealloc(m->prev, (m->nprev * 2 + 1) * sizeof *m->prev);
+    m->prev[m->nprev++] = *row;
+}
+
+/* Counts non-empty lines of a regular file without moving its offset. */
+static int64_t count_items(int fd, int64_t from, int64_t size)
+{
+    char buf[1 << 16];
+    int64_t n = 0, off = from;
+    int nonempty = 0;
+    while (off < size) {
+        ssize_t r = pread(fd, buf, sizeof buf, off);
+        if (r <= 0)
+            return -1;
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf[i] == '\n') {
+                n += nonempty;
+                nonempty = 0;
+            } else if (buf[i] != ' ' && buf[i] != '\r' && buf[i] != '\t') {
+                nonempty = 1;
+            }
+        }
+        off += r;
+    }
+    return n + nonempty;
+}
+
+static int open_input(master *m)
+{
+    const master_config *c = m->cfg;
+    const store_cursor *cur = &m->state.cursor;
+    if (strcmp(c->input, "-") == 0) {
+        m->in_fd = STDIN_FILENO;
+    } else {
+        m->in_fd = open(c->input, O_RDONLY | O_CLOEXEC);
+        if (m->in_fd < 0) {
+            fprintf(stderr, "fanout-master: --input %s: %s\n", c->input,
+                    strerror(errno));
+            return EXIT_USAGE;
+        }
+    }
+    struct stat sb;
+    m->in_size = -1;
+    m->total_items = -1;
+    if (fstat(m->in_fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        m->in_size = sb.st_size;
+        if (sb.st_size < cur->offset) {
+            fprintf(stderr, "fanout-master: --input %s is %lld bytes, but "
+                            "the job in %s had already read %lld: the input"
+                            " changed; use a new --out to start over\n",
+                    c->input, (long long)sb.st_size, c->out,
+                    (long long)cur->offset);
+            return EXIT_USAGE;
+        }
+        if (lseek(m->in_fd, cur->offset, SEEK_SET) < 0) {
+            fprintf(stderr, "fanout-master: --input %s: seek: %s\n",
+                    c->input, strerror(errno));
+            return EXIT_FATAL;
+        }
+        if (sb.st_size <= COUNT_LINES_MAX_BYTES) {
+            int64_t rest = count_items(m->in_fd, cur->offset, sb.st_size);
+            if (rest >= 0)
+                m->total_items = m->state.totals.items + rest;
+        }
+    } else {
+        /* A pipe cannot seek: skip what earlier runs already read. */
+        char buf[1 << 16];
+        int64_t left = cur->offset;
+        while (left > 0) {
+            ssize_t r = read(m->in_fd, buf,
+                             left < (int64_t)sizeof buf ? (size_t)left
+                                                        : sizeof buf);
+            if (r <= 0) {
+                fprintf(stderr, "fanout-master: --input -: ended before "
+                                "the resume point (byte %lld)\n",
+                        (long long)cur->offset);
+                return EXIT_USAGE;
+            }
+            left -= r;
+        }
+        m->in_pollable = 1;
+        int fl = fcntl(m->in_fd, F_GETFL);
+        fcntl(m->in_fd, F_SETFL, fl | O_NONBLOCK);
+    }
+    m->rd = jsonl_new(m->in_fd, (size_t)c->max_line_bytes, cur->offset,
+                      cur->line_no);
+    m->bld.no = cur->batch;
+    return 0;
+}
+
+static int open_results(master *m)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.jsonl", m->cfg->out);
+    m->results_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (m->results_fd < 0) {
+        fprintf(stderr, "fanout-master: --out: cannot open %s: %s\n", path,
+                strerror(errno));
+        return EXIT_USAGE;
+    }
+    struct stat sb;
+    if (fstat(m->results_fd, &sb) != 0)
+        return EXIT_FATAL;
+    int64_t good = m->state.results_size;
+    if (sb.st_size < good) {
+        fprintf(stderr, "fanout-master: %s is %lld bytes but %lld were "
+                        "committed: the file was truncated or replaced "
+                        "outside fanout; restore it or start over with a "
+                        "new --out\n",
+                path, (long long)sb.st_size, (long long)good);
+        return EXIT_FATAL;
+    }
+    if (sb.st_size > good) {
+        LOG_WARN("results.repaired", "%s: cut %lld bytes written after the "
+                 "last commit (a crash mid-write); those items run again",
+                 path, (long long)(sb.st_size - good));
+        if (ftruncate(m->results_fd, good) != 0 ||
+            fsync(m->results_fd) != 0) {
+            fprintf(stderr, "fanout-master: %s: truncate: %s\n", path,
+                    strerror(errno));
+            return EXIT_FATAL;
+        }
+    }
+    return 0;
+}
+
+static int exit_status(const store_totals *t)
+{
+    return (t->failed || t->invalid) ? EXIT_SOME_FAILED : EXIT_ALL_OK;
+}
+
+static void write_summary(master *m, int finished, int64_t now)
+{
+    const store_totals *t = &m->state.totals;
+    json_t *o = json_object();
+    json_object_set_new(o, "finished", json_boolean(finished));
+    json_object_set_new(o, "exit_status",
+                        json_integer(finished ? exit_status(t) : EXIT_FATAL));
+    json_object_set_new(o, "items", json_integer(t->items));
+    json_object_set_new(o, "ok", json_integer(t->ok));
+    json_object_set_new(o, "failed", json_integer(t->failed));
+    json_object_set_new(o, "invalid", json_integer(t->invalid));
+    json_object_set_new(o, "attempts", json_integer(t->attempts));
+    int64_t retries = t->attempts - (t->ok + t->failed);
+    json_object_set_new(o, "retries", json_integer(retries > 0 ? retries : 0));
+    json_object_set_new(o, "throttled", json_integer(t->throttled));
+    double active_s = (double)t->active_ms / 1000.0;
+    json_object_set_new(o, "elapsed_s", json_real(active_s));
+    json_object_set_new(o, "calls_per_s",
+                        json_real(active_s > 0 ? (double)t->attempts / active_s
+                                               : 0));
+    json_t *rates = json_array();
+    for (size_t i = 0; i < m->cfg->nrates; i++) {
+        char r[48];
+        gcra_format_rate(m->cfg->rates[i], r, sizeof r);
+        json_array_append_new(rates, json_string(r));
+    }
+    json_object_set_new(o, "rate_limits", rates);
+    json_object_set_new(o, "limit_per_s",
+                        json_real(gcra_rate_per_s(budget_limiter(m->bud))));
+    json_object_set_new(o, "results", json_string("results.jsonl"));
+    json_object_set_new(o, "epoch", json_integer((json_int_t)store_epoch(m->st)));
+    json_object_set_new(o, "redispatched",
+                        json_integer((json_int_t)m->n_redispatch));
+    json_object_set_new(o, "duplicate_results",
+                        json_integer((json_int_t)m->n_dup));
+    json_object_set_new(o, "bad_frames",
+                        json_integer((json_int_t)m->n_bad_frames));
+    json_object_set_new(o, "blank_lines",
+                        json_integer((json_int_t)m->n_blank));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/summary.json", m->cfg->out);
+    fo_buf b;
+    buf_init(&b, 1 << 20);
+    if (buf_puts(&b, s) || buf_puts(&b, "\n") ||
+        write_file_atomic(path, b.data, b.len) != 0)
+        LOG_ERROR("summary.write_failed", "%s: %s", path, strerror(errno));
+    buf_fini(&b);
+    free(s);
+    (void)now;
+}
+
+static void print_summary(master *m, int finished)
+{
+    const store_totals *t = &m->state.totals;
+    double s = (double)t->active_ms / 1000.0;
+    char limit[64] = "no limit";
+    double lim = gcra_rate_per_s(budget_limiter(m->bud));
+    if (lim > 0)
+        snprintf(limit, sizeof limit, "limit %.2f/s", lim);
+    fprintf(stderr,
+            "%s: %" PRId64 " items (%" PRId64 " ok, %" PRId64 " failed, %"
+            PRId64 " invalid), %" PRId64 " calls in %.1f s, %.2f calls/s (%s),"
+            " %" PRId64 " throttled\nresults: %s/results.jsonl  summary: "
+            "%s/summary.json\n",
+            finished ? "done" : "stopped", t->items, t->ok, t->failed,
+            t->invalid, t->attempts, s, s > 0 ? (double)t->attempts / s : 0,
+            limit, t->throttled, m->cfg->out, m->cfg->out);
+    if (!finished)
+        fprintf(stderr, "re-run the same command to resume\n");
+}
+
+/* ---- the loop -------------------------------------------------------- */
+
+static int run_loop(master *m)
+{
+    zmq_pollitem_t pi[4];
+    for (;;) {
+        int64_t now = clock_now_ns();
+        if (stop_signal && !m->stopping) {
+            m->stopping = 1;
+            m->stop_deadline_ns =
+                now + m->cfg->drain_timeout_ms * FO_NS_PER_MS;
+            LOG_INFO("master.stopping", "signal %d: no new calls; waiting up "
+                     "to %" PRId64 " ms for %" PRId64 " calls in flight",
+                     (int)stop_signal, m->cfg->drain_timeout_ms,
+                     budget_permits_in_use(m->bud));
+        }
+        if (!m->stopping) {
+            if (read_input(m, now) < 0)
+                return EXIT_FATAL;
+            dispatch(m, now);
+            budget_grant(m->bud, now, send_grant, m);
+        }
+        if (m->cb_len && (m->cb_len >= COMMIT_MAX_ROWS ||
+                          now - m->cb_first_ns >= COMMIT_DELAY_NS ||
+                          m->stopping)) {
+            if (flush_commit(m, now) < 0)
+                return EXIT_FATAL;
+        } else if (!m->cb_len && m->rlen &&
+                   ring_at(m, 0)->done == ring_at(m, 0)->n) {
+            if (flush_commit(m, now) < 0)
+                return EXIT_FATAL;
+        }
+        if (m->src_eof && m->rlen == 0 && m->bld.n == 0 && m->cb_len == 0) {
+            if (!m->state.finished) {
+                /* Empty input, or resumed with nothing left. */
+                store_state ns = m->state;
+                ns.finished = 1;
+                char err[512];
+                if (store_commit(m->st, NULL, 0, &ns, err, sizeof err)) {
+                    LOG_ERROR("store.commit_failed", "%s", err);
+                    return EXIT_FATAL;
+                }
+                m->state = ns;
+            }
+            return EXIT_ALL_OK;
+        }
+        if (now >= m->next_tick_ns) {
+            tick(m, now);
+            show_progress(m, now, 0);
+            m->next_tick_ns = now + TICK_NS;
+        }
+        if (m->stopping) {
+            int64_t inflight = budget_permits_in_use(m->bud);
+            if (inflight == 0 && !m->drained_ns)
+                m->drained_ns = now;
+            /* Results travel on another socket than the permit releases:
+             * give them a moment to land after the last release. */
+            if ((m->drained_ns && now - m->drained_ns > 300 * FO_NS_PER_MS) ||
+                now >= m->stop_deadline_ns || budget_live(m->bud, NULL) == 0)
+                return -1;
+        }
+
+        int64_t deadline = m->next_tick_ns;
+        if (m->cb_len && m->cb_first_ns + COMMIT_DELAY_NS < deadline)
+            deadline = m->cb_first_ns + COMMIT_DELAY_NS;
+        if (!m->stopping) {
+            int64_t g = budget_next_wake(m->bud, now);
+            if (g < deadline)
+                deadline = g;
+        }
+        long timeout = (long)((deadline - now + FO_NS_PER_MS - 1) /
+                              FO_NS_PER_MS);
+        if (timeout < 0)
+            timeout = 0;
+        int n = 0;
+        pi[n++] = (zmq_pollitem_t){m->ctl, 0, ZMQ_POLLIN, 0};
+        pi[n++] = (zmq_pollitem_t){m->pull, 0, ZMQ_POLLIN, 0};
+        if (m->push_blocked && m->dq_len && !m->stopping)
+            pi[n++] = (zmq_pollitem_t){m->push, 0, ZMQ_POLLOUT, 0};
+        if (m->in_pollable && !m->src_eof && !m->stopping &&
+            m->outstanding < window(m))
+            pi[n++] = (zmq_pollitem_t){NULL, m->in_fd, ZMQ_POLLIN, 0};
+        if (zmq_poll(pi, n, timeout) < 0 && errno != EINTR) {
+            LOG_ERROR("master.poll_failed", "zmq_poll: %s",
+                      zmq_strerror(errno));
+            return EXIT_FATAL;
+        }
+        now = clock_now_ns();
+        handle_control(m, now);
+        handle_results(m, now);
+    }
+}
+
+int master_run(const master_config *cfg)
+{
+    master ms;
+    master *m = &ms;
+    memset(m, 0, sizeof *m);
+    m->cfg = cfg;
+    m->in_fd = -1;
+    m->results_fd = -1;
+    m->run_start_ns = clock_now_ns();
+    buf_init(&m->scratch, PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
+    buf_init(&m->wbuf, (size_t)1 << 31);
+    int rc = EXIT_FATAL;
+    char err[1024];
+
+    if (progress_parse(cfg->progress, &m->pmode) < 0) {
+        fprintf(stderr, "fanout-master: --progress: '%s' is not one of "
+                        "auto, tty, plain, off\n", cfg->progress);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (template_parse(cfg->url, &m->url_t, err, sizeof err)) {
+        fprintf(stderr, "fanout-master: --url: %s in '%s'\n", err, cfg->url);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (cfg->body && template_parse(cfg->body, &m->body_t, err, sizeof err)) {
+        fprintf(stderr, "fanout-master: --body: %s\n", err);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    m->body_whole_item = !cfg->body && (!strcmp(cfg->method, "POST") ||
+                                        !strcmp(cfg->method, "PUT") ||
+                                        !strcmp(cfg->method, "PATCH"));
+
+    if (mkdir(cfg->out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "fanout-master: --out %s: %s\n", cfg->out,
+                strerror(errno));
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (access(cfg->out, W_OK) != 0) {
+        fprintf(stderr, "fanout-master: --out %s is not writable: %s\n",
+                cfg->out, strerror(errno));
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    char *identity = build_identity(cfg);
+    util_hash_hex(identity, strlen(identity), 0, err);
+    m->idem_seed = strtoull(err, NULL, 16);
+    fo_err src = store_open(cfg->out, identity, &m->st, err, sizeof err);
+    free(identity);
+    if (src) {
+        fprintf(stderr, "fanout-master: --out %s: %s%s\n", cfg->out, err,
+                src == FO_EMISMATCH ? "; use another --out, or delete this "
+                                      "one to start over"
+                                    : "");
+        rc = src == FO_EMISMATCH ? EXIT_USAGE : EXIT_FATAL;
+        goto out;
+    }
+    m->state = *store_get_state(m->st);
+    m->active_base_ms = m->state.totals.active_ms;
+
+    gcra *lim = gcra_new();
+    for (size_t i = 0; i < cfg->nrates; i++)
+        if (gcra_add(lim, cfg->rates[i], cfg->burst,
+                     cfg->rate_margin_ms * FO_NS_PER_MS) != FO_OK) {
+            fprintf(stderr, "fanout-master: --rate: too many limits (at "
+                            "most %d)\n", GCRA_MAX_LIMITS);
+            gcra_destroy(&lim);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+    m->bud = budget_new(lim, cfg->max_in_flight, GRANT_HORIZON_NS);
+
+    if (m->state.finished) {
+        LOG_INFO("job.finished", "the job in %s is already complete; "
+                 "nothing to do", cfg->out);
+        print_summary(m, 1);
+        rc = exit_status(&m->state.totals);
+        goto out;
+    }
+    if ((rc = open_results(m)) != 0)
+        goto out;
+    if ((rc = open_input(m)) != 0)
+        goto out;
+    rc = EXIT_FATAL;
+    if (store_each_row(m->st, collect_row, m) != FO_OK) {
+        fprintf(stderr, "fanout-master: %s/state.db: cannot read committed "
+                        "items\n", cfg->out);
+        goto out;
+    }
+
+    /* Sockets. */
+    const char *hp = cfg->bind + 6;
+    const char *colon = strrchr(hp, ':');
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)(colon - hp), hp);
+    if (!strcmp(host, "localhost"))
+        snprintf(host, sizeof host, "127.0.0.1");
+    int64_t port = 0;
+    util_parse_i64(colon + 1, 0, 65533, &port);
+    m->zctx = zmq_ctx_new();
+    if (bind_sockets(m, host, port) < 0) {
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    m->job_json = build_job_json(m);
+    if (cfg->ready_file) {
+        char ready[1200];
+        int n = snprintf(ready, sizeof ready,
+                         "{\"control\":\"%s\",\"work\":\"%s\",\"result\":"
+                         "\"%s\",\"pid\":%d,\"epoch\":%" PRIu64 "}\n",
+                         m->ctl_ep, m->work_ep, m->result_ep, (int)getpid(),
+                         store_epoch(m->st));
+        if (write_file_atomic(cfg->ready_file, ready, (size_t)n) != 0) {
+            fprintf(stderr, "fanout-master: --ready-file %s: %s\n",
+                    cfg->ready_file, strerror(errno));
+            rc = EXIT_USAGE;
+            goto out;
+        }
+    }
+    LOG_INFO("master.started", "epoch %" PRIu64 ", control %s, work %s, "
+             "results %s; resuming at line %" PRId64 " (%" PRId64
+             " items already recorded)",
+             store_epoch(m->st), m->ctl_ep, m->work_ep, m->result_ep,
+             m->state.cursor.line_no, m->state.totals.items);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (cfg->spawn_workers > 0) {
+        char ep[320];
+        const char *whost = host;
+        if (!strcmp(host, "*") || !strcmp(host, "0.0.0.0"))
+            whost = "127.0.0.1";
+        const char *cp = strrchr(m->ctl_ep, ':');
+        snprintf(ep, sizeof ep, "tcp://%s:%s", whost, cp + 1);
+        if (spawn_start(&m->spawned, (size_t)cfg->spawn_workers, ep,
+                        cfg->worker_concurrency, cfg->log_level, err,
+                        sizeof err) < 0) {
+            fprintf(stderr, "fanout-master: %s\n", err);
+            goto out;
+        }
+    }
+
+    int loop = run_loop(m);
+    int64_t now = clock_now_ns();
+    if (m->cb_len)
+        (void)flush_commit(m, now);
+    show_progress(m, now, 1);
+    progress_finish(m->pmode);
+    if (loop == EXIT_ALL_OK) {
+        broadcast(m, PROTO_DONE);
+        write_summary(m, 1, now);
+        print_summary(m, 1);
+        rc = exit_status(&m->state.totals);
+    } else {
+        write_summary(m, 0, now);
+        if (loop < 0)
+            print_summary(m, 0);
+        rc = EXIT_FATAL;
+    }
+out:
+    if (m->spawned.n)
+        spawn_stop(&m->spawned, 5000);
+    for (size_t i = 0; i < m->rlen; i++) {
+        mbatch *b = ring_at(m, i);
+        for (uint32_t k = 0; k < b->n; k++) {
+            item_release(&b->items[k]);
+            free(b->items[k].key);
+        }
+        free(b->items);
+    }
+    for (uint32_t k = 0; k < m->bld.n; k++) {
+        item_release(&m->bld.items[k]);
+        free(m->bld.items[k].key);
+    }
+    free(m->bld.items);
+    for (size_t i = 0; i < m->cb_len; i++)
+        free(m->cb[i].line);
+    free(m->cb);
+    free(m->ring);
+    free(m->dq);
+    free(m->prev);
+    free(m->job_json);
+    jsonl_destroy(&m->rd);
+    if (m->in_fd > STDIN_FILENO)
+        close(m->in_fd);
+    if (m->results_fd >= 0)
+        close(m->results_fd);
+    template_destroy(&m->url_t);
+    template_destroy(&m->body_t);
+    budget_destroy(&m->bud);
+    store_close(&m->st);
+    buf_fini(&m->scratch);
+    buf_fini(&m->wbuf);
+    if (m->ctl)
+        zmq_close(m->ctl);
+    if (m->push)
+        zmq_close(m->push);
+    if (m->pull)
+        zmq_close(m->pull);
+    if (m->zctx)
+        zmq_ctx_term(m->zctx);
+    return rc;
+}

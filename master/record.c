@@ -1,0 +1,45 @@
+/* record.c - results.jsonl lines; see record.h. */
+#include "fmacros.h"
+#include "record.h"
+#include "util.h"
+
+#include <jansson.h>
+
+char *record_format(const record *r, size_t *len)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(r->id));
+    json_object_set_new(o, "status", json_string(r->status));
+    if (r->http_status)
+        json_object_set_new(o, "http_status", json_integer(r->http_status));
+    json_object_set_new(o, "attempts", json_integer(r->attempts));
+    if (r->throttled)
+        json_object_set_new(o, "throttled", json_integer(r->throttled));
+    json_object_set_new(o, "batch", json_integer((json_int_t)r->batch));
+    json_object_set_new(o, "line", json_integer(r->line));
+    if (r->latency_ms >= 0)
+        json_object_set_new(o, "latency_ms", json_integer(r->latency_ms));
+    if (r->error)
+        json_object_set_new(o, "error", json_string(r->error));
+    if (r->response && r->response_len) {
+        json_t *resp = json_loadb(r->response, r->response_len,
+                                  JSON_DECODE_ANY, NULL);
+        if (!resp)
+            resp = json_stringn(r->response, r->response_len);
+        if (resp)
+            json_object_set_new(o, "response", resp);
+        else
+            json_object_set_new(o, "response_bytes",
+                                json_integer((json_int_t)r->response_len));
+    }
+    if (r->worker)
+        json_object_set_new(o, "worker", json_string(r->worker));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    size_t n = strlen(s);
+    s = xrealloc(s, n + 2);
+    s[n] = '\n';
+    s[n + 1] = '\0';
+    *len = n + 1;
+    return s;
+}

@@ -1,0 +1,40 @@
+/*
+ * record.h - one line of results.jsonl.
+ *
+ *   {"id":"42","status":"ok","http_status":200,"attempts":2,"batch":4,
+ *    "latency_ms":31,"response":{...}}
+ *
+ * status is ok, failed (with error) or invalid (with error naming the
+ * line). A response that is JSON is embedded as JSON; other UTF-8 text as a
+ * string; bytes that are not UTF-8 are left out and counted in
+ * response_bytes.
+ */
+#ifndef FANOUT_RECORD_H
+#define FANOUT_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RECORD_OK "ok"
+#define RECORD_FAILED "failed"
+#define RECORD_INVALID "invalid"
+
+typedef struct record {
+    const char *id;       /* item id */
+    const char *status;   /* RECORD_* */
+    int http_status;      /* last HTTP status, 0 for none */
+    int attempts;         /* attempts made */
+    int throttled;        /* of which throttled */
+    uint64_t batch;       /* batch number */
+    int64_t line;         /* input line number */
+    int64_t latency_ms;   /* last attempt's duration, -1 for none */
+    const char *error;    /* error text or NULL */
+    const char *response; /* response body or NULL */
+    size_t response_len;  /* its length */
+    const char *worker;   /* worker id or NULL */
+} record;
+
+/* Returns the record as one JSON line ending in '\n' (caller frees). */
+char *record_format(const record *r, size_t *len);
+
+#endif

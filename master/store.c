@@ -1,0 +1,264 @@
+/* store.c - SQLite state store; see store.h. */
+#include "fmacros.h"
+#include "store.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+struct store {
+    sqlite3 *db;         /* the database */
+    sqlite3_stmt *ins;   /* insert a row */
+    sqlite3_stmt *del;   /* delete rows below the cursor */
+    sqlite3_stmt *put;   /* upsert a meta value */
+    uint64_t epoch;      /* this open's epoch */
+    store_state state;   /* last committed state */
+};
+
+static const char *const schema =
+    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS done(batch INTEGER NOT NULL,"
+    " idx INTEGER NOT NULL, status INTEGER NOT NULL,"
+    " PRIMARY KEY(batch, idx)) WITHOUT ROWID;";
+
+static int64_t meta_int(store *s, const char *k, int64_t def)
+{
+    sqlite3_stmt *st;
+    int64_t v = def;
+    if (sqlite3_prepare_v2(s->db, "SELECT v FROM meta WHERE k=?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return def;
+    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+char *store_get_setting(store *s, const char *k)
+{
+    sqlite3_stmt *st;
+    char *v = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT v FROM meta WHERE k=?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_type(st, 0) == SQLITE_TEXT)
+        v = xstrdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int put_int(store *s, const char *k, int64_t v)
+{
+    sqlite3_reset(s->put);
+    sqlite3_bind_text(s->put, 1, k, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->put, 2, v);
+    return sqlite3_step(s->put) == SQLITE_DONE ? 0 : -1;
+}
+
+static int put_text(store *s, const char *k, const char *v)
+{
+    sqlite3_reset(s->put);
+    sqlite3_bind_text(s->put, 1, k, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->put, 2, v, -1, SQLITE_STATIC);
+    return sqlite3_step(s->put) == SQLITE_DONE ? 0 : -1;
+}
+
+/* Names the first field in which two identity objects differ. */
+static void identity_diff(const char *was, const char *now, char *err,
+                          size_t errlen)
+{
+    json_t *a = json_loads(was, 0, NULL), *b = json_loads(now, 0, NULL);
+    const char *k;
+    json_t *v;
+    int found = 0;
+    json_object_foreach(b, k, v)
+    {
+        json_t *o = json_object_get(a, k);
+        if (!o || !json_equal(o, v)) {
+            char *so = o ? json_dumps(o, JSON_ENCODE_ANY) : xstrdup("none");
+            char *sn = json_dumps(v, JSON_ENCODE_ANY);
+            snprintf(err, errlen,
+                     "it holds the state of a different job: %s was %.200s, "
+                     "now %.200s",
+                     k, so, sn);
+            free(so);
+            free(sn);
+            found = 1;
+            break;
+        }
+    }
+    if (!found)
+        snprintf(err, errlen, "it holds the state of a different job");
+    json_decref(a);
+    json_decref(b);
+}
+
+fo_err store_open(const char *dir, const char *identity, store **out,
+                  char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/state.db", dir);
+    store *s = xcalloc(1, sizeof *s);
+    fo_err rc = FO_ESTORE;
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path,
+                 s->db ? sqlite3_errmsg(s->db) : "cannot open");
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->db, 2000);
+    char *emsg = NULL;
+    /* FULL: with WAL, NORMAL may lose the last commits on power loss. */
+    if (sqlite3_exec(s->db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+                     NULL, NULL, &emsg) != SQLITE_OK ||
+        sqlite3_exec(s->db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, emsg ? emsg : "error");
+        sqlite3_free(emsg);
+        goto fail;
+    }
+    /* Check the file really is ours before trusting any of it. */
+    if (sqlite3_exec(s->db, "PRAGMA quick_check", NULL, NULL, &emsg) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "%s is damaged: %s", path,
+                 emsg ? emsg : "error");
+        sqlite3_free(emsg);
+        goto fail;
+    }
+    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(k,v) "
+                                  "VALUES(?,?)",
+                           -1, &s->put, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO done(batch,idx,"
+                                  "status) VALUES(?,?,?)",
+                           -1, &s->ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "DELETE FROM done WHERE batch < ?", -1,
+                           &s->del, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    char *was = store_get_setting(s, "identity");
+    if (was && strcmp(was, identity) != 0) {
+        identity_diff(was, identity, err, errlen);
+        free(was);
+        rc = FO_EMISMATCH;
+        goto fail;
+    }
+    free(was);
+    s->epoch = (uint64_t)meta_int(s, "epoch", 0) + 1;
+    store_state *st = &s->state;
+    st->cursor.offset = meta_int(s, "cursor_offset", 0);
+    st->cursor.line_no = meta_int(s, "cursor_line", 1);
+    st->cursor.batch = (uint64_t)meta_int(s, "cursor_batch", 0);
+    st->results_size = meta_int(s, "results_size", 0);
+    st->finished = (int)meta_int(s, "finished", 0);
+    st->totals.items = meta_int(s, "items", 0);
+    st->totals.ok = meta_int(s, "ok", 0);
+    st->totals.failed = meta_int(s, "failed", 0);
+    st->totals.invalid = meta_int(s, "invalid", 0);
+    st->totals.attempts = meta_int(s, "attempts", 0);
+    st->totals.throttled = meta_int(s, "throttled", 0);
+    st->totals.active_ms = meta_int(s, "active_ms", 0);
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+            SQLITE_OK ||
+        put_text(s, "identity", identity) ||
+        put_int(s, "epoch", (int64_t)s->epoch) ||
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        goto fail;
+    }
+    *out = s;
+    return FO_OK;
+fail:
+    store_close(&s);
+    return rc;
+}
+
+void store_close(store **sp)
+{
+    store *s = *sp;
+    if (!s)
+        return;
+    sqlite3_finalize(s->ins);
+    sqlite3_finalize(s->del);
+    sqlite3_finalize(s->put);
+    sqlite3_close(s->db);
+    FO_FREE(sp);
+}
+
+uint64_t store_epoch(const store *s)
+{
+    return s->epoch;
+}
+
+const store_state *store_get_state(const store *s)
+{
+    return &s->state;
+}
+
+fo_err store_each_row(store *s, void (*fn)(void *ctx, const store_row *row),
+                      void *ctx)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT batch, idx, status FROM done "
+                                  "ORDER BY batch, idx",
+                           -1, &st, NULL) != SQLITE_OK)
+        return FO_ESTORE;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        store_row row = {(uint64_t)sqlite3_column_int64(st, 0),
+                         (uint32_t)sqlite3_column_int64(st, 1),
+                         sqlite3_column_int(st, 2)};
+        fn(ctx, &row);
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? FO_OK : FO_ESTORE;
+}
+
+fo_err store_commit(store *s, const store_row *rows, size_t n,
+                    const store_state *st, char *err, size_t errlen)
+{
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(s->ins);
+        sqlite3_bind_int64(s->ins, 1, (int64_t)rows[i].batch);
+        sqlite3_bind_int64(s->ins, 2, rows[i].idx);
+        sqlite3_bind_int(s->ins, 3, rows[i].status);
+        if (sqlite3_step(s->ins) != SQLITE_DONE)
+            goto fail;
+    }
+    if (st->cursor.batch != s->state.cursor.batch) {
+        sqlite3_reset(s->del);
+        sqlite3_bind_int64(s->del, 1, (int64_t)st->cursor.batch);
+        if (sqlite3_step(s->del) != SQLITE_DONE)
+            goto fail;
+    }
+    const store_totals *t = &st->totals;
+    if (put_int(s, "cursor_offset", st->cursor.offset) ||
+        put_int(s, "cursor_line", st->cursor.line_no) ||
+        put_int(s, "cursor_batch", (int64_t)st->cursor.batch) ||
+        put_int(s, "results_size", st->results_size) ||
+        put_int(s, "finished", st->finished) ||
+        put_int(s, "items", t->items) || put_int(s, "ok", t->ok) ||
+        put_int(s, "failed", t->failed) ||
+        put_int(s, "invalid", t->invalid) ||
+        put_int(s, "attempts", t->attempts) ||
+        put_int(s, "throttled", t->throttled) ||
+        put_int(s, "active_ms", t->active_ms))
+        goto fail;
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    s->state = *st;
+    return FO_OK;
+fail:
+    snprintf(err, errlen, "state store commit failed: %s",
+             sqlite3_errmsg(s->db));
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return FO_ESTORE;
+}

@@ -1,0 +1,83 @@
+/*
+ * store.h - the master's durable state: embedded SQLite in WAL mode with
+ * synchronous=FULL, inside --out.
+ *
+ * It holds the job's identity, the epoch, the source cursor (the resume
+ * point: the first byte of the lowest batch not yet complete), the size of
+ * results.jsonl that is known good, running totals, and one row per
+ * committed item of batches above the cursor. Rows of batches below the
+ * cursor are deleted in the same transaction that moves it, so the store is
+ * O(items in flight), never O(backlog).
+ *
+ * Everything that changes after a group of results arrives (rows, cursor,
+ * results size, totals) changes in one transaction: a crash leaves the
+ * state before or after it, never between.
+ */
+#ifndef FANOUT_STORE_H
+#define FANOUT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct store store;
+
+/* The resume point: the next line to read. */
+typedef struct store_cursor {
+    int64_t offset;  /* byte offset in the input */
+    int64_t line_no; /* its line number (1-based) */
+    uint64_t batch;  /* the batch number it starts */
+} store_cursor;
+
+/* Totals over the whole job, all runs together. */
+typedef struct store_totals {
+    int64_t items;     /* records written */
+    int64_t ok;        /* status ok */
+    int64_t failed;    /* status failed */
+    int64_t invalid;   /* status invalid */
+    int64_t attempts;  /* HTTP attempts behind recorded items */
+    int64_t throttled; /* of which throttled */
+    int64_t active_ms; /* time spent running, all runs */
+} store_totals;
+
+/* Everything a group commit writes besides its rows. */
+typedef struct store_state {
+    store_cursor cursor;  /* resume point */
+    int64_t results_size; /* bytes of results.jsonl that are committed */
+    store_totals totals;  /* totals */
+    int finished;         /* the job is complete */
+} store_state;
+
+/* One committed item. */
+typedef struct store_row {
+    uint64_t batch;  /* its batch */
+    uint32_t idx;    /* its index */
+    int status;      /* 0 ok, 1 failed, 2 invalid */
+} store_row;
+
+/* Opens or creates DIR/state.db. identity is a JSON object describing the
+ * job; a store created for a different identity is refused with
+ * FO_EMISMATCH and err naming the first field that differs. The epoch is
+ * incremented on every open. Returns FO_OK or FO_ESTORE with err. */
+FO_WUR fo_err store_open(const char *dir, const char *identity, store **out,
+                         char *err, size_t errlen);
+/* Closes *s and NULLs it; safe on NULL. */
+void store_close(store **s);
+/* The epoch of this open. */
+uint64_t store_epoch(const store *s);
+/* The state as last committed. */
+const store_state *store_get_state(const store *s);
+/* Calls fn for every committed row (batches above the cursor), in order. */
+FO_WUR fo_err store_each_row(store *s,
+                             void (*fn)(void *ctx, const store_row *row),
+                             void *ctx);
+/* Commits rows and the new state in one durable transaction. Returns FO_OK
+ * or FO_ESTORE with err (disk full, I/O error): the caller must stop. */
+FO_WUR fo_err store_commit(store *s, const store_row *rows, size_t n,
+                           const store_state *st, char *err, size_t errlen);
+/* A stored setting (e.g. a rate changed at run time), or NULL; the string
+ * is the caller's to free. */
+char *store_get_setting(store *s, const char *key);
+
+#endif

@@ -1,0 +1,130 @@
+/*
+ * proto.h - the messages between fanout-master and fanout-worker.
+ *
+ * Every message is one ZeroMQ frame holding a msgpack array whose first two
+ * elements are the protocol version and the message type, then the master's
+ * epoch, then the type's fields (see proto/PROTOCOL.md for the conversation
+ * and one line per message). A frame that does not decode, has trailing
+ * bytes, an unknown version or type, or a field of the wrong type is
+ * rejected with FO_EPROTO or FO_EVERSION; callers count it, log it and drop
+ * it. Nothing from the wire is trusted: counts are checked against the bytes
+ * present before anything is allocated, and strings are copied out with
+ * caps.
+ */
+#ifndef FANOUT_PROTO_H
+#define FANOUT_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "error.h"
+
+#define PROTO_VERSION 1
+
+/* Caps on what a peer may send; frames are also capped by ZMQ_MAXMSGSIZE. */
+#define PROTO_MAX_CONTROL_BYTES (4 * 1024 * 1024)
+#define PROTO_MAX_HELD 100000          /* item refs in one heartbeat */
+#define PROTO_MAX_GRANT 4096           /* tokens in one grant */
+#define PROTO_MAX_TEXT_BYTES 4096      /* ids, hosts, errors */
+#define PROTO_MAX_JOB_BYTES (1 << 20)  /* the job description */
+#define PROTO_MAX_BODY_BYTES (64 << 20) /* request or response body */
+
+typedef enum proto_type {
+    PROTO_HELLO = 1,       /* worker -> master: join */
+    PROTO_JOB = 2,         /* master -> worker: the job and its settings */
+    PROTO_HEARTBEAT = 3,   /* both ways: liveness; worker lists held items */
+    PROTO_TOKEN_REQ = 4,   /* worker -> master: want tokens, release permits */
+    PROTO_TOKEN_GRANT = 5, /* master -> worker: paced tokens */
+    PROTO_THROTTLED = 6,   /* worker -> master: the API pushed back */
+    PROTO_BYE = 7,         /* worker -> master: leaving, hands items back */
+    PROTO_RESET = 8,       /* master -> worker: unknown to me, say hello */
+    PROTO_WORK = 9,        /* master -> worker (PUSH): one item */
+    PROTO_RESULT = 10,     /* worker -> master (PUSH): an item's outcome */
+    PROTO_DONE = 11,       /* master -> worker: the job has finished */
+} proto_type;
+
+/* Returns the message type's name ("TOKEN_GRANT"), or "UNKNOWN". */
+const char *proto_type_name(int type);
+
+/* An item's address: its batch and index in the batch. */
+typedef struct proto_ref {
+    uint64_t batch; /* batch number */
+    uint32_t idx;   /* index within the batch */
+} proto_ref;
+
+/* Outcome codes in RESULT. */
+enum { PROTO_STATUS_OK = 0, PROTO_STATUS_FAILED = 1 };
+
+/* A decoded message. Strings are heap copies, NUL-terminated, owned by the
+ * message and freed by proto_msg_fini(). */
+typedef struct proto_msg {
+    int type;       /* a proto_type */
+    uint64_t epoch; /* the master's epoch (0 from a worker that has none) */
+    union {
+        struct {
+            char *worker_id;      /* stable name, "host:pid" by default */
+            char *host;           /* host name */
+            int64_t pid;          /* process id */
+            uint32_t concurrency; /* calls it can have in flight */
+        } hello;
+        struct {
+            char *job_json; /* the job as JSON (see PROTOCOL.md) */
+        } job;
+        struct {
+            uint32_t inflight; /* calls in flight */
+            uint32_t nheld;    /* items held */
+            proto_ref *held;   /* the items (worker -> master only) */
+        } heartbeat;
+        struct {
+            uint32_t want;     /* tokens wanted beyond those held */
+            uint64_t seen;     /* tokens received so far, all grants */
+            uint32_t released; /* permits released since the last REQ */
+        } token_req;
+        struct {
+            uint64_t total;       /* tokens granted so far incl. these */
+            uint32_t n;           /* tokens in this grant */
+            uint32_t *offset_us;  /* spend at receipt + offset */
+        } token_grant;
+        struct {
+            uint32_t http_status;    /* 429 or 503 */
+            uint32_t retry_after_ms; /* 0 when the server gave none */
+        } throttled;
+        struct {
+            uint32_t nheld;  /* items handed back */
+            proto_ref *held; /* which */
+        } bye;
+        struct {
+            proto_ref ref;   /* where the item lives */
+            char *key;       /* its id */
+            char *url;       /* rendered URL */
+            char *body;      /* rendered body, or NULL */
+            size_t body_len; /* its length */
+            char *idem_key;  /* Idempotency-Key header value */
+        } work;
+        struct {
+            proto_ref ref;         /* which item */
+            char *key;             /* its id, checked by the master */
+            uint32_t status;       /* PROTO_STATUS_* */
+            uint32_t http_status;  /* last HTTP status, 0 if none */
+            uint32_t attempts;     /* attempts made */
+            uint32_t throttled;    /* of which throttled (429/503) */
+            uint32_t latency_ms;   /* last attempt's duration */
+            char *error;           /* why it failed, or NULL */
+            char *response;        /* response body (may hold NULs) */
+            size_t response_len;   /* its length */
+            char *worker;          /* worker id */
+        } result;
+    } u;
+} proto_msg;
+
+/* Encodes m as one frame appended to out. Returns FO_OK or FO_ETOOBIG. */
+FO_WUR fo_err proto_encode(const proto_msg *m, fo_buf *out);
+/* Decodes one frame into *m (which the caller later finalises). On error
+ * *m is left empty and err holds a reason. */
+FO_WUR fo_err proto_decode(const void *data, size_t len, proto_msg *m,
+                           char *err, size_t errlen);
+/* Frees what m owns and zeroes it; safe to call twice. */
+void proto_msg_fini(proto_msg *m);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * main.c - fanout-worker's command line: parse options, run the loop.
+ */
+#include "fmacros.h"
+#include "log.h"
+#include "options.h"
+#include "worker.h"
+
+#include <curl/curl.h>
+
+static const opt_def worker_opts[] = {
+    {"master", OPT_STRING, "tcp://127.0.0.1:5555", 0, 0, "tcp://HOST:PORT",
+     "the master's control endpoint"},
+    {"concurrency", OPT_INT, "16", 1, 10000, "N", "HTTP calls in flight"},
+    {"id", OPT_STRING, NULL, 0, 0, "NAME",
+     "worker id shown by the master (default host:pid)"},
+    {"once", OPT_FLAG, "false", 0, 1, NULL,
+     "exit when the master reports the job finished"},
+    {"drain-timeout", OPT_DURATION, "30s", 0, 86400000, "DURATION",
+     "on SIGTERM, how long to wait for calls in flight"},
+    {"log-level", OPT_STRING, "info", 0, 0, "LEVEL", "debug|info|warn|error"},
+    {"log-format", OPT_STRING, "text", 0, 0, "FORMAT", "text|json"},
+    {"config", OPT_STRING, NULL, 0, 0, "FILE", "JSON file of options"},
+};
+
+int main(int argc, char **argv)
+{
+    char err[512] = "";
+    int status;
+    opts *o = opts_parse(
+        worker_opts, sizeof worker_opts / sizeof worker_opts[0], argc, argv,
+        "usage: fanout-worker --master tcp://HOST:5555 [--concurrency N]\n"
+        "\nTakes items from a fanout-master, makes the HTTP calls within the "
+        "master's\ncluster-wide rate limit, and sends the results back. "
+        "Start as many as you like,\non any host, at any time.\n",
+        "fanout-worker " FANOUT_VERSION, &status, err, sizeof err);
+    if (status != 0) {
+        if (status == 2)
+            fprintf(stderr, "fanout-worker: %s\n", err);
+        opts_destroy(&o);
+        return status == 1 ? 0 : 2;
+    }
+    size_t npos;
+    char *const *pos = opts_positional(o, &npos);
+    log_level lvl;
+    log_format fmt;
+    int rc = 2;
+    if (npos > 0) {
+        fprintf(stderr, "fanout-worker: unexpected argument '%s' (see "
+                        "--help)\n", pos[0]);
+        goto out;
+    }
+    if (log_parse_level(opts_str(o, "log-level"), &lvl) < 0 ||
+        log_parse_format(opts_str(o, "log-format"), &fmt) < 0) {
+        fprintf(stderr, "fanout-worker: %s: expected debug|info|warn|error "
+                        "and text|json\n",
+                opts_origin(o, "log-level"));
+        goto out;
+    }
+    const char *master = opts_str(o, "master");
+    if (strncmp(master, "tcp://", 6) != 0 || !strrchr(master + 6, ':')) {
+        fprintf(stderr, "fanout-worker: %s: '%s' is not tcp://HOST:PORT\n",
+                opts_origin(o, "master"), master);
+        goto out;
+    }
+    log_init("worker", lvl, fmt);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "fanout-worker: libcurl failed to initialise\n");
+        rc = 3;
+        goto out;
+    }
+    worker_config cfg = {
+        .master = master,
+        .concurrency = (int)opts_num(o, "concurrency"),
+        .id = opts_str(o, "id"),
+        .once = (int)opts_num(o, "once"),
+        .drain_timeout_ms = opts_num(o, "drain-timeout"),
+    };
+    rc = worker_run(&cfg);
+    curl_global_cleanup();
+out:
+    opts_destroy(&o);
+    return rc;
+}
