@@ -18,5 +18,7 @@
 int64_t clock_now_ns(void);
 /* Wall-clock time in milliseconds since the Unix epoch. */
 int64_t clock_wall_ms(void);
+/* Wall-clock time in microseconds since the Unix epoch. */
+int64_t clock_wall_us(void);
 
 #endif

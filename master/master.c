@@ -134,6 +134,7 @@ typedef struct master {
     uint64_t n_throttle_reports;
     int64_t paused_logged_until; /* last pause we logged */
     int fatal;                   /* a fatal error happened */
+    char limit_text[128];        /* "20/s+1000/min", "" without limits */
 } master;
 
 static volatile sig_atomic_t stop_signal;
@@ -248,6 +249,7 @@ static void send_grant(void *ctx, budget_worker *w, const uint32_t *offs,
     master *m = ctx;
     proto_msg msg = {.type = PROTO_TOKEN_GRANT, .epoch = store_epoch(m->st)};
     msg.u.token_grant.total = w->granted;
+    msg.u.token_grant.sent_wall_us = (uint64_t)clock_wall_us();
     msg.u.token_grant.n = n;
     msg.u.token_grant.offset_us = (uint32_t *)offs;
     send_to(m, w, &msg);
@@ -962,7 +964,7 @@ static void show_progress(master *m, int64_t now, int force)
     if (m->total_items < 0 && m->in_size > 0)
         p.fraction = (double)m->state.cursor.offset / (double)m->in_size;
     p.rate_per_s = rate_now(m, now);
-    p.limit_per_s = gcra_rate_per_s(budget_limiter(m->bud));
+    p.limit = m->limit_text;
     p.ok = t->ok;
     p.failed = t->failed;
     p.invalid = t->invalid;
@@ -1295,7 +1297,8 @@ static void write_summary(master *m, int finished, int64_t now)
                         json_integer((json_int_t)m->n_bad_frames));
     json_object_set_new(o, "blank_lines",
                         json_integer((json_int_t)m->n_blank));
-    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+                                JSON_REAL_PRECISION(6));
     json_decref(o);
     char path[4200];
     snprintf(path, sizeof path, "%s/summary.json", m->cfg->out);
@@ -1313,10 +1316,9 @@ static void print_summary(master *m, int finished)
 {
     const store_totals *t = &m->state.totals;
     double s = (double)t->active_ms / 1000.0;
-    char limit[64] = "no limit";
-    double lim = gcra_rate_per_s(budget_limiter(m->bud));
-    if (lim > 0)
-        snprintf(limit, sizeof limit, "limit %.2f/s", lim);
+    char limit[160] = "no limit";
+    if (m->limit_text[0])
+        snprintf(limit, sizeof limit, "limit %s", m->limit_text);
     fprintf(stderr,
             "%s: %" PRId64 " items (%" PRId64 " ok, %" PRId64 " failed, %"
             PRId64 " invalid), %" PRId64 " calls in %.1f s, %.2f calls/s (%s),"
@@ -1349,7 +1351,9 @@ static int run_loop(master *m)
             if (read_input(m, now) < 0)
                 return EXIT_FATAL;
             dispatch(m, now);
-            budget_grant(m->bud, now, send_grant, m);
+            /* Offsets are relative to the moment of sending: a stale "now"
+             * would shift every token of this grant later. */
+            budget_grant(m->bud, clock_now_ns(), send_grant, m);
         }
         if (m->cb_len && (m->cb_len >= COMMIT_MAX_ROWS ||
                           now - m->cb_first_ns >= COMMIT_DELAY_NS ||
@@ -1495,6 +1499,13 @@ int master_run(const master_config *cfg)
             goto out;
         }
     m->bud = budget_new(lim, cfg->max_in_flight, GRANT_HORIZON_NS);
+    for (size_t i = 0; i < cfg->nrates; i++) {
+        char r[48];
+        size_t used = strlen(m->limit_text);
+        gcra_format_rate(cfg->rates[i], r, sizeof r);
+        snprintf(m->limit_text + used, sizeof m->limit_text - used, "%s%s",
+                 i ? "+" : "", r);
+    }
 
     if (m->state.finished) {
         LOG_INFO("job.finished", "the job in %s is already complete; "

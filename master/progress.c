@@ -59,7 +59,7 @@ void progress_show(progress_mode mode, const progress_snapshot *p,
     if (!force && now_ns - last_ns < interval)
         return;
     last_ns = now_ns;
-    char count[64], limit[48], eta[24];
+    char count[64], limit[160], eta[24];
     double frac = p->fraction;
     if (p->total >= 0) {
         snprintf(count, sizeof count, "%" PRId64 "/%" PRId64, p->done,
@@ -68,8 +68,8 @@ void progress_show(progress_mode mode, const progress_snapshot *p,
     } else {
         snprintf(count, sizeof count, "%" PRId64, p->done);
     }
-    if (p->limit_per_s > 0)
-        snprintf(limit, sizeof limit, " (limit %.1f/s)", p->limit_per_s);
+    if (p->limit && *p->limit)
+        snprintf(limit, sizeof limit, " (limit %s)", p->limit);
     else
         limit[0] = '\0';
     double remaining = -1;

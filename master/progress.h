@@ -21,7 +21,7 @@ typedef struct progress_snapshot {
     int64_t total;         /* items expected, or -1 when unknown */
     double fraction;       /* 0..1 by bytes when total is unknown, or -1 */
     double rate_per_s;     /* attempts per second, recent */
-    double limit_per_s;    /* configured limit, 0 for none */
+    const char *limit;     /* configured limits as text, "" for none */
     int64_t ok, failed, invalid, retries, throttled; /* counters */
     int64_t workers;       /* live workers */
     int64_t inflight;      /* calls in flight (permits in use) */

@@ -78,7 +78,7 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
     sink snk = {out, 0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &snk, sbuf_write);
-    static const size_t nfields[] = {0, 4, 1, 2, 3, 2, 2, 1, 0, 6, 11, 0};
+    static const size_t nfields[] = {0, 4, 1, 2, 3, 3, 2, 1, 0, 6, 11, 0};
     if (m->type < 1 || m->type > PROTO_DONE)
         return FO_EINVAL;
     msgpack_pack_array(&pk, 3 + nfields[m->type]);
@@ -106,6 +106,7 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
         break;
     case PROTO_TOKEN_GRANT:
         msgpack_pack_uint64(&pk, m->u.token_grant.total);
+        msgpack_pack_uint64(&pk, m->u.token_grant.sent_wall_us);
         msgpack_pack_array(&pk, m->u.token_grant.n);
         for (uint32_t i = 0; i < m->u.token_grant.n; i++)
             msgpack_pack_uint32(&pk, m->u.token_grant.offset_us[i]);
@@ -421,6 +422,7 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
         break;
     case PROTO_TOKEN_GRANT: {
         m->u.token_grant.total = rd_uint(&r, "total", UINT64_MAX);
+        m->u.token_grant.sent_wall_us = rd_uint(&r, "sent_wall_us", UINT64_MAX);
         const msgpack_object *o = next(&r, "offsets");
         if (!o)
             break;

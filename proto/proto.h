@@ -83,6 +83,7 @@ typedef struct proto_msg {
         } token_req;
         struct {
             uint64_t total;       /* tokens granted so far incl. these */
+            uint64_t sent_wall_us; /* master's wall clock at sending */
             uint32_t n;           /* tokens in this grant */
             uint32_t *offset_us;  /* spend at receipt + offset */
         } token_grant;

@@ -108,6 +108,8 @@ typedef struct wstate {
     int64_t next_hb_ns;       /* next heartbeat */
     int64_t next_hello_ns;    /* next HELLO while unjoined */
     uint64_t rng;             /* jitter source */
+    int64_t delay_us[32];     /* recent grant delays (wall, incl. offset) */
+    size_t ndelay;            /* how many recorded */
     fo_buf scratch;           /* encode buffer */
     uint64_t n_ok, n_failed, n_retries, n_dropped_tokens, n_bad_frames;
 } wstate;
@@ -631,6 +633,7 @@ static int on_job(wstate *w, proto_msg *m)
     w->epoch = m->epoch;
     /* The master starts our token account afresh on every JOB. */
     tok_clear(w);
+    w->ndelay = 0;
     w->seen = 0;
     w->released = 0;
     w->last_want = 0;
@@ -646,6 +649,26 @@ static int on_job(wstate *w, proto_msg *m)
     w->master_ok = 1;
     w->next_hb_ns = 0;
     return 0;
+}
+
+/* How much later than usual this grant arrived. The wall-clock difference
+ * between the master's send stamp and our receipt is the one-way delay plus
+ * the offset between the two clocks; its minimum over recent grants is the
+ * usual delay, and anything above it is lateness (a busy or descheduled
+ * loop) that would otherwise shift every token of the grant later and
+ * bunch it against the next grant's. */
+static int64_t grant_lateness_ns(wstate *w, const proto_msg *m)
+{
+    if (!m->u.token_grant.sent_wall_us)
+        return 0;
+    int64_t d = clock_wall_us() - (int64_t)m->u.token_grant.sent_wall_us;
+    w->delay_us[w->ndelay++ % 32] = d;
+    size_t n = w->ndelay < 32 ? w->ndelay : 32;
+    int64_t min = d;
+    for (size_t i = 0; i < n; i++)
+        if (w->delay_us[i] < min)
+            min = w->delay_us[i];
+    return (d - min) * 1000;
 }
 
 /* Returns 1 when the worker should exit (DONE with --once). */
@@ -680,9 +703,11 @@ static int handle_control(wstate *w, int64_t now, int *fatal)
             break;
         case PROTO_TOKEN_GRANT:
             if (m.epoch == w->epoch && w->have_job) {
+                int64_t anchor = now - grant_lateness_ns(w, &m);
                 for (uint32_t i = 0; i < m.u.token_grant.n; i++)
-                    tok_push(w, now + (int64_t)m.u.token_grant.offset_us[i] *
-                                          1000);
+                    tok_push(w, anchor +
+                                    (int64_t)m.u.token_grant.offset_us[i] *
+                                        1000);
                 w->seen += m.u.token_grant.n;
             }
             break;
@@ -775,9 +800,10 @@ static void say_bye(wstate *w)
     proto_msg m = {.type = PROTO_BYE, .epoch = w->epoch};
     drop_unstarted(w, &m.u.bye.held, &m.u.bye.nheld);
     send_ctl(w, &m);
-    LOG_INFO("worker.leaving", "handing back %u unstarted items, waiting "
-             "for %d calls in flight", m.u.bye.nheld,
-             http_inflight(w->http));
+    if (m.u.bye.nheld || http_inflight(w->http))
+        LOG_INFO("worker.leaving", "handing back %u unstarted items, "
+                 "waiting for %d calls in flight", m.u.bye.nheld,
+                 http_inflight(w->http));
     free(m.u.bye.held);
 }
 
@@ -820,15 +846,16 @@ int worker_run(const worker_config *cfg)
              cfg->master, cfg->concurrency);
 
     int64_t drain_deadline = 0;
-    int draining = 0;
+    int draining = 0, job_done = 0;
     zmq_pollitem_t *pi = xcalloc(MAX_POLL_ITEMS, sizeof *pi);
     for (;;) {
         int64_t now = clock_now_ns();
-        if (stop_signal && !draining) {
+        if ((stop_signal || job_done) && !draining) {
             draining = 1;
             drain_deadline = now + cfg->drain_timeout_ms * FO_NS_PER_MS;
-            LOG_INFO("worker.stopping", "signal %d: finishing calls in "
-                     "flight", (int)stop_signal);
+            if (stop_signal)
+                LOG_INFO("worker.stopping", "signal %d: finishing calls in "
+                         "flight", (int)stop_signal);
             say_bye(w);
         }
         if (draining && ((http_inflight(w->http) == 0 && !w->out_head) ||
@@ -905,10 +932,8 @@ int worker_run(const worker_config *cfg)
                 rc = 2;
                 break;
             }
-            if (!draining) {
-                stop_signal = SIGTERM;
-                continue;
-            }
+            job_done = 1;
+            continue;
         }
         if (work_i || w->work)
             handle_work(w);

@@ -1,0 +1,49 @@
+# fanout: the two commands a new user needs, and the developer targets.
+#   make demo   run a whole job against a local rate-limited test API
+#   make test   build and run every test (installs Debian packages if root)
+
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build test test-unit test-asan demo clean format format-check
+
+all: build
+
+deps:
+	@deploy/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j 2
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit
+
+# ASan + UBSan over the whole suite; timeouts scale for the slower build.
+test-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	    -DFANOUT_SANITIZER=address,undefined \
+	    -DFANOUT_TEST_TIMEOUT_MULTIPLIER=3 >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ctest --output-on-failure -j 2
+
+demo: build
+	@tests/demo.sh $(BUILD)
+
+SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+format:
+	clang-format -i $(SOURCES)
+
+format-check:
+	@clang-format --dry-run --Werror $(SOURCES) && echo "format: clean"
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) demo-out

@@ -1,0 +1,274 @@
+"""End-to-end tests of the core pipeline (issue 2): real master, workers and
+test server on loopback."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness as h  # noqa: E402
+
+
+def run_job(env, server, n, *args, workers=3, worker_args=(), items=None,
+            wait=120):
+    items = items or env.write_items("items.jsonl", n)
+    out = env.path("out")
+    m = env.master("--input", items, "--out", out, *args)
+    m.wait_ready()
+    ws = [env.worker(m.control, *worker_args) for _ in range(workers)]
+    status = m.proc.wait(wait)
+    for w in ws:
+        w.wait(30)
+    return status, out
+
+
+def test_end_to_end_at_the_strict_limit(env):
+    """2,000 items, 3 workers, server limit == --rate: exactly once, no 429."""
+    rate = 200
+    s = env.server("--rate", "%d/s" % rate)
+    n = 2000
+    status, out = run_job(env, s, n, "--url", s.base + "/items/{id}",
+                          "--rate", "%d/s" % rate, "--max-in-flight", "32")
+    assert status == 0, "exit status %d" % status
+    recs = h.results(out)
+    h.assert_exactly_once(recs, ["item-%d" % i for i in range(1, n + 1)])
+    assert all(r["status"] == "ok" for r in recs)
+    st = s.stats()
+    assert st["status"].get("429", 0) == 0, "server sent 429s: %s" % st
+    assert st["max_in_1s"] <= rate, st
+    reqs = s.requests()
+    t = sorted(r["t"] for r in reqs)
+    achieved = (len(t) - 1) / (t[-1] - t[0])
+    h.report("strict limit %d/s, %d items, 3 workers: achieved %.2f/s = "
+             "%.4f of the limit, 429s: %d, most in any 1 s: %d"
+             % (rate, n, achieved, achieved / rate, st["status"].get("429", 0),
+                st["max_in_1s"]))
+    sm = h.summary(out)
+    assert sm["items"] == n and sm["ok"] == n and sm["finished"] is True
+
+
+def test_injected_failures_are_retried_to_success(env):
+    s = env.server("--fail-pct", "10", "--seed", "7")
+    n = 400
+    status, out = run_job(env, s, n, "--url", s.base + "/items/{id}",
+                          "--backoff-base", "20", "--backoff-max", "100",
+                          "--max-attempts", "8", workers=2)
+    assert status == 0, "exit status %d" % status
+    recs = h.results(out)
+    h.assert_exactly_once(recs, ["item-%d" % i for i in range(1, n + 1)])
+    assert all(r["status"] == "ok" for r in recs), \
+        [r for r in recs if r["status"] != "ok"][:3]
+    retried = [r for r in recs if r["attempts"] > 1]
+    assert retried, "no item needed a retry with 10% failures"
+    st = s.stats()
+    fails = st["status"].get("500", 0) + st["status"].get("503", 0)
+    assert fails > 0
+    assert sum(r["attempts"] for r in recs) == st["requests"], \
+        "attempts in results differ from requests the server saw"
+    h.report("10%% injected failures: %d/%d items needed retries, %d failed "
+             "responses, all ok" % (len(retried), n, fails))
+
+
+def test_always_500_fails_after_exactly_max_attempts(env):
+    s = env.server()
+    n = 6
+    status, out = run_job(env, s, n, "--url", s.base + "/status/500/{id}",
+                          "--max-attempts", "3", "--backoff-base", "10",
+                          "--backoff-max", "50", workers=1)
+    assert status == 1, "exit status %d, expected 1" % status
+    recs = h.results(out)
+    h.assert_exactly_once(recs, ["item-%d" % i for i in range(1, n + 1)])
+    for r in recs:
+        assert r["status"] == "failed" and r["attempts"] == 3, r
+        assert r["http_status"] == 500, r
+        assert r["error"] == "gave up after 3 attempts: HTTP 500", r
+    per_id = {}
+    for q in s.requests():
+        per_id[q["path"]] = per_id.get(q["path"], 0) + 1
+    assert sorted(per_id.values()) == [3] * n, per_id
+
+
+def test_404_is_tried_once(env):
+    s = env.server()
+    status, out = run_job(env, s, 5, "--url", s.base + "/status/404/{id}",
+                          workers=1)
+    assert status == 1
+    recs = h.results(out)
+    for r in recs:
+        assert r["status"] == "failed" and r["attempts"] == 1, r
+        assert r["error"] == "HTTP 404" and r["http_status"] == 404, r
+    assert len(s.requests()) == 5
+
+
+def test_workers_started_late_get_work(env):
+    s = env.server("--rate", "100/s")
+    n = 700
+    items = env.write_items("items.jsonl", n)
+    out = env.path("out")
+    m = env.master("--input", items, "--out", out, "--url",
+                   s.base + "/items/{id}", "--rate", "100/s")
+    m.wait_ready()
+    early = env.worker(m.control, "--id", "early")
+    # The scenario itself: two workers join two seconds into the job.
+    time.sleep(2)
+    late = [env.worker(m.control, "--id", "late%d" % i) for i in range(2)]
+    assert m.proc.wait(120) == 0
+    for w in [early] + late:
+        w.wait(30)
+    recs = h.results(out)
+    h.assert_exactly_once(recs, ["item-%d" % i for i in range(1, n + 1)])
+    by = {}
+    for r in recs:
+        by[r["worker"]] = by.get(r["worker"], 0) + 1
+    h.report("items per worker with two joining after 2 s: %s" % by)
+    for name in ("late0", "late1"):
+        assert by.get(name, 0) > 0, "late worker %s got no work: %s" % (
+            name, by)
+
+
+def test_max_in_flight_is_a_cluster_wide_cap(env):
+    s = env.server("--latency-ms", "100")
+    status, out = run_job(env, s, 120, "--url", s.base + "/items/{id}",
+                          "--max-in-flight", "5",
+                          worker_args=("--concurrency", "16"))
+    assert status == 0
+    st = s.stats()
+    assert 1 <= st["max_in_flight"] <= 5, st
+    h.report("--max-in-flight 5 with 3x16 worker slots: server saw at most "
+             "%d in flight" % st["max_in_flight"])
+
+
+def test_bad_lines_become_invalid_records(env):
+    s = env.server()
+    lines = [
+        json.dumps({"id": "a", "name": "x"}),
+        "{not json",
+        "[1, 2, 3]",
+        "",
+        json.dumps({"id": "b"}),
+        json.dumps({"id": "c", "name": "y" * 200}),
+        json.dumps({"id": {"nested": 1}, "name": "z"}),
+        json.dumps({"name": "no-id"}),
+    ]
+    items = env.path("items.jsonl")
+    with open(items, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    out = env.path("out")
+    m = env.master("--input", items, "--out", out, "--url",
+                   s.base + "/things/{name}", "--max-line-bytes", "100")
+    m.wait_ready()
+    env.worker(m.control)
+    assert m.proc.wait(60) == 1
+    recs = {r["id"]: r for r in h.results(out)}
+    assert len(recs) == 7, recs.keys()  # the blank line is not an item
+    assert recs["a"]["status"] == "ok"
+    assert recs["8"]["status"] == "ok"  # no id field: the line number
+    exp = {
+        "2": "line 2 is not valid JSON: ",
+        "3": "line 3 is not a JSON object",
+        "b": "line 5: --url: missing field 'name'",
+        "6": "line 6 is longer than --max-line-bytes (100 bytes)",
+        "7": "line 7: field 'id' (the item id, --key) is not a string or "
+             "number",
+    }
+    for k, msg in exp.items():
+        assert recs[k]["status"] == "invalid", recs[k]
+        assert recs[k]["error"].startswith(msg), (recs[k]["error"], msg)
+    assert recs["b"]["line"] == 5 and recs["6"]["line"] == 6
+    sm = h.summary(out)
+    assert sm["invalid"] == 5 and sm["ok"] == 2 and sm["blank_lines"] == 1
+
+
+def test_stdin_input_and_completed_job_rerun(env):
+    s = env.server()
+    items = env.write_items("items.jsonl", 50)
+    out = env.path("out")
+    with open(items) as f:
+        m = env.master("--input", "-", "--out", out, "--url",
+                       s.base + "/x/{id}", "--spawn-workers", "2", stdin=f)
+        assert m.proc.wait(60) == 0
+    h.assert_exactly_once(h.results(out), ["item-%d" % i for i in range(1, 51)])
+    before = len(s.requests())
+    # Running the same command after completion changes nothing.
+    with open(items) as f:
+        m2 = env.master("--input", "-", "--out", out, "--url",
+                        s.base + "/x/{id}", "--spawn-workers", "2",
+                        name="master2", stdin=f)
+        assert m2.proc.wait(30) == 0
+    assert len(s.requests()) == before
+    assert len(h.results(out)) == 50
+
+
+def test_usage_errors_name_the_flag(env):
+    master = os.path.join(h.BIN, "fanout-master")
+    base = ["--input", env.write_items("i.jsonl", 1), "--out",
+            env.path("out"), "--url", "http://127.0.0.1:9/{id}"]
+    cases = [
+        (["--rate", "1000/fortnight"], "--rate: '1000/fortnight'"),
+        (["--rate", "0/s"], "--rate: '0/s'"),
+        (["--rate", "-5/min"], "--rate: '-5/min'"),
+        (["--rate", "abc"], "--rate: 'abc' is not a rate"),
+        (["--batch-size", "0"], "--batch-size: 0 is out of range"),
+        (["--frobnicate"], "unknown option '--frobnicate'"),
+        (["--url", "http://x/{id"], "--url: unclosed '{' at column 10"),
+        (["--bind", "tcp://0.0.0.0:5555"], "--bind: 'tcp://0.0.0.0:5555' is "
+                                           "not a loopback address"),
+        (["--max-attempts"], "--max-attempts: needs a value"),
+        (["--input", "/nonexistent/x.jsonl"],
+         "--input /nonexistent/x.jsonl: No such file"),
+    ]
+    for extra, msg in cases:
+        p = subprocess.run([master] + base + extra, capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 2, (extra, p.returncode, p.stderr)
+        assert msg in p.stderr, (extra, p.stderr)
+    p = subprocess.run([master, "--url", "http://x/"], capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "--input is required" in p.stderr, p.stderr
+    p = subprocess.run([master, "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "--max-in-flight" in p.stdout
+    p = subprocess.run([os.path.join(h.BIN, "fanout-worker"), "--concurrency",
+                        "0"], capture_output=True, text=True)
+    assert p.returncode == 2 and "--concurrency" in p.stderr, p.stderr
+
+
+def test_environment_and_config_file(env):
+    s = env.server()
+    items = env.write_items("items.jsonl", 20)
+    cfg = env.path("job.json")
+    with open(cfg, "w") as f:
+        json.dump({"url": s.base + "/cfg/{id}", "batch-size": 3,
+                   "rate": ["1000/s"]}, f)
+    out = env.path("out")
+    m = env.master("--config", cfg, "--input", items, "--out", out,
+                   "--spawn-workers", "1")
+    assert m.proc.wait(60) == 0
+    assert all(r["path"].startswith("/cfg/") for r in s.requests())
+    assert max(r["batch"] for r in h.results(out)) == 6  # 20 items by 3
+
+
+def test_idle_worker_uses_no_cpu(env):
+    s = env.server()
+    items = env.write_items("items.jsonl", 1)
+    m = env.master("--input", items, "--out", env.path("out"), "--url",
+                   s.base + "/x/{id}", "--drain-timeout", "0")
+    ep = m.wait_ready()
+    # A worker that is not --once stays after the job, idle.
+    w = env.spawn("idle", [os.path.join(h.BIN, "fanout-worker"), "--master",
+                           ep["control"]])
+    assert m.proc.wait(60) == 0
+
+    def cpu():
+        with open("/proc/%d/stat" % w.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    c0 = cpu()
+    time.sleep(2)  # the measuring interval, not synchronisation
+    used = cpu() - c0
+    h.report("idle worker CPU over 2 s: %.3f s" % used)
+    assert used < 0.1 * h.SCALE, "idle worker used %.2fs of CPU in 2s" % used
+
+
+if __name__ == "__main__":
+    h.main(globals())
