@@ -1,0 +1,684 @@
+/* test_proto.c - the master/worker message codec (proto/proto.h): round
+ * trips of every type, and rejection of anything malformed or hostile. */
+#include "fmacros.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <msgpack.h>
+
+#include "backoff.h"
+#include "buf.h"
+#include "error.h"
+#include "proto.h"
+#include "unit_assert.h"
+
+#define BIG_CAP ((size_t)PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES)
+
+/* Decodes; on failure asserts that *m was left empty with a reason. */
+static fo_err decode(const void *p, size_t n, proto_msg *m)
+{
+    char err[256] = "";
+    fo_err e = proto_decode(p, n, m, err, sizeof err);
+    if (e != FO_OK) {
+        static const proto_msg empty;
+        assert_memory_equal(m, &empty, sizeof empty);
+        if (err[0] == '\0')
+            fail_msg("%s without a reason in err", fo_errname(e));
+    }
+    return e;
+}
+
+/* Encodes in into *frame (caller finis it) and decodes it into *out. */
+static void round_trip(const proto_msg *in, fo_buf *frame, proto_msg *out)
+{
+    buf_init(frame, BIG_CAP);
+    assert_fo(FO_OK, proto_encode(in, frame));
+    assert_true(frame->len > 0);
+    assert_fo(FO_OK, decode(frame->data, frame->len, out));
+    assert_int_equal(out->type, in->type);
+    assert_int_equal(out->epoch, in->epoch);
+}
+
+/* A msgpack writer for hand-made frames. */
+typedef struct packer {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+} packer;
+
+static void packer_init(packer *p)
+{
+    msgpack_sbuffer_init(&p->sb);
+    msgpack_packer_init(&p->pk, &p->sb, msgpack_sbuffer_write);
+}
+
+static void pack_header(packer *p, size_t n, uint32_t version, uint32_t type)
+{
+    msgpack_pack_array(&p->pk, n);
+    msgpack_pack_uint32(&p->pk, version);
+    msgpack_pack_uint32(&p->pk, type);
+    msgpack_pack_uint64(&p->pk, 5);
+}
+
+static void expect_reject(packer *p, fo_err want)
+{
+    proto_msg m;
+    assert_fo(want, decode(p->sb.data, p->sb.size, &m));
+    msgpack_sbuffer_destroy(&p->sb);
+}
+
+/* ---- round trips ------------------------------------------------------- */
+
+static void test_round_trip_hello(void **state)
+{
+    (void)state;
+    proto_msg in = {.type = PROTO_HELLO, .epoch = 0};
+    in.u.hello.worker_id = "host-a:4242";
+    in.u.hello.host = "host-a";
+    in.u.hello.pid = 4242;
+    in.u.hello.concurrency = 64;
+    fo_buf f;
+    proto_msg out;
+    round_trip(&in, &f, &out);
+    assert_string_equal(out.u.hello.worker_id, "host-a:4242");
+    assert_string_equal(out.u.hello.host, "host-a");
+    assert_int_equal(out.u.hello.pid, 4242);
+    assert_int_equal(out.u.hello.concurrency, 64);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    /* A negative pid survives too (int64 field). */
+    in.u.hello.pid = -7;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.hello.pid, -7);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+}
+
+static void test_round_trip_job(void **state)
+{
+    (void)state;
+    proto_msg in = {.type = PROTO_JOB, .epoch = UINT64_MAX};
+    in.u.job.job_json = "{\"url\":\"https://x/{id}\",\"rate\":\"10/s\"}";
+    fo_buf f;
+    proto_msg out;
+    round_trip(&in, &f, &out);
+    assert_string_equal(out.u.job.job_json, in.u.job.job_json);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+}
+
+static void test_round_trip_heartbeat_with_refs(void **state)
+{
+    (void)state;
+    proto_ref refs[] = {{UINT64_MAX, UINT32_MAX}, {0, 0}, {5, 7}};
+    proto_msg in = {.type = PROTO_HEARTBEAT, .epoch = 9};
+    in.u.heartbeat.inflight = 3;
+    in.u.heartbeat.nheld = 3;
+    in.u.heartbeat.held = refs;
+    fo_buf f;
+    proto_msg out;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.heartbeat.inflight, 3);
+    assert_int_equal(out.u.heartbeat.nheld, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(out.u.heartbeat.held[i].batch, refs[i].batch);
+        assert_int_equal(out.u.heartbeat.held[i].idx, refs[i].idx);
+    }
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    /* No refs (master -> worker). */
+    in.u.heartbeat.nheld = 0;
+    in.u.heartbeat.held = NULL;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.heartbeat.nheld, 0);
+    assert_null(out.u.heartbeat.held);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+}
+
+static void test_round_trip_token_req(void **state)
+{
+    (void)state;
+    proto_msg in = {.type = PROTO_TOKEN_REQ, .epoch = 3};
+    in.u.token_req.want = 100;
+    in.u.token_req.seen = UINT64_C(1) << 40;
+    in.u.token_req.released = 17;
+    fo_buf f;
+    proto_msg out;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.token_req.want, 100);
+    assert_int_equal(out.u.token_req.seen, UINT64_C(1) << 40);
+    assert_int_equal(out.u.token_req.released, 17);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+}
+
+static void test_round_trip_token_grant_with_offsets(void **state)
+{
+    (void)state;
+    uint32_t offs[] = {0, 1, 1000, 65536, UINT32_MAX};
+    proto_msg in = {.type = PROTO_TOKEN_GRANT, .epoch = 3};
+    in.u.token_grant.total = 123456789;
+    in.u.token_grant.n = 5;
+    in.u.token_grant.offset_us = offs;
+    fo_buf f;
+    proto_msg out;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.token_grant.total, 123456789);
+    assert_int_equal(out.u.token_grant.n, 5);
+    assert_memory_equal(out.u.token_grant.offset_us, offs, sizeof offs);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+}
+
+static void test_round_trip_throttled_bye_reset_done(void **state)
+{
+    (void)state;
+    fo_buf f;
+    proto_msg out;
+    proto_msg th = {.type = PROTO_THROTTLED, .epoch = 1};
+    th.u.throttled.http_status = 429;
+    th.u.throttled.retry_after_ms = 1500;
+    round_trip(&th, &f, &out);
+    assert_int_equal(out.u.throttled.http_status, 429);
+    assert_int_equal(out.u.throttled.retry_after_ms, 1500);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+
+    proto_ref refs[] = {{1, 2}, {3, 4}};
+    proto_msg bye = {.type = PROTO_BYE, .epoch = 2};
+    bye.u.bye.nheld = 2;
+    bye.u.bye.held = refs;
+    round_trip(&bye, &f, &out);
+    assert_int_equal(out.u.bye.nheld, 2);
+    assert_int_equal(out.u.bye.held[1].batch, 3);
+    assert_int_equal(out.u.bye.held[1].idx, 4);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+
+    proto_msg reset = {.type = PROTO_RESET, .epoch = 11};
+    round_trip(&reset, &f, &out);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    proto_msg done = {.type = PROTO_DONE, .epoch = 12};
+    round_trip(&done, &f, &out);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+}
+
+static void test_round_trip_work_binary_body(void **state)
+{
+    (void)state;
+    static const char body[] = "{\"a\":\0\xff\x01}";
+    proto_msg in = {.type = PROTO_WORK, .epoch = 8};
+    in.u.work.ref.batch = 77;
+    in.u.work.ref.idx = 3;
+    in.u.work.key = "item-1";
+    in.u.work.url = "https://api.example/x/1";
+    in.u.work.body = (char *)body;
+    in.u.work.body_len = sizeof body - 1;
+    in.u.work.idem_key = "0123456789abcdef";
+    fo_buf f;
+    proto_msg out;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.work.ref.batch, 77);
+    assert_int_equal(out.u.work.ref.idx, 3);
+    assert_string_equal(out.u.work.key, "item-1");
+    assert_string_equal(out.u.work.url, in.u.work.url);
+    assert_int_equal(out.u.work.body_len, sizeof body - 1);
+    assert_memory_equal(out.u.work.body, body, sizeof body - 1);
+    assert_string_equal(out.u.work.idem_key, "0123456789abcdef");
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    /* No body at all, and an empty body, stay distinct. */
+    in.u.work.body = NULL;
+    in.u.work.body_len = 0;
+    round_trip(&in, &f, &out);
+    assert_null(out.u.work.body);
+    assert_int_equal(out.u.work.body_len, 0);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    in.u.work.body = "";
+    round_trip(&in, &f, &out);
+    assert_non_null(out.u.work.body);
+    assert_int_equal(out.u.work.body_len, 0);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+}
+
+static void test_round_trip_result(void **state)
+{
+    (void)state;
+    static const char resp[] = "bin\0ary";
+    proto_msg in = {.type = PROTO_RESULT, .epoch = 4};
+    in.u.result.ref.batch = 9;
+    in.u.result.ref.idx = 10;
+    in.u.result.key = "k";
+    in.u.result.status = PROTO_STATUS_FAILED;
+    in.u.result.http_status = 503;
+    in.u.result.attempts = 5;
+    in.u.result.throttled = 2;
+    in.u.result.latency_ms = 1234;
+    in.u.result.error = "HTTP 503 after 5 attempts";
+    in.u.result.response = (char *)resp;
+    in.u.result.response_len = sizeof resp - 1;
+    in.u.result.worker = "w1";
+    fo_buf f;
+    proto_msg out;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.result.ref.batch, 9);
+    assert_int_equal(out.u.result.ref.idx, 10);
+    assert_string_equal(out.u.result.key, "k");
+    assert_int_equal(out.u.result.status, PROTO_STATUS_FAILED);
+    assert_int_equal(out.u.result.http_status, 503);
+    assert_int_equal(out.u.result.attempts, 5);
+    assert_int_equal(out.u.result.throttled, 2);
+    assert_int_equal(out.u.result.latency_ms, 1234);
+    assert_string_equal(out.u.result.error, in.u.result.error);
+    assert_int_equal(out.u.result.response_len, sizeof resp - 1);
+    assert_memory_equal(out.u.result.response, resp, sizeof resp - 1);
+    assert_string_equal(out.u.result.worker, "w1");
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    /* Success without error or response. */
+    in.u.result.status = PROTO_STATUS_OK;
+    in.u.result.http_status = 200;
+    in.u.result.error = NULL;
+    in.u.result.response = NULL;
+    in.u.result.response_len = 0;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.result.status, PROTO_STATUS_OK);
+    assert_null(out.u.result.error);
+    assert_null(out.u.result.response);
+    assert_int_equal(out.u.result.response_len, 0);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+}
+
+static void test_type_names(void **state)
+{
+    (void)state;
+    assert_string_equal(proto_type_name(PROTO_HELLO), "HELLO");
+    assert_string_equal(proto_type_name(PROTO_TOKEN_GRANT), "TOKEN_GRANT");
+    assert_string_equal(proto_type_name(PROTO_DONE), "DONE");
+    assert_string_equal(proto_type_name(0), "UNKNOWN");
+    assert_string_equal(proto_type_name(12), "UNKNOWN");
+    assert_string_equal(proto_type_name(-1), "UNKNOWN");
+}
+
+/* ---- rejections -------------------------------------------------------- */
+
+/* A valid WORK frame with a binary body, for truncation and mutation. */
+static void work_frame(fo_buf *f)
+{
+    proto_msg in = {.type = PROTO_WORK, .epoch = 8};
+    in.u.work.ref.batch = 300;
+    in.u.work.ref.idx = 70000;
+    in.u.work.key = "key";
+    in.u.work.url = "https://h/p?q=1";
+    in.u.work.body = "b\0dy";
+    in.u.work.body_len = 4;
+    in.u.work.idem_key = "idem";
+    buf_init(f, 4096);
+    assert_fo(FO_OK, proto_encode(&in, f));
+}
+
+static void test_empty_frame_rejected(void **state)
+{
+    (void)state;
+    proto_msg m;
+    static const char byte = 0;
+    assert_fo(FO_EPROTO, decode(&byte, 0, &m));
+}
+
+static void test_every_truncation_rejected(void **state)
+{
+    (void)state;
+    fo_buf f;
+    work_frame(&f);
+    for (size_t n = 0; n < f.len; n++) {
+        /* A heap copy of exactly n bytes, so ASan sees any over-read. */
+        char *p = malloc(n ? n : 1);
+        memcpy(p, f.data, n);
+        proto_msg m;
+        fo_err e = decode(p, n, &m);
+        if (e != FO_EPROTO)
+            fail_msg("prefix of %zu/%zu bytes: %s", n, f.len, fo_errname(e));
+        free(p);
+    }
+    buf_fini(&f);
+}
+
+static void test_trailing_byte_rejected(void **state)
+{
+    (void)state;
+    fo_buf f;
+    work_frame(&f);
+    proto_msg m;
+    assert_fo(FO_OK, decode(f.data, f.len, &m));
+    proto_msg_fini(&m);
+    assert_fo(FO_OK, buf_append(&f, "\xc0", 1));
+    assert_fo(FO_EPROTO, decode(f.data, f.len, &m));
+    buf_fini(&f);
+}
+
+static void test_wrong_version(void **state)
+{
+    (void)state;
+    packer p;
+    packer_init(&p);
+    pack_header(&p, 3, PROTO_VERSION + 1, PROTO_DONE);
+    expect_reject(&p, FO_EVERSION);
+    packer_init(&p);
+    pack_header(&p, 3, 0, PROTO_DONE);
+    expect_reject(&p, FO_EVERSION);
+    /* A version that is not an integer is malformed, not another version. */
+    packer_init(&p);
+    msgpack_pack_array(&p.pk, 3);
+    msgpack_pack_str_with_body(&p.pk, "1", 1);
+    msgpack_pack_uint32(&p.pk, PROTO_DONE);
+    msgpack_pack_uint64(&p.pk, 0);
+    expect_reject(&p, FO_EPROTO);
+}
+
+static void test_unknown_type(void **state)
+{
+    (void)state;
+    static const uint32_t types[] = {0, 12, 99, UINT32_MAX};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        packer p;
+        packer_init(&p);
+        pack_header(&p, 3, PROTO_VERSION, types[i]);
+        expect_reject(&p, FO_EPROTO);
+    }
+}
+
+static void test_wrong_field_types(void **state)
+{
+    (void)state;
+    packer p;
+    /* HELLO with a string pid. */
+    packer_init(&p);
+    pack_header(&p, 7, PROTO_VERSION, PROTO_HELLO);
+    msgpack_pack_str_with_body(&p.pk, "w", 1);
+    msgpack_pack_str_with_body(&p.pk, "h", 1);
+    msgpack_pack_str_with_body(&p.pk, "123", 3);
+    msgpack_pack_uint32(&p.pk, 4);
+    expect_reject(&p, FO_EPROTO);
+    /* TOKEN_REQ with a negative want. */
+    packer_init(&p);
+    pack_header(&p, 6, PROTO_VERSION, PROTO_TOKEN_REQ);
+    msgpack_pack_int32(&p.pk, -1);
+    msgpack_pack_uint32(&p.pk, 0);
+    msgpack_pack_uint32(&p.pk, 0);
+    expect_reject(&p, FO_EPROTO);
+    /* THROTTLED with a float status. */
+    packer_init(&p);
+    pack_header(&p, 5, PROTO_VERSION, PROTO_THROTTLED);
+    msgpack_pack_double(&p.pk, 429.0);
+    msgpack_pack_uint32(&p.pk, 0);
+    expect_reject(&p, FO_EPROTO);
+    /* WORK with an integer url. */
+    packer_init(&p);
+    pack_header(&p, 9, PROTO_VERSION, PROTO_WORK);
+    msgpack_pack_uint32(&p.pk, 1);
+    msgpack_pack_uint32(&p.pk, 2);
+    msgpack_pack_str_with_body(&p.pk, "k", 1);
+    msgpack_pack_uint32(&p.pk, 3);
+    msgpack_pack_nil(&p.pk);
+    msgpack_pack_str_with_body(&p.pk, "i", 1);
+    expect_reject(&p, FO_EPROTO);
+}
+
+static void test_missing_fields(void **state)
+{
+    (void)state;
+    packer p;
+    packer_init(&p);
+    pack_header(&p, 5, PROTO_VERSION, PROTO_HELLO);
+    msgpack_pack_str_with_body(&p.pk, "w", 1);
+    msgpack_pack_str_with_body(&p.pk, "h", 1);
+    expect_reject(&p, FO_EPROTO);
+    packer_init(&p);
+    msgpack_pack_array(&p.pk, 2);
+    msgpack_pack_uint32(&p.pk, PROTO_VERSION);
+    msgpack_pack_uint32(&p.pk, PROTO_DONE);
+    expect_reject(&p, FO_EPROTO);
+}
+
+static void test_huge_counts_fail_fast(void **state)
+{
+    (void)state;
+    /* Each claims 2^32-1 elements or bytes in a 10-byte frame. */
+    static const unsigned char frames[][10] = {
+        {0xdd, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0}, /* array32 */
+        {0xdf, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0}, /* map32 */
+        {0xdb, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0}, /* str32 */
+        {0xc6, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0}, /* bin32 */
+        {0xc9, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0, 0}, /* ext32 */
+        /* inside a valid-looking message: [1, 5, 0, 0, array32] */
+        {0x95, 0x01, 0x05, 0x00, 0x00, 0xdd, 0xff, 0xff, 0xff, 0xff},
+    };
+    for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
+        proto_msg m;
+        fo_err e = decode(frames[i], sizeof frames[i], &m);
+        if (e != FO_EPROTO)
+            fail_msg("frame %zu: expected EPROTO, got %s", i, fo_errname(e));
+    }
+}
+
+static void test_map_instead_of_array(void **state)
+{
+    (void)state;
+    packer p;
+    packer_init(&p);
+    msgpack_pack_map(&p.pk, 2);
+    msgpack_pack_uint32(&p.pk, 0);
+    msgpack_pack_uint32(&p.pk, PROTO_VERSION);
+    msgpack_pack_uint32(&p.pk, 1);
+    msgpack_pack_uint32(&p.pk, PROTO_DONE);
+    expect_reject(&p, FO_EPROTO);
+    packer_init(&p);
+    msgpack_pack_uint32(&p.pk, 1);
+    expect_reject(&p, FO_EPROTO);
+}
+
+static void test_deep_nesting_rejected(void **state)
+{
+    (void)state;
+    enum { DEPTH = 10000 };
+    unsigned char *p = malloc(DEPTH + 8);
+    assert_non_null(p);
+    memset(p, 0x91, DEPTH - 1); /* fixarray of one element */
+    p[DEPTH - 1] = 0x90;        /* innermost: empty */
+    proto_msg m;
+    assert_fo(FO_EPROTO, decode(p, DEPTH, &m));
+    /* The same inside a HEARTBEAT's held field: [1, 3, 0, 0, [[[...]]]] */
+    unsigned char *q = malloc(DEPTH + 8);
+    assert_non_null(q);
+    memcpy(q, "\x95\x01\x03\x00\x00", 5);
+    memcpy(q + 5, p, DEPTH);
+    assert_fo(FO_EPROTO, decode(q, DEPTH + 5, &m));
+    free(q);
+    free(p);
+}
+
+static void check_no_crash(const void *p, size_t n)
+{
+    proto_msg m;
+    fo_err e = decode(p, n, &m);
+    if (e != FO_OK && e != FO_EPROTO && e != FO_EVERSION)
+        fail_msg("unexpected %s", fo_errname(e));
+    proto_msg_fini(&m);
+}
+
+static void test_random_frames_never_crash(void **state)
+{
+    (void)state;
+    uint64_t seed = 0xF00DFACE12345678ULL;
+    unsigned char frame[256];
+    for (int it = 0; it < 5000; it++) {
+        size_t n = (size_t)(backoff_rand(&seed) % sizeof frame) + 1;
+        for (size_t i = 0; i < n; i++)
+            frame[i] = (unsigned char)backoff_rand(&seed);
+        /* Half of them start like a message, to get past the header. */
+        if (it % 2 && n > 4) {
+            frame[0] = (unsigned char)(0x90 | (frame[0] & 0x0f));
+            frame[1] = 0x01;
+            frame[2] = (unsigned char)(1 + frame[2] % 11);
+        }
+        unsigned char *copy = malloc(n); /* exact size for ASan */
+        memcpy(copy, frame, n);
+        check_no_crash(copy, n);
+        free(copy);
+    }
+}
+
+static void test_mutated_frames_never_crash(void **state)
+{
+    (void)state;
+    fo_buf f;
+    work_frame(&f);
+    uint64_t seed = 0xDEADBEEFCAFEULL;
+    unsigned char *copy = malloc(f.len);
+    for (int it = 0; it < 5000; it++) {
+        memcpy(copy, f.data, f.len);
+        int flips = 1 + (int)(backoff_rand(&seed) % 4);
+        for (int k = 0; k < flips; k++)
+            copy[backoff_rand(&seed) % f.len] =
+                (unsigned char)backoff_rand(&seed);
+        check_no_crash(copy, f.len);
+    }
+    free(copy);
+    buf_fini(&f);
+}
+
+static void test_grant_over_cap_rejected(void **state)
+{
+    (void)state;
+    uint32_t *offs = calloc(PROTO_MAX_GRANT + 1, sizeof *offs);
+    assert_non_null(offs);
+    proto_msg in = {.type = PROTO_TOKEN_GRANT, .epoch = 1};
+    in.u.token_grant.total = PROTO_MAX_GRANT;
+    in.u.token_grant.n = PROTO_MAX_GRANT;
+    in.u.token_grant.offset_us = offs;
+    fo_buf f;
+    proto_msg out;
+    round_trip(&in, &f, &out); /* exactly at the cap is fine */
+    assert_int_equal(out.u.token_grant.n, PROTO_MAX_GRANT);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    in.u.token_grant.n = PROTO_MAX_GRANT + 1;
+    buf_init(&f, BIG_CAP);
+    assert_fo(FO_OK, proto_encode(&in, &f));
+    assert_fo(FO_EPROTO, decode(f.data, f.len, &out));
+    buf_fini(&f);
+    free(offs);
+}
+
+static void test_heartbeat_over_cap_rejected(void **state)
+{
+    (void)state;
+    proto_ref *refs = calloc(PROTO_MAX_HELD + 1, sizeof *refs);
+    assert_non_null(refs);
+    proto_msg in = {.type = PROTO_HEARTBEAT, .epoch = 1};
+    in.u.heartbeat.nheld = PROTO_MAX_HELD;
+    in.u.heartbeat.held = refs;
+    fo_buf f;
+    proto_msg out;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.heartbeat.nheld, PROTO_MAX_HELD);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    in.u.heartbeat.nheld = PROTO_MAX_HELD + 1;
+    buf_init(&f, BIG_CAP);
+    assert_fo(FO_OK, proto_encode(&in, &f));
+    assert_fo(FO_EPROTO, decode(f.data, f.len, &out));
+    buf_fini(&f);
+    free(refs);
+}
+
+static void test_encode_past_cap_leaves_buffer(void **state)
+{
+    (void)state;
+    proto_msg in = {.type = PROTO_WORK, .epoch = 8};
+    in.u.work.key = "key";
+    in.u.work.url = "https://a.long.host.example/with/a/long/path";
+    in.u.work.idem_key = "idem";
+    fo_buf f;
+    buf_init(&f, 20);
+    assert_fo(FO_OK, buf_puts(&f, "prefix"));
+    assert_fo(FO_ETOOBIG, proto_encode(&in, &f));
+    assert_int_equal(f.len, 6);
+    assert_string_equal(buf_str(&f), "prefix");
+    buf_fini(&f);
+    /* Also from an empty buffer with a tiny cap. */
+    buf_init(&f, 2);
+    assert_fo(FO_ETOOBIG, proto_encode(&in, &f));
+    assert_int_equal(f.len, 0);
+    buf_fini(&f);
+}
+
+static void test_encode_unknown_type_writes_nothing(void **state)
+{
+    (void)state;
+    proto_msg in = {.type = 42, .epoch = 1};
+    fo_buf f;
+    buf_init(&f, 1024);
+    assert_fo(FO_EINVAL, proto_encode(&in, &f));
+    assert_int_equal(f.len, 0);
+    buf_fini(&f);
+}
+
+static void test_fini_twice_is_safe(void **state)
+{
+    (void)state;
+    fo_buf f;
+    work_frame(&f);
+    proto_msg m;
+    assert_fo(FO_OK, decode(f.data, f.len, &m));
+    proto_msg_fini(&m);
+    assert_int_equal(m.type, 0);
+    assert_null(m.u.work.key);
+    proto_msg_fini(&m);
+    proto_msg zero;
+    memset(&zero, 0, sizeof zero);
+    proto_msg_fini(&zero);
+    buf_fini(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_hello),
+        cmocka_unit_test(test_round_trip_job),
+        cmocka_unit_test(test_round_trip_heartbeat_with_refs),
+        cmocka_unit_test(test_round_trip_token_req),
+        cmocka_unit_test(test_round_trip_token_grant_with_offsets),
+        cmocka_unit_test(test_round_trip_throttled_bye_reset_done),
+        cmocka_unit_test(test_round_trip_work_binary_body),
+        cmocka_unit_test(test_round_trip_result),
+        cmocka_unit_test(test_type_names),
+        cmocka_unit_test(test_empty_frame_rejected),
+        cmocka_unit_test(test_every_truncation_rejected),
+        cmocka_unit_test(test_trailing_byte_rejected),
+        cmocka_unit_test(test_wrong_version),
+        cmocka_unit_test(test_unknown_type),
+        cmocka_unit_test(test_wrong_field_types),
+        cmocka_unit_test(test_missing_fields),
+        cmocka_unit_test(test_huge_counts_fail_fast),
+        cmocka_unit_test(test_map_instead_of_array),
+        cmocka_unit_test(test_deep_nesting_rejected),
+        cmocka_unit_test(test_random_frames_never_crash),
+        cmocka_unit_test(test_mutated_frames_never_crash),
+        cmocka_unit_test(test_grant_over_cap_rejected),
+        cmocka_unit_test(test_heartbeat_over_cap_rejected),
+        cmocka_unit_test(test_encode_past_cap_leaves_buffer),
+        cmocka_unit_test(test_encode_unknown_type_writes_nothing),
+        cmocka_unit_test(test_fini_twice_is_safe),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
