@@ -16,7 +16,12 @@ typedef struct limit {
     int64_t t_ns;      /* emission interval at the current scale */
     int64_t tau_ns;    /* tolerance: t_ns * (burst - 1) */
     int64_t tat_ns;    /* theoretical arrival time */
+    int started;       /* a token was taken: tat_ns is meaningful */
 } limit;
+
+/* Tolerances are clamped here (about 73 years) so that tat - tau cannot
+ * overflow whatever the burst and scale. */
+#define TAU_MAX_NS (INT64_MAX / 4)
 
 struct gcra {
     limit limits[GCRA_MAX_LIMITS]; /* the limits that all hold */
@@ -105,8 +110,9 @@ static void recompute(gcra *g, limit *l)
 {
     double t = (double)(l->rate.period_ns + l->margin_ns) /
                (double)l->rate.count / g->scale;
-    l->t_ns = t < 1 ? 1 : (int64_t)ceil(t);
-    l->tau_ns = l->t_ns * (l->burst - 1);
+    l->t_ns = t < 1 ? 1 : t > (double)TAU_MAX_NS ? TAU_MAX_NS : (int64_t)ceil(t);
+    double tau = (double)l->t_ns * (double)(l->burst - 1);
+    l->tau_ns = tau > (double)TAU_MAX_NS ? TAU_MAX_NS : (int64_t)tau;
 }
 
 fo_err gcra_add(gcra *g, gcra_rate r, int64_t burst, int64_t margin_ns)
@@ -119,7 +125,6 @@ fo_err gcra_add(gcra *g, gcra_rate r, int64_t burst, int64_t margin_ns)
     l->rate = r;
     l->burst = burst;
     l->margin_ns = margin_ns;
-    l->tat_ns = INT64_MIN / 4;
     recompute(g, l);
     return FO_OK;
 }
@@ -149,6 +154,8 @@ int64_t gcra_peek(const gcra *g, int64_t now)
 {
     int64_t t = now;
     for (size_t i = 0; i < g->n; i++) {
+        if (!g->limits[i].started)
+            continue;
         int64_t earliest = g->limits[i].tat_ns - g->limits[i].tau_ns;
         if (earliest > t)
             t = earliest;
@@ -161,7 +168,9 @@ int64_t gcra_take(gcra *g, int64_t now)
     int64_t t = gcra_peek(g, now);
     for (size_t i = 0; i < g->n; i++) {
         limit *l = &g->limits[i];
-        l->tat_ns = (l->tat_ns > t ? l->tat_ns : t) + l->t_ns;
+        int64_t base = l->started && l->tat_ns > t ? l->tat_ns : t;
+        l->tat_ns = base + l->t_ns;
+        l->started = 1;
     }
     return t;
 }

@@ -251,6 +251,17 @@ opts *opts_parse(const opt_def *defs, size_t ndefs, int argc, char **argv,
     const char *config = getenv("FANOUT_CONFIG");
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
+        if (!strcmp(arg, "--"))
+            break; /* the rest is positional */
+        if (!strncmp(arg, "--", 2) && !strchr(arg, '=') &&
+            strcmp(arg, "--config") != 0) {
+            /* Skip an option's value, so "--name --help" sets name. */
+            long i = find(o, arg + 2, strlen(arg + 2));
+            if (i >= 0 && defs[i].type != OPT_FLAG && a + 1 < argc) {
+                a++;
+                continue;
+            }
+        }
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
             print_help(o, usage);
             *status = 1;
@@ -334,6 +345,10 @@ opts *opts_parse(const opt_def *defs, size_t ndefs, int argc, char **argv,
         }
         char origin[96];
         snprintf(origin, sizeof origin, "--%s", defs[i].name);
+        if (negate && eq) {
+            snprintf(err, errlen, "--no-%s takes no value", defs[i].name);
+            goto fail;
+        }
         const char *val;
         if (defs[i].type == OPT_FLAG && !eq)
             val = negate ? "false" : "true";
