@@ -69,6 +69,8 @@ static const opt_def master_opts[] = {
      "on SIGTERM/SIGINT, how long to wait for calls in flight"},
     {"window", OPT_INT, "0", 0, 1000000, "N",
      "items outstanding at most (0: twice the workers' concurrency)"},
+    {"redrive", OPT_FLAG, "false", 0, 1, NULL,
+     "re-run only the items whose record is failed, replacing it"},
     {"ready-file", OPT_STRING, NULL, 0, 0, "FILE",
      "write the bound endpoints as JSON here once listening"},
     {"progress", OPT_STRING, "auto", 0, 0, "MODE", "auto|tty|plain|off"},
@@ -258,6 +260,7 @@ int main(int argc, char **argv)
     c.ready_file = opts_str(o, "ready-file");
     c.progress = opts_str(o, "progress");
     c.log_level = opts_str(o, "log-level");
+    c.redrive = (int)opts_num(o, "redrive");
     if (c.heartbeat_ms * 2 > c.lease_ms) {
         fprintf(stderr, "fanout-master: --lease (%lld ms) must be at least "
                         "twice --heartbeat (%lld ms)\n",

@@ -135,7 +135,14 @@ typedef struct master {
     int64_t paused_logged_until; /* last pause we logged */
     int fatal;                   /* a fatal error happened */
     char limit_text[128];        /* "20/s+1000/min", "" without limits */
+    int64_t dispatch_after_ns;   /* resume grace: no dispatch before */
 } master;
+
+/* After a restart, workers reconnect within half a second (their reconnect
+ * interval is capped there), report the items they still hold and flush
+ * results meant for the old master. Dispatching before that would call the
+ * API again for items whose results are on their way. */
+#define RESUME_GRACE_NS (800 * FO_NS_PER_MS)
 
 static volatile sig_atomic_t stop_signal;
 
@@ -785,7 +792,8 @@ static void add_line(master *m, const jsonl_line *ln, fo_err rc, int64_t now)
     b->end_offset = ln->end_offset;
     b->next_line = ln->line_no + 1;
 
-    if (prev_committed(m, b->no, idx)) {
+    if (prev_committed(m, b->no, idx) ||
+        (store_repairing(m->st) && store_present(m->st, ln->line_no))) {
         it->state = IT_DONE;
         b->done++;
         char k[32];
@@ -878,7 +886,7 @@ static int read_input(master *m, int64_t now)
 static void dispatch(master *m, int64_t now)
 {
     m->push_blocked = 0;
-    if (budget_live(m->bud, NULL) == 0)
+    if (budget_live(m->bud, NULL) == 0 || now < m->dispatch_after_ns)
         return;
     while (m->dq_len > 0) {
         proto_ref ref = m->dq[m->dq_head];
@@ -1217,6 +1225,136 @@ static int open_input(master *m)
     return 0;
 }
 
+/* Rewrites results.jsonl from a scan of itself, keeping every whole,
+ * parseable record once (and, with --redrive, dropping failed ones), then
+ * restarts the job from the first input line in repair mode: lines whose
+ * record is present are skipped, the rest run. Used when the file is
+ * shorter than what was committed (cut short or replaced outside fanout)
+ * and for --redrive. Memory stays O(1): the present set lives in the
+ * store. */
+static int repair_results(master *m, int redrive)
+{
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/results.jsonl", m->cfg->out);
+    snprintf(tmp, sizeof tmp, "%s/results.jsonl.repair", m->cfg->out);
+    char err[512];
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    int outfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (in < 0 || outfd < 0) {
+        fprintf(stderr, "fanout-master: repairing %s: %s\n", path,
+                strerror(errno));
+        if (in >= 0)
+            close(in);
+        if (outfd >= 0)
+            close(outfd);
+        return EXIT_FATAL;
+    }
+    size_t cap = (size_t)m->cfg->max_response_bytes * 8 + (1 << 20);
+    jsonl *r = jsonl_new(in, cap, 0, 1);
+    store_state ns = m->state;
+    memset(&ns.totals, 0, sizeof ns.totals);
+    ns.totals.active_ms = m->state.totals.active_ms;
+    ns.cursor = (store_cursor){0, 1, 0};
+    ns.finished = 0;
+    int64_t kept = 0, dropped = 0, redriven = 0, size = 0;
+    int rc = EXIT_FATAL;
+    if (store_repair_begin(m->st, err, sizeof err)) {
+        fprintf(stderr, "fanout-master: %s\n", err);
+        goto out;
+    }
+    for (;;) {
+        jsonl_line ln;
+        fo_err e = jsonl_next(r, &ln);
+        if (e == FO_EEOF)
+            break;
+        if (e == FO_EIO) {
+            fprintf(stderr, "fanout-master: reading %s: %s\n", path,
+                    strerror(errno));
+            goto out;
+        }
+        /* Torn (no newline), overlong or unparseable: its item runs again. */
+        if (e != FO_OK || ln.end_offset - ln.offset == (int64_t)ln.len) {
+            dropped++;
+            continue;
+        }
+        json_t *o = json_loadb(ln.data, ln.len, 0, NULL);
+        json_t *lj = json_object_get(o, "line");
+        const char *st = json_string_value(json_object_get(o, "status"));
+        if (!json_is_integer(lj) || !st ||
+            store_present(m->st, json_integer_value(lj))) {
+            json_decref(o);
+            dropped++;
+            continue;
+        }
+        if (redrive && !strcmp(st, RECORD_FAILED)) {
+            json_decref(o);
+            redriven++;
+            continue;
+        }
+        ns.totals.items++;
+        if (!strcmp(st, RECORD_OK))
+            ns.totals.ok++;
+        else if (!strcmp(st, RECORD_FAILED))
+            ns.totals.failed++;
+        else
+            ns.totals.invalid++;
+        ns.totals.attempts +=
+            json_integer_value(json_object_get(o, "attempts"));
+        ns.totals.throttled +=
+            json_integer_value(json_object_get(o, "throttled"));
+        fo_err ae = store_repair_add(m->st, json_integer_value(lj));
+        json_decref(o);
+        if (ae) {
+            fprintf(stderr, "fanout-master: %s/state.db: repair failed\n",
+                    m->cfg->out);
+            goto out;
+        }
+        size_t off = 0, len = ln.len + 1;
+        while (off < len) {
+            ssize_t w = write(outfd, ln.data + off, len - off);
+            if (w <= 0) {
+                fprintf(stderr, "fanout-master: writing %s: %s\n", tmp,
+                        strerror(errno));
+                goto out;
+            }
+            off += (size_t)w;
+        }
+        size += (int64_t)len;
+        kept++;
+    }
+    if (fsync(outfd) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "fanout-master: replacing %s: %s\n", path,
+                strerror(errno));
+        goto out;
+    }
+    int dfd = open(m->cfg->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    ns.results_size = size;
+    if (store_repair_commit(m->st, &ns, err, sizeof err)) {
+        fprintf(stderr, "fanout-master: %s\n", err);
+        goto out;
+    }
+    m->state = ns;
+    m->nprev = 0;
+    if (redrive)
+        LOG_INFO("results.redrive", "%" PRId64 " failed items will run "
+                 "again; %" PRId64 " records kept", redriven, kept);
+    if (dropped || !redrive)
+        LOG_WARN("results.repaired", "%s: kept %" PRId64 " records, dropped "
+                 "%" PRId64 " torn or unreadable lines; every item without "
+                 "a record runs again", path, kept, dropped);
+    rc = 0;
+out:
+    jsonl_destroy(&r);
+    close(in);
+    close(outfd);
+    unlink(tmp);
+    return rc;
+}
+
 static int open_results(master *m)
 {
     char path[4200];
@@ -1231,13 +1369,28 @@ static int open_results(master *m)
     if (fstat(m->results_fd, &sb) != 0)
         return EXIT_FATAL;
     int64_t good = m->state.results_size;
-    if (sb.st_size < good) {
-        fprintf(stderr, "fanout-master: %s is %lld bytes but %lld were "
-                        "committed: the file was truncated or replaced "
-                        "outside fanout; restore it or start over with a "
-                        "new --out\n",
-                path, (long long)sb.st_size, (long long)good);
-        return EXIT_FATAL;
+    if (sb.st_size < good || m->cfg->redrive) {
+        if (!m->cfg->redrive)
+            LOG_WARN("results.short", "%s is %lld bytes but %lld were "
+                     "committed (cut short or replaced outside fanout); "
+                     "repairing", path, (long long)sb.st_size,
+                     (long long)good);
+        else if (m->state.totals.failed == 0) {
+            LOG_INFO("results.redrive", "no failed items to redrive");
+            return 0;
+        }
+        close(m->results_fd);
+        m->results_fd = -1;
+        int rc = repair_results(m, m->cfg->redrive);
+        if (rc)
+            return rc;
+        m->results_fd = open(path, O_RDWR | O_CLOEXEC);
+        if (m->results_fd < 0) {
+            fprintf(stderr, "fanout-master: %s: %s\n", path,
+                    strerror(errno));
+            return EXIT_FATAL;
+        }
+        return 0;
     }
     if (sb.st_size > good) {
         LOG_WARN("results.repaired", "%s: cut %lld bytes written after the "
@@ -1402,6 +1555,8 @@ static int run_loop(master *m)
             int64_t g = budget_next_wake(m->bud, now);
             if (g < deadline)
                 deadline = g;
+            if (m->dispatch_after_ns > now && m->dispatch_after_ns < deadline)
+                deadline = m->dispatch_after_ns;
         }
         long timeout = (long)((deadline - now + FO_NS_PER_MS - 1) /
                               FO_NS_PER_MS);
@@ -1507,6 +1662,8 @@ int master_run(const master_config *cfg)
                  i ? "+" : "", r);
     }
 
+    if ((rc = open_results(m)) != 0)
+        goto out;
     if (m->state.finished) {
         LOG_INFO("job.finished", "the job in %s is already complete; "
                  "nothing to do", cfg->out);
@@ -1514,8 +1671,6 @@ int master_run(const master_config *cfg)
         rc = exit_status(&m->state.totals);
         goto out;
     }
-    if ((rc = open_results(m)) != 0)
-        goto out;
     if ((rc = open_input(m)) != 0)
         goto out;
     rc = EXIT_FATAL;
@@ -1554,6 +1709,9 @@ int master_run(const master_config *cfg)
             goto out;
         }
     }
+    if (store_epoch(m->st) > 1 &&
+        (m->state.totals.items > 0 || m->nprev > 0))
+        m->dispatch_after_ns = clock_now_ns() + RESUME_GRACE_NS;
     LOG_INFO("master.started", "epoch %" PRIu64 ", control %s, work %s, "
              "results %s; resuming at line %" PRId64 " (%" PRId64
              " items already recorded)",

@@ -51,6 +51,7 @@ typedef struct master_config {
     const char *ready_file;     /* where to write endpoints, or NULL */
     const char *progress;       /* auto|tty|plain|off */
     const char *log_level;      /* for spawned workers */
+    int redrive;                /* re-run items whose record is failed */
 } master_config;
 
 /* Runs the job; returns the exit status. */

@@ -12,6 +12,10 @@ struct store {
     sqlite3_stmt *ins;   /* insert a row */
     sqlite3_stmt *del;   /* delete rows below the cursor */
     sqlite3_stmt *put;   /* upsert a meta value */
+    sqlite3_stmt *padd;  /* add a present line */
+    sqlite3_stmt *pget;  /* look one up */
+    sqlite3_stmt *pdel;  /* drop those below the cursor */
+    int repairing;       /* the present set is not empty */
     uint64_t epoch;      /* this open's epoch */
     store_state state;   /* last committed state */
 };
@@ -20,7 +24,8 @@ static const char *const schema =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS done(batch INTEGER NOT NULL,"
     " idx INTEGER NOT NULL, status INTEGER NOT NULL,"
-    " PRIMARY KEY(batch, idx)) WITHOUT ROWID;";
+    " PRIMARY KEY(batch, idx)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS present(line INTEGER PRIMARY KEY);";
 
 static int64_t meta_int(store *s, const char *k, int64_t def)
 {
@@ -66,6 +71,8 @@ static int put_text(store *s, const char *k, const char *v)
     sqlite3_bind_text(s->put, 2, v, -1, SQLITE_STATIC);
     return sqlite3_step(s->put) == SQLITE_DONE ? 0 : -1;
 }
+
+static int put_state(store *s, const store_state *st);
 
 /* Names the first field in which two identity objects differ. */
 static void identity_diff(const char *was, const char *now, char *err,
@@ -137,7 +144,14 @@ fo_err store_open(const char *dir, const char *identity, store **out,
                                   "status) VALUES(?,?,?)",
                            -1, &s->ins, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "DELETE FROM done WHERE batch < ?", -1,
-                           &s->del, NULL) != SQLITE_OK) {
+                           &s->del, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO present(line) "
+                                  "VALUES(?)",
+                           -1, &s->padd, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "SELECT 1 FROM present WHERE line=?", -1,
+                           &s->pget, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "DELETE FROM present WHERE line < ?", -1,
+                           &s->pdel, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
@@ -163,6 +177,7 @@ fo_err store_open(const char *dir, const char *identity, store **out,
     st->totals.attempts = meta_int(s, "attempts", 0);
     st->totals.throttled = meta_int(s, "throttled", 0);
     st->totals.active_ms = meta_int(s, "active_ms", 0);
+    s->repairing = meta_int(s, "repairing", 0) != 0;
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
             SQLITE_OK ||
         put_text(s, "identity", identity) ||
@@ -187,6 +202,9 @@ void store_close(store **sp)
     sqlite3_finalize(s->ins);
     sqlite3_finalize(s->del);
     sqlite3_finalize(s->put);
+    sqlite3_finalize(s->padd);
+    sqlite3_finalize(s->pget);
+    sqlite3_finalize(s->pdel);
     sqlite3_close(s->db);
     FO_FREE(sp);
 }
@@ -239,6 +257,31 @@ fo_err store_commit(store *s, const store_row *rows, size_t n,
         if (sqlite3_step(s->del) != SQLITE_DONE)
             goto fail;
     }
+    if (s->repairing && st->cursor.line_no != s->state.cursor.line_no) {
+        sqlite3_reset(s->pdel);
+        sqlite3_bind_int64(s->pdel, 1, st->cursor.line_no);
+        if (sqlite3_step(s->pdel) != SQLITE_DONE)
+            goto fail;
+    }
+    if (s->repairing && st->finished && put_int(s, "repairing", 0))
+        goto fail;
+    if (put_state(s, st))
+        goto fail;
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    s->state = *st;
+    if (st->finished)
+        s->repairing = 0;
+    return FO_OK;
+fail:
+    snprintf(err, errlen, "state store commit failed: %s",
+             sqlite3_errmsg(s->db));
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return FO_ESTORE;
+}
+
+static int put_state(store *s, const store_state *st)
+{
     const store_totals *t = &st->totals;
     if (put_int(s, "cursor_offset", st->cursor.offset) ||
         put_int(s, "cursor_line", st->cursor.line_no) ||
@@ -251,14 +294,51 @@ fo_err store_commit(store *s, const store_row *rows, size_t n,
         put_int(s, "attempts", t->attempts) ||
         put_int(s, "throttled", t->throttled) ||
         put_int(s, "active_ms", t->active_ms))
-        goto fail;
-    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        goto fail;
-    s->state = *st;
+        return -1;
+    return 0;
+}
+
+fo_err store_repair_begin(store *s, char *err, size_t errlen)
+{
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE; DELETE FROM present; "
+                            "DELETE FROM done;",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "state store: %s", sqlite3_errmsg(s->db));
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return FO_ESTORE;
+    }
     return FO_OK;
-fail:
-    snprintf(err, errlen, "state store commit failed: %s",
-             sqlite3_errmsg(s->db));
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    return FO_ESTORE;
+}
+
+fo_err store_repair_add(store *s, int64_t line)
+{
+    sqlite3_reset(s->padd);
+    sqlite3_bind_int64(s->padd, 1, line);
+    return sqlite3_step(s->padd) == SQLITE_DONE ? FO_OK : FO_ESTORE;
+}
+
+fo_err store_repair_commit(store *s, const store_state *st, char *err,
+                           size_t errlen)
+{
+    if (put_state(s, st) || put_int(s, "repairing", 1) ||
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "state store: %s", sqlite3_errmsg(s->db));
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return FO_ESTORE;
+    }
+    s->state = *st;
+    s->repairing = 1;
+    return FO_OK;
+}
+
+int store_repairing(const store *s)
+{
+    return s->repairing;
+}
+
+int store_present(store *s, int64_t line)
+{
+    sqlite3_reset(s->pget);
+    sqlite3_bind_int64(s->pget, 1, line);
+    return sqlite3_step(s->pget) == SQLITE_ROW;
 }

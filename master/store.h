@@ -80,4 +80,21 @@ FO_WUR fo_err store_commit(store *s, const store_row *rows, size_t n,
  * is the caller's to free. */
 char *store_get_setting(store *s, const char *key);
 
+/* Repair: after results.jsonl was rewritten from a scan (a torn or
+ * truncated file, or --redrive dropping failed records), the job restarts
+ * from the first input line and skips every line whose record is present.
+ * store_repair_begin() opens the transaction and forgets the rows;
+ * store_repair_add() records one present line; store_repair_commit() sets
+ * the new state (cursor at the start) and commits. Lines below the cursor
+ * are dropped from the present set as it moves, so it shrinks as the
+ * repair run proceeds. */
+FO_WUR fo_err store_repair_begin(store *s, char *err, size_t errlen);
+FO_WUR fo_err store_repair_add(store *s, int64_t line);
+FO_WUR fo_err store_repair_commit(store *s, const store_state *st, char *err,
+                                  size_t errlen);
+/* 1 when some input lines are known present (a repair is under way). */
+int store_repairing(const store *s);
+/* 1 when line's record is already in results.jsonl (repair runs only). */
+int store_present(store *s, int64_t line);
+
 #endif

@@ -76,8 +76,14 @@ typedef struct job {
 
 typedef struct outframe {
     fo_buf frame;          /* an encoded RESULT */
+    int64_t sent_ns;       /* when the socket took it (recent list) */
     struct outframe *next; /* FIFO link */
 } outframe;
+
+/* Results sent within the last lease are kept, up to this many bytes, and
+ * sent again to a new master: a master killed between receiving a result
+ * and committing it would otherwise make the API call repeat. */
+#define RECENT_MAX_BYTES (8u << 20)
 
 typedef struct wstate {
     const worker_config *cfg; /* options */
@@ -104,6 +110,8 @@ typedef struct wstate {
     uint64_t last_seen_sent;  /* seen in the last TOKEN_REQ */
     http *http;               /* calls in flight */
     outframe *out_head, *out_tail; /* results waiting for the socket */
+    outframe *recent_head, *recent_tail; /* results sent lately */
+    size_t recent_bytes;      /* their size */
     int64_t last_master_ns;   /* last message from the master */
     int64_t next_hb_ns;       /* next heartbeat */
     int64_t next_hello_ns;    /* next HELLO while unjoined */
@@ -126,7 +134,9 @@ static void on_signal(int sig)
 static void *make_socket(wstate *w, int type, int linger_ms, int maxmsg)
 {
     void *s = zmq_socket(w->zctx, type);
-    int ivl = 100, ivl_max = 2000, hb = 1000, hbt = 3000;
+    /* Reconnect quickly: a restarted master should see its workers again
+     * within a second, not after a backoff grown during its downtime. */
+    int ivl = 100, ivl_max = 500, hb = 1000, hbt = 3000;
     int64_t max = maxmsg;
     zmq_setsockopt(s, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
     zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
@@ -258,18 +268,65 @@ static void drop_unstarted(wstate *w, proto_ref **refs, uint32_t *nrefs)
     w->nready = 0;
 }
 
+static void free_frames(outframe *f)
+{
+    while (f) {
+        outframe *next = f->next;
+        buf_fini(&f->frame);
+        free(f);
+        f = next;
+    }
+}
+
+/* Drops recent results older than the lease or over the byte cap. */
+static void prune_recent(wstate *w, int64_t now)
+{
+    while (w->recent_head &&
+           (now - w->recent_head->sent_ns > w->job.lease_ns ||
+            w->recent_bytes > RECENT_MAX_BYTES)) {
+        outframe *f = w->recent_head;
+        w->recent_head = f->next;
+        if (!w->recent_head)
+            w->recent_tail = NULL;
+        w->recent_bytes -= f->frame.len;
+        f->next = NULL;
+        free_frames(f);
+    }
+}
+
 static void flush_outbox(wstate *w)
 {
+    int64_t now = clock_now_ns();
     while (w->out_head) {
         outframe *f = w->out_head;
         if (zmq_send(w->res, f->frame.data, f->frame.len, ZMQ_DONTWAIT) < 0)
-            return;
+            break;
         w->out_head = f->next;
         if (!w->out_head)
             w->out_tail = NULL;
-        buf_fini(&f->frame);
-        free(f);
+        f->next = NULL;
+        f->sent_ns = now;
+        if (w->recent_tail)
+            w->recent_tail->next = f;
+        else
+            w->recent_head = f;
+        w->recent_tail = f;
+        w->recent_bytes += f->frame.len;
     }
+    prune_recent(w, now);
+}
+
+/* A new master: what we sent lately may have died with the old one. */
+static void resend_recent(wstate *w)
+{
+    if (!w->recent_head)
+        return;
+    w->recent_tail->next = w->out_head;
+    if (!w->out_head)
+        w->out_tail = w->recent_tail;
+    w->out_head = w->recent_head;
+    w->recent_head = w->recent_tail = NULL;
+    w->recent_bytes = 0;
 }
 
 static void finish_item(wstate *w, witem *it, int ok, const char *error,
@@ -625,6 +682,7 @@ static int on_job(wstate *w, proto_msg *m)
         /* A new master: it re-dispatches what we had not started. Calls in
          * flight finish and their results still count. */
         drop_unstarted(w, NULL, NULL);
+        resend_recent(w);
         LOG_INFO("master.changed", "new master epoch %" PRIu64
                  " (was %" PRIu64 ")", m->epoch, w->epoch);
     }
@@ -712,11 +770,15 @@ static int handle_control(wstate *w, int64_t now, int *fatal)
             }
             break;
         case PROTO_RESET:
-            LOG_INFO("master.reset", "the master does not know us; saying "
-                                     "hello");
+            /* Every message queued while the master was away draws a
+             * RESET; one HELLO answers them all. */
+            if (w->master_ok || now >= w->next_hello_ns) {
+                LOG_INFO("master.reset", "the master does not know us; "
+                                         "saying hello");
+                send_hello(w);
+                w->next_hello_ns = now + HELLO_INTERVAL_NS / 2;
+            }
             w->master_ok = 0;
-            send_hello(w);
-            w->next_hello_ns = now + HELLO_INTERVAL_NS;
             break;
         case PROTO_DONE:
             LOG_INFO("job.done", "the master reports the job finished");
@@ -952,12 +1014,8 @@ out:
     for (size_t i = 0; i < w->nitems; i++)
         item_free(w->items[i]);
     free(w->items);
-    while (w->out_head) {
-        outframe *f = w->out_head;
-        w->out_head = f->next;
-        buf_fini(&f->frame);
-        free(f);
-    }
+    free_frames(w->out_head);
+    free_frames(w->recent_head);
     free(w->tok);
     job_free(&w->job);
     buf_fini(&w->scratch);

@@ -1,0 +1,324 @@
+"""Crash anywhere, lose nothing, repeat nothing (issue 3): real processes,
+real signals. Masters that are restarted bind the same fixed ports, chosen
+free by the kernel at the start of each test, so separately started workers
+find the new master on their own."""
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness as h  # noqa: E402
+
+
+def free_ports():
+    """A port P with P, P+1 and P+2 free on 127.0.0.1."""
+    for _ in range(200):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        if p > 65000:
+            continue
+        ok = True
+        for q in (p, p + 1, p + 2):
+            t = socket.socket()
+            try:
+                t.bind(("127.0.0.1", q))
+            except OSError:
+                ok = False
+            finally:
+                t.close()
+        if ok:
+            return p
+    raise AssertionError("no three consecutive free ports")
+
+
+def count_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
+
+
+class Job:
+    """One job's command line, restartable on fixed ports."""
+
+    def __init__(self, env, server, n, *extra, items=None, url_path="/items"):
+        self.env, self.n = env, n
+        self.port = free_ports()
+        self.control = "tcp://127.0.0.1:%d" % self.port
+        self.items = items or env.write_items("items.jsonl", n)
+        self.out = env.path("out")
+        self.args = ["--input", self.items, "--out", self.out, "--url",
+                     server.base + url_path + "/{id}", "--lease", "2s",
+                     "--heartbeat", "500ms"] + list(extra)
+        self.runs = 0
+        self.master = None
+
+    def start(self):
+        self.runs += 1
+        ready = self.env.path("master%d.ready" % self.runs)
+        argv = [os.path.join(h.BIN, "fanout-master"), "--bind", self.control,
+                "--ready-file", ready, "--progress", "plain"] + self.args
+        self.master = self.env.spawn("master%d" % self.runs, argv)
+        h.wait_for(lambda: os.path.exists(ready) or not self.master.alive(),
+                   15, "master ready")
+        assert self.master.alive(), self.master.text()[-2000:]
+        return self.master
+
+    def results_count(self):
+        return count_lines(os.path.join(self.out, "results.jsonl"))
+
+    def ids(self):
+        return ["item-%d" % i for i in range(1, self.n + 1)]
+
+
+def repeats(server):
+    """Requests beyond the first for each Idempotency-Key, and a check that
+    every id always carried the same key."""
+    by_path = {}
+    for r in server.requests():
+        by_path.setdefault(r["path"], []).append(r["idem"])
+    extra = 0
+    for path, keys in by_path.items():
+        assert keys[0], "request without Idempotency-Key: %s" % path
+        assert len(set(keys)) == 1, "id %s carried keys %s" % (path, keys)
+        extra += len(keys) - 1
+    return extra
+
+
+def test_kill_master_five_times(env):
+    s = env.server("--rate", "300/s")
+    n, mif = 3000, 8
+    job = Job(env, s, n, "--rate", "300/s", "--max-in-flight", str(mif))
+    job.start()
+    workers = [env.worker(job.control, "--concurrency", "8")
+               for _ in range(3)]
+    rnd = random.Random(1234)
+    kills = 5
+    marks = sorted(rnd.uniform(0.08, 0.9) * n for _ in range(kills))
+    seen = []
+    for k, mark in enumerate(marks):
+        h.wait_for(lambda: job.results_count() >= mark or
+                   not job.master.alive(), 120, "results to reach %d" % mark)
+        assert job.master.alive(), "master finished before kill %d" % k
+        before = len(s.requests())
+        job.master.signal(signal.SIGKILL)
+        job.master.wait(10)
+        seen.append((job.results_count(), before))
+        job.start()
+    assert job.master.wait(180) == 0, job.master.text()[-3000:]
+    for w in workers:
+        w.wait(30)
+    recs = h.results(job.out)
+    h.assert_exactly_once(recs, job.ids())
+    extra = repeats(s)
+    h.report("kill -9 of the master %d times (--max-in-flight %d): %d "
+             "repeated calls in all, %.1f per kill; every repeat had the "
+             "first call's Idempotency-Key" % (kills, mif, extra,
+                                              extra / kills))
+    assert extra <= kills * mif, "%d repeated calls for %d kills" % (
+        extra, kills)
+    assert s.stats()["status"].get("429", 0) == 0
+
+
+def test_kill_one_worker(env):
+    s = env.server("--rate", "300/s", "--latency-ms", "20")
+    n = 1500
+    job = Job(env, s, n, "--rate", "300/s", "--lease", "1s",
+              "--heartbeat", "250ms")
+    job.start()
+    ws = [env.worker(job.control) for _ in range(3)]
+    h.wait_for(lambda: job.results_count() >= n // 3, 60, "a third done")
+    ws[1].signal(signal.SIGKILL)
+    assert job.master.wait(120) == 0, job.master.text()[-3000:]
+    recs = h.results(job.out)
+    h.assert_exactly_once(recs, job.ids())
+    h.report("kill -9 of one of 3 workers: %d repeated calls" % repeats(s))
+
+
+def test_power_cut(env):
+    s = env.server("--rate", "300/s")
+    n = 1500
+    job = Job(env, s, n, "--rate", "300/s")
+    job.start()
+    ws = [env.worker(job.control) for _ in range(3)]
+    h.wait_for(lambda: job.results_count() >= n // 2, 60, "half done")
+    for p in [job.master] + ws:
+        p.signal(signal.SIGKILL)
+    for p in [job.master] + ws:
+        p.wait(10)
+    job.start()
+    ws = [env.worker(job.control) for _ in range(3)]
+    assert job.master.wait(120) == 0, job.master.text()[-3000:]
+    h.assert_exactly_once(h.results(job.out), job.ids())
+    extra = repeats(s)
+    h.report("power cut (master and all workers killed at once): %d "
+             "repeated calls" % extra)
+    assert extra <= 32
+
+
+def test_truncated_results_are_repaired(env):
+    s = env.server()
+    n = 400
+    job = Job(env, s, n, "--max-in-flight", "8")
+    job.start()
+    env.worker(job.control)
+    assert job.master.wait(60) == 0
+    path = os.path.join(job.out, "results.jsonl")
+    data = open(path, "rb").read()
+    # Cut in the middle of a line about 60% of the way in.
+    cut = data.index(b"\n", int(len(data) * 0.6)) - 7
+    lost = data[cut:].count(b"\n")
+    with open(path, "r+b") as f:
+        f.truncate(cut)
+    before = len(s.requests())
+    job.start()
+    env.worker(job.control, name="worker-after")
+    assert job.master.wait(60) == 0, job.master.text()[-3000:]
+    recs = h.results(job.out)
+    h.assert_exactly_once(recs, job.ids())
+    rerun = len(s.requests()) - before
+    assert rerun == lost, "re-ran %d items, %d records were lost" % (rerun,
+                                                                     lost)
+    assert "results.repaired" in job.master.text()
+
+
+def test_torn_tail_after_kill(env):
+    s = env.server("--rate", "200/s")
+    n = 600
+    job = Job(env, s, n, "--rate", "200/s")
+    job.start()
+    env.worker(job.control)
+    h.wait_for(lambda: job.results_count() >= n // 2, 60, "half done")
+    job.master.signal(signal.SIGKILL)
+    job.master.wait(10)
+    # What a crash in the middle of a write leaves behind.
+    with open(os.path.join(job.out, "results.jsonl"), "ab") as f:
+        f.write(b'{"id":"item-99999","status":"ok","ht')
+    job.start()
+    assert job.master.wait(60) == 0, job.master.text()[-3000:]
+    h.assert_exactly_once(h.results(job.out), job.ids())
+
+
+def test_sigterm_drains_then_resume_repeats_nothing(env):
+    s = env.server("--latency-ms", "150")
+    n = 400
+    job = Job(env, s, n, "--max-in-flight", "12", "--rate", "200/s")
+    job.start()
+    ws = [env.worker(job.control) for _ in range(2)]
+    h.wait_for(lambda: job.results_count() >= n // 4, 60, "a quarter done")
+    t0 = time.monotonic()
+    job.master.signal(signal.SIGTERM)
+    status = job.master.wait(30)
+    took = time.monotonic() - t0
+    assert status == 3, "SIGTERM exit status %d" % status
+    assert "re-run the same command to resume" in job.master.text()
+    done_at_stop = job.results_count()
+    job.start()
+    assert job.master.wait(60) == 0, job.master.text()[-3000:]
+    for w in ws:
+        w.wait(30)
+    h.assert_exactly_once(h.results(job.out), job.ids())
+    extra = repeats(s)
+    h.report("SIGTERM drain took %.2f s with %d recorded; repeated calls "
+             "after resume: %d" % (took, done_at_stop, extra))
+    assert extra == 0
+
+
+def test_sigterm_worker_hands_back_its_items(env):
+    s = env.server("--rate", "100/s")
+    n = 500
+    job = Job(env, s, n, "--rate", "100/s", "--lease", "30s")
+    job.start()
+    a = env.worker(job.control, "--id", "a")
+    b = env.worker(job.control, "--id", "b")
+    h.wait_for(lambda: job.results_count() >= 100, 60, "100 done")
+    a.signal(signal.SIGTERM)
+    assert a.wait(15) == 0
+    assert "handing back" in a.text() or "worker.stopped" in a.text()
+    # With a 30 s lease, finishing well before it proves the hand-back.
+    t0 = time.monotonic()
+    assert job.master.wait(25) == 0, job.master.text()[-3000:]
+    h.assert_exactly_once(h.results(job.out), job.ids())
+    assert repeats(s) == 0
+    h.report("worker SIGTERM: the rest finished %.1f s later, no repeats"
+             % (time.monotonic() - t0))
+    b.wait(15)
+
+
+def test_late_result_after_redispatch_is_recorded_once(env):
+    s = env.server("--latency-ms", "400")
+    n = 60
+    job = Job(env, s, n, "--lease", "1s", "--heartbeat", "250ms",
+              "--max-in-flight", "0")
+    job.start()
+    slow = env.worker(job.control, "--id", "slow")
+    h.wait_for(lambda: s.stats()["in_flight"] > 0, 30, "calls in flight")
+    # Freeze the worker mid-call: its lease expires and its items move on.
+    slow.signal(signal.SIGSTOP)
+    env.worker(job.control, "--id", "fast")
+
+    def fast_recorded():
+        path = os.path.join(job.out, "results.jsonl")
+        return os.path.exists(path) and b'"worker":"fast"' in open(
+            path, "rb").read()
+    h.wait_for(fast_recorded, 30, "the frozen worker's items to move on")
+    slow.signal(signal.SIGCONT)
+    assert job.master.wait(60) == 0, job.master.text()[-3000:]
+    recs = h.results(job.out)
+    h.assert_exactly_once(recs, job.ids())
+    sm = h.summary(job.out)
+    h.report("frozen worker: %d items re-dispatched, %d late duplicate "
+             "results ignored" % (sm["redispatched"],
+                                  sm["duplicate_results"]))
+    assert sm["redispatched"] > 0
+
+
+def test_redrive_reruns_only_failed_items(env):
+    s = env.server("--fail-pct", "30", "--seed", "3")
+    n = 200
+    job = Job(env, s, n, "--max-attempts", "1")
+    job.start()
+    env.worker(job.control)
+    assert job.master.wait(60) == 1
+    first = {r["id"]: r for r in h.results(job.out)}
+    failed = [k for k, r in first.items() if r["status"] == "failed"]
+    assert 20 < len(failed) < 120, len(failed)
+    s.get("/control?fail_pct=0")  # the API has been fixed
+    before = len(s.requests())
+    job.args.append("--redrive")
+    job.start()
+    env.worker(job.control, name="worker-redrive")
+    assert job.master.wait(60) == 0, job.master.text()[-3000:]
+    recs = h.results(job.out)
+    h.assert_exactly_once(recs, job.ids())
+    assert all(r["status"] == "ok" for r in recs)
+    again = s.requests()[before:]
+    assert len(again) == len(failed), (len(again), len(failed))
+    assert {r["path"].rsplit("/", 1)[1] for r in again} == set(failed)
+    for r in recs:
+        if r["id"] not in failed:
+            assert r == first[r["id"]], "ok record changed: %s" % r["id"]
+    assert h.summary(job.out)["failed"] == 0
+
+
+def test_a_different_job_on_the_same_out_is_refused(env):
+    s = env.server()
+    job = Job(env, s, 10)
+    job.start()
+    env.worker(job.control)
+    assert job.master.wait(30) == 0
+    job.args[job.args.index("--url") + 1] = s.base + "/other/{id}"
+    m = env.spawn("other", [os.path.join(h.BIN, "fanout-master")] + job.args)
+    assert m.wait(30) == 2
+    assert "url was" in m.text() and "/other/{id}" in m.text(), m.text()
+
+
+if __name__ == "__main__":
+    h.main(globals())
