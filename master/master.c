@@ -136,6 +136,7 @@ typedef struct master {
     int fatal;                   /* a fatal error happened */
     char limit_text[128];        /* "20/s+1000/min", "" without limits */
     int64_t dispatch_after_ns;   /* resume grace: no dispatch before */
+    int first_dispatch_logged;   /* dispatch.first was logged */
 } master;
 
 /* After a restart, workers reconnect within half a second (their reconnect
@@ -915,6 +916,12 @@ static void dispatch(master *m, int64_t now)
                                 ZMQ_DONTWAIT) < 0) {
                 m->push_blocked = 1;
                 return;
+            }
+            if (!m->first_dispatch_logged) {
+                m->first_dispatch_logged = 1;
+                LOG_INFO("dispatch.first", "first item dispatched %.3f s "
+                         "after start", (double)(clock_now_ns() -
+                                                 m->run_start_ns) / 1e9);
             }
             it->state = IT_SENT;
             it->dispatches++;
