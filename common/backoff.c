@@ -55,7 +55,8 @@ int backoff_parse_retry_after(const char *value, int64_t now_wall_ms,
         while (d[0] == '0' && d[1])
             d++;
         /* Anything with more than 9 digits is over any sane cap anyway. */
-        int64_t secs = strlen(d) > 9 ? INT64_C(999999999) : strtoll(d, NULL, 10);
+        int64_t secs =
+            strlen(d) > 9 ? INT64_C(999999999) : strtoll(d, NULL, 10);
         int64_t ms = secs * 1000;
         *out_ms = ms > max_ms ? max_ms : ms;
         return 0;

@@ -15,10 +15,10 @@
 
 /* Embedded in the caller's struct; visible only for that reason. */
 typedef struct fo_buf {
-    char *data;    /* bytes, NUL-terminated; NULL until the first append */
-    size_t len;    /* bytes used, excluding the terminator */
-    size_t alloc;  /* bytes allocated */
-    size_t max;    /* hard cap on len */
+    char *data;   /* bytes, NUL-terminated; NULL until the first append */
+    size_t len;   /* bytes used, excluding the terminator */
+    size_t alloc; /* bytes allocated */
+    size_t max;   /* hard cap on len */
 } fo_buf;
 
 /* Initialises an empty buffer that may hold at most max bytes. */

@@ -69,12 +69,11 @@ fo_err gcra_parse_rate(const char *s, gcra_rate *out, char *err, size_t errlen)
     else if (!strcmp(u, "h") || !strcmp(u, "hour"))
         period = 3600 * FO_NS_PER_S;
     else {
-        snprintf(err, errlen,
-                 "'%s': unknown unit '%s': expected s, min or h", s, u);
+        snprintf(err, errlen, "'%s': unknown unit '%s': expected s, min or h",
+                 s, u);
         return FO_EINVAL;
     }
-    if ((double)count / ((double)period / 1e9) >
-        (double)GCRA_MAX_COUNT_PER_S) {
+    if ((double)count / ((double)period / 1e9) > (double)GCRA_MAX_COUNT_PER_S) {
         snprintf(err, errlen, "'%s' is above the maximum of %" PRId64 "/s", s,
                  GCRA_MAX_COUNT_PER_S);
         return FO_EINVAL;
@@ -110,7 +109,9 @@ static void recompute(gcra *g, limit *l)
 {
     double t = (double)(l->rate.period_ns + l->margin_ns) /
                (double)l->rate.count / g->scale;
-    l->t_ns = t < 1 ? 1 : t > (double)TAU_MAX_NS ? TAU_MAX_NS : (int64_t)ceil(t);
+    l->t_ns = t < 1                    ? 1
+              : t > (double)TAU_MAX_NS ? TAU_MAX_NS
+                                       : (int64_t)ceil(t);
     double tau = (double)l->t_ns * (double)(l->burst - 1);
     l->tau_ns = tau > (double)TAU_MAX_NS ? TAU_MAX_NS : (int64_t)tau;
 }

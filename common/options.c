@@ -169,8 +169,10 @@ static int load_config(opts *o, const char *path, char *err, size_t errlen)
         size_t count = 1;
         if (json_is_array(val)) {
             if (o->defs[i].type != OPT_LIST) {
-                snprintf(err, errlen, "%s: a list is only allowed for "
-                                      "repeatable options", origin);
+                snprintf(err, errlen,
+                         "%s: a list is only allowed for "
+                         "repeatable options",
+                         origin);
                 rc = -1;
                 goto out;
             }
@@ -192,8 +194,10 @@ static int load_config(opts *o, const char *path, char *err, size_t errlen)
             } else if (json_is_boolean(it))
                 text = json_is_true(it) ? "true" : "false";
             else {
-                snprintf(err, errlen, "%s: expected a string, number or "
-                                      "boolean", origin);
+                snprintf(err, errlen,
+                         "%s: expected a string, number or "
+                         "boolean",
+                         origin);
                 rc = -1;
                 goto out;
             }
@@ -228,13 +232,13 @@ static void print_help(const opts *o, const char *usage)
             printf(" [repeatable]");
         printf("\n");
     }
-    printf("  %-28s %s\n  %-28s %s\n", "--help", "show this help",
-           "--version", "show the version");
+    printf("  %-28s %s\n  %-28s %s\n", "--help", "show this help", "--version",
+           "show the version");
 }
 
 opts *opts_parse(const opt_def *defs, size_t ndefs, int argc, char **argv,
-                 const char *usage, const char *version, int *status,
-                 char *err, size_t errlen)
+                 const char *usage, const char *version, int *status, char *err,
+                 size_t errlen)
 {
     opts *o = xcalloc(1, sizeof *o);
     o->defs = defs;

@@ -42,8 +42,8 @@ typedef struct opts opts;
  * message (naming the option) is in err. Positional arguments are kept for
  * opts_positional(); the caller decides whether any are allowed. */
 opts *opts_parse(const opt_def *defs, size_t ndefs, int argc, char **argv,
-                 const char *usage, const char *version, int *status,
-                 char *err, size_t errlen);
+                 const char *usage, const char *version, int *status, char *err,
+                 size_t errlen);
 /* Frees *o and NULLs it; safe on NULL. */
 void opts_destroy(opts **o);
 

@@ -8,7 +8,8 @@ typedef struct segment {
     char *text;   /* the literal, or the dotted path ("*" = whole item) */
 } segment;
 
-struct template {
+struct template
+{
     segment *segs; /* in order */
     size_t n;      /* segments */
     size_t fields; /* field segments */
@@ -26,8 +27,7 @@ static void push(template *t, int is_field, const char *s, size_t len)
         t->fields++;
 }
 
-fo_err template_parse(const char *src, template **out, char *err,
-                      size_t errlen)
+fo_err template_parse(const char *src, template **out, char *err, size_t errlen)
 {
     template *t = xcalloc(1, sizeof *t);
     fo_buf lit;
@@ -166,9 +166,8 @@ static fo_err insert(fo_buf *out, const json_t *v, template_mode mode,
         return buf_append(out, s, len);
     }
     if (mode == TEMPLATE_URL && (json_is_object(v) || json_is_array(v))) {
-        snprintf(err, errlen,
-                 "field '%s' is an %s and cannot go into a URL", name,
-                 json_is_object(v) ? "object" : "array");
+        snprintf(err, errlen, "field '%s' is an %s and cannot go into a URL",
+                 name, json_is_object(v) ? "object" : "array");
         return FO_EINVAL;
     }
     char *enc = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
@@ -228,8 +227,7 @@ fo_err template_expand_env(const char *src, fo_buf *out, char *err,
             size_t nl = (size_t)(close - (src + i + 2));
             char name[256];
             if (nl == 0 || nl >= sizeof name) {
-                snprintf(err, errlen, "bad variable name at column %zu",
-                         i + 1);
+                snprintf(err, errlen, "bad variable name at column %zu", i + 1);
                 return FO_EINVAL;
             }
             memcpy(name, src + i + 2, nl);

@@ -5,15 +5,15 @@
 #include "util.h"
 
 struct budget {
-    gcra *lim;              /* the limiter (owned) */
-    int64_t max_in_flight;  /* 0: no cap */
-    int64_t horizon_ns;     /* grant no token further ahead than this */
-    int64_t in_use;         /* permits held by all workers */
-    int64_t pause_until;    /* no grants before this */
-    budget_worker *w;       /* slots */
-    size_t cap;             /* slots allocated */
-    size_t rr;              /* round-robin start */
-    uint64_t granted;       /* tokens granted in all */
+    gcra *lim;             /* the limiter (owned) */
+    int64_t max_in_flight; /* 0: no cap */
+    int64_t horizon_ns;    /* grant no token further ahead than this */
+    int64_t in_use;        /* permits held by all workers */
+    int64_t pause_until;   /* no grants before this */
+    budget_worker *w;      /* slots */
+    size_t cap;            /* slots allocated */
+    size_t rr;             /* round-robin start */
+    uint64_t granted;      /* tokens granted in all */
 };
 
 budget *budget_new(gcra *lim, int64_t max_in_flight, int64_t horizon_ns)
@@ -67,8 +67,7 @@ static void drop_permits(budget *b, budget_worker *w)
     w->permits = 0;
 }
 
-budget_worker *budget_join(budget *b, const void *rid, size_t len,
-                           int64_t now)
+budget_worker *budget_join(budget *b, const void *rid, size_t len, int64_t now)
 {
     if (len > BUDGET_ID_BYTES)
         return NULL;

@@ -20,24 +20,24 @@
 #define BUDGET_ID_BYTES 256
 
 typedef struct budget_worker {
-    int used;                    /* slot in use */
-    uint32_t gen;                /* bumped when the slot is reused */
+    int used;                           /* slot in use */
+    uint32_t gen;                       /* bumped when the slot is reused */
     unsigned char rid[BUDGET_ID_BYTES]; /* ZeroMQ routing id */
-    size_t rid_len;              /* its length */
-    char name[256];              /* worker id it gave */
-    char host[256];              /* host it runs on */
-    int64_t pid;                 /* its pid */
-    uint32_t concurrency;        /* calls it runs at once */
-    int64_t joined_ns;           /* when it said hello */
-    int64_t last_seen_ns;        /* last message */
-    int leaving;                 /* said BYE */
-    int64_t want;                /* tokens wanted at its last request */
-    uint64_t seen;               /* tokens it had seen then */
-    uint64_t granted;            /* tokens granted in all */
-    int64_t permits;             /* permits it holds */
-    uint32_t inflight;           /* calls in flight (heartbeat) */
-    uint32_t held;               /* items held (heartbeat) */
-    uint64_t results;            /* results received from it */
+    size_t rid_len;                     /* its length */
+    char name[256];                     /* worker id it gave */
+    char host[256];                     /* host it runs on */
+    int64_t pid;                        /* its pid */
+    uint32_t concurrency;               /* calls it runs at once */
+    int64_t joined_ns;                  /* when it said hello */
+    int64_t last_seen_ns;               /* last message */
+    int leaving;                        /* said BYE */
+    int64_t want;                       /* tokens wanted at its last request */
+    uint64_t seen;                      /* tokens it had seen then */
+    uint64_t granted;                   /* tokens granted in all */
+    int64_t permits;                    /* permits it holds */
+    uint32_t inflight;                  /* calls in flight (heartbeat) */
+    uint32_t held;                      /* items held (heartbeat) */
+    uint64_t results;                   /* results received from it */
 } budget_worker;
 
 typedef struct budget budget;
@@ -57,8 +57,7 @@ int64_t budget_max_in_flight(const budget *b);
 budget_worker *budget_find(budget *b, const void *rid, size_t len);
 /* Registers (or re-registers, resetting its account) a worker. Returns
  * NULL when the registry is full. */
-budget_worker *budget_join(budget *b, const void *rid, size_t len,
-                           int64_t now);
+budget_worker *budget_join(budget *b, const void *rid, size_t len, int64_t now);
 /* Removes a worker; its permits come back. */
 void budget_remove(budget *b, budget_worker *w);
 /* Records a TOKEN_REQ. */

@@ -98,8 +98,7 @@ static int is_loopback(const char *host)
            !strcmp(host, "[::1]") || !strcmp(host, "::1");
 }
 
-static int check_bind(const char *bind, int insecure, char *err,
-                      size_t errlen)
+static int check_bind(const char *bind, int insecure, char *err, size_t errlen)
 {
     if (strncmp(bind, "tcp://", 6) != 0) {
         snprintf(err, errlen, "'%s' is not tcp://ADDR:PORT", bind);
@@ -131,10 +130,9 @@ int main(int argc, char **argv)
 {
     char err[1024] = "";
     int status;
-    opts *o = opts_parse(master_opts,
-                         sizeof master_opts / sizeof master_opts[0], argc,
-                         argv, usage, "fanout-master " FANOUT_VERSION,
-                         &status, err, sizeof err);
+    opts *o = opts_parse(
+        master_opts, sizeof master_opts / sizeof master_opts[0], argc, argv,
+        usage, "fanout-master " FANOUT_VERSION, &status, err, sizeof err);
     int rc = EXIT_USAGE;
     master_config c;
     memset(&c, 0, sizeof c);
@@ -149,8 +147,10 @@ int main(int argc, char **argv)
     size_t npos;
     char *const *pos = opts_positional(o, &npos);
     if (npos) {
-        fprintf(stderr, "fanout-master: unexpected argument '%s' (see "
-                        "--help)\n", pos[0]);
+        fprintf(stderr,
+                "fanout-master: unexpected argument '%s' (see "
+                "--help)\n",
+                pos[0]);
         goto out;
     }
     static const char *const required[] = {"input", "url", "out"};
@@ -164,9 +164,10 @@ int main(int argc, char **argv)
     log_level lvl;
     log_format fmt;
     if (log_parse_level(opts_str(o, "log-level"), &lvl) < 0) {
-        fprintf(stderr, "fanout-master: %s: '%s' is not one of debug, info, "
-                        "warn, error\n", opts_origin(o, "log-level"),
-                opts_str(o, "log-level"));
+        fprintf(stderr,
+                "fanout-master: %s: '%s' is not one of debug, info, "
+                "warn, error\n",
+                opts_origin(o, "log-level"), opts_str(o, "log-level"));
         goto out;
     }
     if (log_parse_format(opts_str(o, "log-format"), &fmt) < 0) {
@@ -218,8 +219,10 @@ int main(int argc, char **argv)
         }
     if (strncmp(c.url, "http://", 7) != 0 &&
         strncmp(c.url, "https://", 8) != 0) {
-        fprintf(stderr, "fanout-master: %s: '%s' must start with http:// "
-                        "or https://\n", opts_origin(o, "url"), c.url);
+        fprintf(stderr,
+                "fanout-master: %s: '%s' must start with http:// "
+                "or https://\n",
+                opts_origin(o, "url"), c.url);
         goto out;
     }
     for (size_t i = 0; i < c.nheaders; i++) {
@@ -233,8 +236,7 @@ int main(int argc, char **argv)
     }
     if (check_bind(opts_str(o, "bind"), (int)opts_num(o, "insecure"), err,
                    sizeof err)) {
-        fprintf(stderr, "fanout-master: %s: %s\n", opts_origin(o, "bind"),
-                err);
+        fprintf(stderr, "fanout-master: %s: %s\n", opts_origin(o, "bind"), err);
         goto out;
     }
     c.burst = opts_num(o, "burst");
@@ -262,8 +264,9 @@ int main(int argc, char **argv)
     c.log_level = opts_str(o, "log-level");
     c.redrive = (int)opts_num(o, "redrive");
     if (c.heartbeat_ms * 2 > c.lease_ms) {
-        fprintf(stderr, "fanout-master: --lease (%lld ms) must be at least "
-                        "twice --heartbeat (%lld ms)\n",
+        fprintf(stderr,
+                "fanout-master: --lease (%lld ms) must be at least "
+                "twice --heartbeat (%lld ms)\n",
                 (long long)c.lease_ms, (long long)c.heartbeat_ms);
         goto out;
     }

@@ -54,16 +54,16 @@ enum { IT_PENDING = 0, IT_SENT = 1, IT_COMMITTING = 2, IT_DONE = 3 };
 enum { ST_OK = 0, ST_FAILED = 1, ST_INVALID = 2 };
 
 typedef struct mitem {
-    uint8_t state;        /* IT_* */
-    uint32_t dispatches;  /* times pushed */
-    int64_t deadline_ns;  /* lease end while IT_SENT */
-    int32_t holder;       /* worker slot that listed it, or -1 */
-    uint32_t holder_gen;  /* that slot's generation */
-    int64_t line_no;      /* input line */
-    char *key;            /* id */
-    char *url;            /* rendered URL */
-    char *body;           /* rendered body or NULL */
-    size_t body_len;      /* its length */
+    uint8_t state;       /* IT_* */
+    uint32_t dispatches; /* times pushed */
+    int64_t deadline_ns; /* lease end while IT_SENT */
+    int32_t holder;      /* worker slot that listed it, or -1 */
+    uint32_t holder_gen; /* that slot's generation */
+    int64_t line_no;     /* input line */
+    char *key;           /* id */
+    char *url;           /* rendered URL */
+    char *body;          /* rendered body or NULL */
+    size_t body_len;     /* its length */
 } mitem;
 
 typedef struct mbatch {
@@ -85,51 +85,51 @@ typedef struct pending {
 } pending;
 
 typedef struct master {
-    const master_config *cfg;    /* options */
-    store *st;                   /* durable state */
-    store_state state;           /* working copy of the committed state */
-    budget *bud;                 /* tokens and workers */
+    const master_config *cfg;       /* options */
+    store *st;                      /* durable state */
+    store_state state;              /* working copy of the committed state */
+    budget *bud;                    /* tokens and workers */
     void *zctx, *ctl, *push, *pull; /* ZeroMQ */
     char ctl_ep[300], work_ep[300], result_ep[300]; /* bound endpoints */
-    int work_port, result_port;  /* for the JOB */
-    char *job_json;              /* the JOB sent to workers */
-    template *url_t, *body_t;    /* request templates */
-    int body_whole_item;         /* POST/PUT without --body: the item */
-    uint64_t idem_seed;          /* from the job identity */
-    int in_fd;                   /* input */
-    int in_pollable;             /* a pipe or socket: poll it */
-    jsonl *rd;                   /* line reader */
-    int src_eof;                 /* input exhausted */
-    int64_t in_size;             /* regular file size, or -1 */
-    int64_t total_items;         /* counted up front, or -1 */
-    mbatch *ring;                /* open batches, oldest first */
-    size_t rhead, rlen, rcap;    /* ring state */
-    mbatch bld;                  /* batch being read */
-    size_t bld_cap;              /* its items allocated */
-    proto_ref *dq;               /* items to push */
-    size_t dq_head, dq_len, dq_cap; /* queue state */
-    int push_blocked;            /* last push would block */
-    store_row *prev;             /* rows committed by an earlier run */
-    size_t nprev;                /* their count */
-    pending *cb;                 /* commit buffer */
-    size_t cb_len, cb_cap;       /* its state */
-    int64_t cb_first_ns;         /* when its oldest entry arrived */
-    int64_t outstanding;         /* items read and not committed */
-    int results_fd;              /* results.jsonl */
-    fo_buf scratch;              /* encode buffer */
-    fo_buf wbuf;                 /* results write buffer */
-    spawn_set spawned;           /* local workers */
-    progress_mode pmode;         /* progress display */
-    int64_t run_start_ns;        /* this run's start */
-    int64_t active_base_ms;      /* active time of earlier runs */
-    int64_t next_tick_ns;        /* next housekeeping */
-    int64_t next_hb_ns;          /* next heartbeat to workers */
-    int64_t next_lease_ns;       /* next lease scan */
-    int stopping;                /* a signal asked us to stop */
-    int64_t stop_deadline_ns;    /* drain deadline */
-    int64_t drained_ns;          /* when permits reached zero */
+    int work_port, result_port;                     /* for the JOB */
+    char *job_json;                     /* the JOB sent to workers */
+    template *url_t, *body_t;           /* request templates */
+    int body_whole_item;                /* POST/PUT without --body: the item */
+    uint64_t idem_seed;                 /* from the job identity */
+    int in_fd;                          /* input */
+    int in_pollable;                    /* a pipe or socket: poll it */
+    jsonl *rd;                          /* line reader */
+    int src_eof;                        /* input exhausted */
+    int64_t in_size;                    /* regular file size, or -1 */
+    int64_t total_items;                /* counted up front, or -1 */
+    mbatch *ring;                       /* open batches, oldest first */
+    size_t rhead, rlen, rcap;           /* ring state */
+    mbatch bld;                         /* batch being read */
+    size_t bld_cap;                     /* its items allocated */
+    proto_ref *dq;                      /* items to push */
+    size_t dq_head, dq_len, dq_cap;     /* queue state */
+    int push_blocked;                   /* last push would block */
+    store_row *prev;                    /* rows committed by an earlier run */
+    size_t nprev;                       /* their count */
+    pending *cb;                        /* commit buffer */
+    size_t cb_len, cb_cap;              /* its state */
+    int64_t cb_first_ns;                /* when its oldest entry arrived */
+    int64_t outstanding;                /* items read and not committed */
+    int results_fd;                     /* results.jsonl */
+    fo_buf scratch;                     /* encode buffer */
+    fo_buf wbuf;                        /* results write buffer */
+    spawn_set spawned;                  /* local workers */
+    progress_mode pmode;                /* progress display */
+    int64_t run_start_ns;               /* this run's start */
+    int64_t active_base_ms;             /* active time of earlier runs */
+    int64_t next_tick_ns;               /* next housekeeping */
+    int64_t next_hb_ns;                 /* next heartbeat to workers */
+    int64_t next_lease_ns;              /* next lease scan */
+    int stopping;                       /* a signal asked us to stop */
+    int64_t stop_deadline_ns;           /* drain deadline */
+    int64_t drained_ns;                 /* when permits reached zero */
     uint64_t rate_bucket[RATE_BUCKETS]; /* tokens per 100 ms */
-    int64_t rate_bucket_t;       /* index time of the newest bucket */
+    int64_t rate_bucket_t;              /* index time of the newest bucket */
     uint64_t n_bad_frames, n_dup, n_stale, n_redispatch, n_blank;
     uint64_t n_throttle_reports;
     int64_t paused_logged_until; /* last pause we logged */
@@ -276,9 +276,8 @@ static void broadcast(master *m, int type)
 
 /* ---- results and commits --------------------------------------------- */
 
-static void add_pending(master *m, proto_ref ref, int status,
-                        int64_t attempts, int64_t throttled, char *line,
-                        size_t len, int64_t now)
+static void add_pending(master *m, proto_ref ref, int status, int64_t attempts,
+                        int64_t throttled, char *line, size_t len, int64_t now)
 {
     if (m->cb_len == m->cb_cap) {
         m->cb_cap = m->cb_cap ? m->cb_cap * 2 : 256;
@@ -286,12 +285,11 @@ static void add_pending(master *m, proto_ref ref, int status,
     }
     if (m->cb_len == 0)
         m->cb_first_ns = now;
-    m->cb[m->cb_len++] = (pending){ref, status, attempts, throttled, line,
-                                   len};
+    m->cb[m->cb_len++] = (pending){ref, status, attempts, throttled, line, len};
 }
 
-static void record_invalid(master *m, mbatch *b, uint32_t idx,
-                           const char *id, const char *why, int64_t now)
+static void record_invalid(master *m, mbatch *b, uint32_t idx, const char *id,
+                           const char *why, int64_t now)
 {
     mitem *it = &b->items[idx];
     record r = {.id = id,
@@ -303,8 +301,7 @@ static void record_invalid(master *m, mbatch *b, uint32_t idx,
     size_t len;
     char *line = record_format(&r, &len);
     it->state = IT_COMMITTING;
-    add_pending(m, (proto_ref){b->no, idx}, ST_INVALID, 0, 0, line, len,
-                now);
+    add_pending(m, (proto_ref){b->no, idx}, ST_INVALID, 0, 0, line, len, now);
 }
 
 static int fatal(master *m, const char *event, const char *fmt, ...)
@@ -352,9 +349,9 @@ static int flush_commit(master *m, int64_t now)
     if (m->wbuf.len) {
         size_t off = 0;
         while (off < m->wbuf.len) {
-            ssize_t w = pwrite(m->results_fd, m->wbuf.data + off,
-                               m->wbuf.len - off,
-                               (off_t)(ns.results_size + (int64_t)off));
+            ssize_t w =
+                pwrite(m->results_fd, m->wbuf.data + off, m->wbuf.len - off,
+                       (off_t)(ns.results_size + (int64_t)off));
             if (w < 0 && errno == EINTR)
                 continue;
             if (w <= 0) {
@@ -429,7 +426,8 @@ static void on_result(master *m, proto_msg *r, int64_t now)
     mitem *it = find_item(m, r->u.result.ref);
     if (!it) {
         m->n_stale++;
-        LOG_DEBUG("result.stale", "result for batch %" PRIu64 " item %u is "
+        LOG_DEBUG("result.stale",
+                  "result for batch %" PRIu64 " item %u is "
                   "not open (already committed?)",
                   r->u.result.ref.batch, r->u.result.ref.idx);
         return;
@@ -442,7 +440,8 @@ static void on_result(master *m, proto_msg *r, int64_t now)
     }
     if (strcmp(it->key, r->u.result.key) != 0) {
         m->n_stale++;
-        LOG_WARN("result.mismatch", "result for batch %" PRIu64 " item %u "
+        LOG_WARN("result.mismatch",
+                 "result for batch %" PRIu64 " item %u "
                  "has id '%.80s', expected '%.80s'; ignored",
                  r->u.result.ref.batch, r->u.result.ref.idx, r->u.result.key,
                  it->key);
@@ -554,7 +553,8 @@ static void expire_worker(master *m, budget_worker *w, const char *why)
             }
         }
     }
-    LOG_WARN("worker.lost", "worker %s (host %s, pid %" PRId64 ") %s; %zu "
+    LOG_WARN("worker.lost",
+             "worker %s (host %s, pid %" PRId64 ") %s; %zu "
              "items re-dispatched, %" PRId64 " permits returned",
              w->name, w->host, w->pid, why, n, w->permits);
     budget_remove(m->bud, w);
@@ -585,10 +585,10 @@ static void handle_control(master *m, int64_t now)
         }
         proto_msg msg;
         char err[256] = "multipart frame";
-        fo_err rc = got == 1 ? proto_decode(zmq_msg_data(&body),
-                                            zmq_msg_size(&body), &msg, err,
-                                            sizeof err)
-                             : FO_EPROTO;
+        fo_err rc = got == 1
+                        ? proto_decode(zmq_msg_data(&body), zmq_msg_size(&body),
+                                       &msg, err, sizeof err)
+                        : FO_EPROTO;
         zmq_msg_close(&body);
         const void *id = zmq_msg_data(&rid);
         size_t idlen = zmq_msg_size(&rid);
@@ -606,24 +606,23 @@ static void handle_control(master *m, int64_t now)
         if (msg.type == PROTO_HELLO) {
             w = budget_join(m->bud, id, idlen, now);
             if (!w) {
-                LOG_WARN("worker.refused", "worker %s refused: %d workers "
-                         "already", msg.u.hello.worker_id,
-                         BUDGET_MAX_WORKERS);
+                LOG_WARN("worker.refused",
+                         "worker %s refused: %d workers "
+                         "already",
+                         msg.u.hello.worker_id, BUDGET_MAX_WORKERS);
             } else {
-                snprintf(w->name, sizeof w->name, "%s",
-                         msg.u.hello.worker_id);
+                snprintf(w->name, sizeof w->name, "%s", msg.u.hello.worker_id);
                 snprintf(w->host, sizeof w->host, "%s", msg.u.hello.host);
                 w->pid = msg.u.hello.pid;
-                w->concurrency = msg.u.hello.concurrency
-                                     ? msg.u.hello.concurrency
-                                     : 1;
+                w->concurrency =
+                    msg.u.hello.concurrency ? msg.u.hello.concurrency : 1;
                 proto_msg job = {.type = PROTO_JOB,
                                  .epoch = store_epoch(m->st)};
                 job.u.job.job_json = m->job_json;
                 send_to(m, w, &job);
-                LOG_INFO("worker.joined", "worker %s (host %s, pid %" PRId64
-                         ", concurrency %u)", w->name, w->host, w->pid,
-                         w->concurrency);
+                LOG_INFO("worker.joined",
+                         "worker %s (host %s, pid %" PRId64 ", concurrency %u)",
+                         w->name, w->host, w->pid, w->concurrency);
             }
         } else if (!w) {
             proto_msg reset = {.type = PROTO_RESET,
@@ -637,8 +636,7 @@ static void handle_control(master *m, int64_t now)
                 break;
             case PROTO_TOKEN_REQ:
                 budget_request(m->bud, w, msg.u.token_req.want,
-                               msg.u.token_req.seen,
-                               msg.u.token_req.released);
+                               msg.u.token_req.seen, msg.u.token_req.released);
                 break;
             case PROTO_THROTTLED: {
                 m->n_throttle_reports++;
@@ -648,7 +646,8 @@ static void handle_control(master *m, int64_t now)
                 int64_t until = now + ra * FO_NS_PER_MS;
                 budget_pause(m->bud, until);
                 if (until > m->paused_logged_until + FO_NS_PER_S) {
-                    LOG_WARN("api.throttled", "HTTP %u from the API (via %s):"
+                    LOG_WARN("api.throttled",
+                             "HTTP %u from the API (via %s):"
                              " all grants paused for %" PRId64 " ms",
                              msg.u.throttled.http_status, w->name, ra);
                     m->paused_logged_until = until;
@@ -657,11 +656,14 @@ static void handle_control(master *m, int64_t now)
             }
             case PROTO_BYE:
                 for (uint32_t i = 0; i < msg.u.bye.nheld; i++)
-                    requeue(m, msg.u.bye.held[i], "handed back by a worker "
-                                                  "that is leaving");
+                    requeue(m, msg.u.bye.held[i],
+                            "handed back by a worker "
+                            "that is leaving");
                 w->leaving = 1;
-                LOG_INFO("worker.leaving", "worker %s leaves; %u items "
-                         "handed back", w->name, msg.u.bye.nheld);
+                LOG_INFO("worker.leaving",
+                         "worker %s leaves; %u items "
+                         "handed back",
+                         w->name, msg.u.bye.nheld);
                 break;
             default:
                 m->n_bad_frames++;
@@ -818,8 +820,10 @@ static void add_line(master *m, const jsonl_line *ln, fo_err rc, int64_t now)
     json_error_t jerr;
     json_t *obj = json_loadb(ln->data, ln->len, 0, &jerr);
     if (!obj) {
-        snprintf(why, sizeof why, "line %" PRId64 " is not valid JSON: %s "
-                 "(column %d)", ln->line_no, jerr.text, jerr.column);
+        snprintf(why, sizeof why,
+                 "line %" PRId64 " is not valid JSON: %s "
+                 "(column %d)",
+                 ln->line_no, jerr.text, jerr.column);
     } else if (!json_is_object(obj)) {
         snprintf(why, sizeof why, "line %" PRId64 " is not a JSON object",
                  ln->line_no);
@@ -827,7 +831,8 @@ static void add_line(master *m, const jsonl_line *ln, fo_err rc, int64_t now)
         int bad;
         item_key(obj, m->cfg->key, ln->line_no, key, sizeof key, &bad);
         if (bad)
-            snprintf(why, sizeof why, "line %" PRId64 ": field '%s' (the "
+            snprintf(why, sizeof why,
+                     "line %" PRId64 ": field '%s' (the "
                      "item id, --key) is not a string or number",
                      ln->line_no, m->cfg->key);
         else if (render(m, obj, it, why, sizeof why) == 0) {
@@ -898,8 +903,8 @@ static void dispatch(master *m, int64_t now)
              * from the job's identity, the line and the id. */
             char idem[17], idem_full[48];
             util_hash_hex(it->key, strlen(it->key),
-                          m->idem_seed ^ ((uint64_t)it->line_no *
-                                          0x9E3779B97F4A7C15ULL),
+                          m->idem_seed ^
+                              ((uint64_t)it->line_no * 0x9E3779B97F4A7C15ULL),
                           idem);
             snprintf(idem_full, sizeof idem_full, "fo-%016" PRIx64 "-%s",
                      m->idem_seed, idem);
@@ -919,9 +924,10 @@ static void dispatch(master *m, int64_t now)
             }
             if (!m->first_dispatch_logged) {
                 m->first_dispatch_logged = 1;
-                LOG_INFO("dispatch.first", "first item dispatched %.3f s "
-                         "after start", (double)(clock_now_ns() -
-                                                 m->run_start_ns) / 1e9);
+                LOG_INFO("dispatch.first",
+                         "first item dispatched %.3f s "
+                         "after start",
+                         (double)(clock_now_ns() - m->run_start_ns) / 1e9);
             }
             it->state = IT_SENT;
             it->dispatches++;
@@ -939,9 +945,10 @@ static void scan_leases(master *m, int64_t now)
         for (uint32_t k = 0; k < b->n; k++) {
             mitem *it = &b->items[k];
             if (it->state == IT_SENT && it->deadline_ns < now) {
-                LOG_INFO("lease.expired", "id %s: no worker reported it "
-                         "for %" PRId64 " ms; re-dispatching", it->key,
-                         m->cfg->lease_ms);
+                LOG_INFO("lease.expired",
+                         "id %s: no worker reported it "
+                         "for %" PRId64 " ms; re-dispatching",
+                         it->key, m->cfg->lease_ms);
                 requeue(m, (proto_ref){b->no, k}, "lease expired");
             }
         }
@@ -1063,14 +1070,18 @@ static int bind_sockets(master *m, const char *host, int64_t port)
         else
             snprintf(ep, sizeof ep, "tcp://%s:%" PRId64, host, port + i);
         if (zmq_bind(socks[i], ep) != 0) {
-            fprintf(stderr, "fanout-master: --bind: cannot listen on %s: %s"
-                            "\n", ep, zmq_strerror(errno));
+            fprintf(stderr,
+                    "fanout-master: --bind: cannot listen on %s: %s"
+                    "\n",
+                    ep, zmq_strerror(errno));
             return -1;
         }
         ports[i] = endpoint_port(socks[i], eps[i], 300);
         if (ports[i] < 0) {
-            fprintf(stderr, "fanout-master: cannot read back the endpoint "
-                            "of %s\n", ep);
+            fprintf(stderr,
+                    "fanout-master: cannot read back the endpoint "
+                    "of %s\n",
+                    ep);
             return -1;
         }
     }
@@ -1100,8 +1111,7 @@ static char *build_job_json(master *m)
                         json_integer(c->connect_timeout_ms));
     json_object_set_new(o, "max_attempts", json_integer(c->max_attempts));
     json_object_set_new(o, "max_throttled", json_integer(c->max_throttled));
-    json_object_set_new(o, "backoff_base_ms",
-                        json_integer(c->backoff_base_ms));
+    json_object_set_new(o, "backoff_base_ms", json_integer(c->backoff_base_ms));
     json_object_set_new(o, "backoff_max_ms", json_integer(c->backoff_max_ms));
     json_object_set_new(o, "max_response_bytes",
                         json_integer(c->max_response_bytes));
@@ -1110,10 +1120,9 @@ static char *build_job_json(master *m)
     json_object_set_new(o, "heartbeat_ms", json_integer(c->heartbeat_ms));
     json_object_set_new(o, "lease_ms", json_integer(c->lease_ms));
     json_object_set_new(o, "rate_limited", json_integer(c->nrates > 0));
-    json_object_set_new(o, "token_slack_ms",
-                        json_integer(c->rate_margin_ms / 2 > 0
-                                         ? c->rate_margin_ms / 2
-                                         : 1));
+    json_object_set_new(
+        o, "token_slack_ms",
+        json_integer(c->rate_margin_ms / 2 > 0 ? c->rate_margin_ms / 2 : 1));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -1129,8 +1138,8 @@ static char *build_identity(const master_config *c)
     json_object_set_new(o, "input", json_string(in));
     json_object_set_new(o, "url", json_string(c->url));
     json_object_set_new(o, "method", json_string(c->method));
-    json_object_set_new(o, "body", c->body ? json_string(c->body)
-                                           : json_null());
+    json_object_set_new(o, "body",
+                        c->body ? json_string(c->body) : json_null());
     json_object_set_new(o, "key", json_string(c->key));
     json_object_set_new(o, "batch_size", json_integer(c->batch_size));
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
@@ -1189,16 +1198,17 @@ static int open_input(master *m)
     if (fstat(m->in_fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
         m->in_size = sb.st_size;
         if (sb.st_size < cur->offset) {
-            fprintf(stderr, "fanout-master: --input %s is %lld bytes, but "
-                            "the job in %s had already read %lld: the input"
-                            " changed; use a new --out to start over\n",
+            fprintf(stderr,
+                    "fanout-master: --input %s is %lld bytes, but "
+                    "the job in %s had already read %lld: the input"
+                    " changed; use a new --out to start over\n",
                     c->input, (long long)sb.st_size, c->out,
                     (long long)cur->offset);
             return EXIT_USAGE;
         }
         if (lseek(m->in_fd, cur->offset, SEEK_SET) < 0) {
-            fprintf(stderr, "fanout-master: --input %s: seek: %s\n",
-                    c->input, strerror(errno));
+            fprintf(stderr, "fanout-master: --input %s: seek: %s\n", c->input,
+                    strerror(errno));
             return EXIT_FATAL;
         }
         if (sb.st_size <= COUNT_LINES_MAX_BYTES) {
@@ -1211,12 +1221,13 @@ static int open_input(master *m)
         char buf[1 << 16];
         int64_t left = cur->offset;
         while (left > 0) {
-            ssize_t r = read(m->in_fd, buf,
-                             left < (int64_t)sizeof buf ? (size_t)left
-                                                        : sizeof buf);
+            ssize_t r =
+                read(m->in_fd, buf,
+                     left < (int64_t)sizeof buf ? (size_t)left : sizeof buf);
             if (r <= 0) {
-                fprintf(stderr, "fanout-master: --input -: ended before "
-                                "the resume point (byte %lld)\n",
+                fprintf(stderr,
+                        "fanout-master: --input -: ended before "
+                        "the resume point (byte %lld)\n",
                         (long long)cur->offset);
                 return EXIT_USAGE;
             }
@@ -1347,12 +1358,16 @@ static int repair_results(master *m, int redrive)
     m->state = ns;
     m->nprev = 0;
     if (redrive)
-        LOG_INFO("results.redrive", "%" PRId64 " failed items will run "
-                 "again; %" PRId64 " records kept", redriven, kept);
+        LOG_INFO("results.redrive",
+                 "%" PRId64 " failed items will run "
+                 "again; %" PRId64 " records kept",
+                 redriven, kept);
     if (dropped || !redrive)
-        LOG_WARN("results.repaired", "%s: kept %" PRId64 " records, dropped "
+        LOG_WARN("results.repaired",
+                 "%s: kept %" PRId64 " records, dropped "
                  "%" PRId64 " torn or unreadable lines; every item without "
-                 "a record runs again", path, kept, dropped);
+                 "a record runs again",
+                 path, kept, dropped);
     rc = 0;
 out:
     jsonl_destroy(&r);
@@ -1378,10 +1393,11 @@ static int open_results(master *m)
     int64_t good = m->state.results_size;
     if (sb.st_size < good || m->cfg->redrive) {
         if (!m->cfg->redrive)
-            LOG_WARN("results.short", "%s is %lld bytes but %lld were "
+            LOG_WARN("results.short",
+                     "%s is %lld bytes but %lld were "
                      "committed (cut short or replaced outside fanout); "
-                     "repairing", path, (long long)sb.st_size,
-                     (long long)good);
+                     "repairing",
+                     path, (long long)sb.st_size, (long long)good);
         else if (m->state.totals.failed == 0) {
             LOG_INFO("results.redrive", "no failed items to redrive");
             return 0;
@@ -1393,18 +1409,17 @@ static int open_results(master *m)
             return rc;
         m->results_fd = open(path, O_RDWR | O_CLOEXEC);
         if (m->results_fd < 0) {
-            fprintf(stderr, "fanout-master: %s: %s\n", path,
-                    strerror(errno));
+            fprintf(stderr, "fanout-master: %s: %s\n", path, strerror(errno));
             return EXIT_FATAL;
         }
         return 0;
     }
     if (sb.st_size > good) {
-        LOG_WARN("results.repaired", "%s: cut %lld bytes written after the "
+        LOG_WARN("results.repaired",
+                 "%s: cut %lld bytes written after the "
                  "last commit (a crash mid-write); those items run again",
                  path, (long long)(sb.st_size - good));
-        if (ftruncate(m->results_fd, good) != 0 ||
-            fsync(m->results_fd) != 0) {
+        if (ftruncate(m->results_fd, good) != 0 || fsync(m->results_fd) != 0) {
             fprintf(stderr, "fanout-master: %s: truncate: %s\n", path,
                     strerror(errno));
             return EXIT_FATAL;
@@ -1435,9 +1450,9 @@ static void write_summary(master *m, int finished, int64_t now)
     json_object_set_new(o, "throttled", json_integer(t->throttled));
     double active_s = (double)t->active_ms / 1000.0;
     json_object_set_new(o, "elapsed_s", json_real(active_s));
-    json_object_set_new(o, "calls_per_s",
-                        json_real(active_s > 0 ? (double)t->attempts / active_s
-                                               : 0));
+    json_object_set_new(
+        o, "calls_per_s",
+        json_real(active_s > 0 ? (double)t->attempts / active_s : 0));
     json_t *rates = json_array();
     for (size_t i = 0; i < m->cfg->nrates; i++) {
         char r[48];
@@ -1448,15 +1463,15 @@ static void write_summary(master *m, int finished, int64_t now)
     json_object_set_new(o, "limit_per_s",
                         json_real(gcra_rate_per_s(budget_limiter(m->bud))));
     json_object_set_new(o, "results", json_string("results.jsonl"));
-    json_object_set_new(o, "epoch", json_integer((json_int_t)store_epoch(m->st)));
+    json_object_set_new(o, "epoch",
+                        json_integer((json_int_t)store_epoch(m->st)));
     json_object_set_new(o, "redispatched",
                         json_integer((json_int_t)m->n_redispatch));
     json_object_set_new(o, "duplicate_results",
                         json_integer((json_int_t)m->n_dup));
     json_object_set_new(o, "bad_frames",
                         json_integer((json_int_t)m->n_bad_frames));
-    json_object_set_new(o, "blank_lines",
-                        json_integer((json_int_t)m->n_blank));
+    json_object_set_new(o, "blank_lines", json_integer((json_int_t)m->n_blank));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
                                 JSON_REAL_PRECISION(6));
     json_decref(o);
@@ -1480,8 +1495,9 @@ static void print_summary(master *m, int finished)
     if (m->limit_text[0])
         snprintf(limit, sizeof limit, "limit %s", m->limit_text);
     fprintf(stderr,
-            "%s: %" PRId64 " items (%" PRId64 " ok, %" PRId64 " failed, %"
-            PRId64 " invalid), %" PRId64 " calls in %.1f s, %.2f calls/s (%s),"
+            "%s: %" PRId64 " items (%" PRId64 " ok, %" PRId64
+            " failed, %" PRId64 " invalid), %" PRId64
+            " calls in %.1f s, %.2f calls/s (%s),"
             " %" PRId64 " throttled\nresults: %s/results.jsonl  summary: "
             "%s/summary.json\n",
             finished ? "done" : "stopped", t->items, t->ok, t->failed,
@@ -1500,9 +1516,9 @@ static int run_loop(master *m)
         int64_t now = clock_now_ns();
         if (stop_signal && !m->stopping) {
             m->stopping = 1;
-            m->stop_deadline_ns =
-                now + m->cfg->drain_timeout_ms * FO_NS_PER_MS;
-            LOG_INFO("master.stopping", "signal %d: no new calls; waiting up "
+            m->stop_deadline_ns = now + m->cfg->drain_timeout_ms * FO_NS_PER_MS;
+            LOG_INFO("master.stopping",
+                     "signal %d: no new calls; waiting up "
                      "to %" PRId64 " ms for %" PRId64 " calls in flight",
                      (int)stop_signal, m->cfg->drain_timeout_ms,
                      budget_permits_in_use(m->bud));
@@ -1515,9 +1531,9 @@ static int run_loop(master *m)
              * would shift every token of this grant later. */
             budget_grant(m->bud, clock_now_ns(), send_grant, m);
         }
-        if (m->cb_len && (m->cb_len >= COMMIT_MAX_ROWS ||
-                          now - m->cb_first_ns >= COMMIT_DELAY_NS ||
-                          m->stopping)) {
+        if (m->cb_len &&
+            (m->cb_len >= COMMIT_MAX_ROWS ||
+             now - m->cb_first_ns >= COMMIT_DELAY_NS || m->stopping)) {
             if (flush_commit(m, now) < 0)
                 return EXIT_FATAL;
         } else if (!m->cb_len && m->rlen &&
@@ -1565,8 +1581,8 @@ static int run_loop(master *m)
             if (m->dispatch_after_ns > now && m->dispatch_after_ns < deadline)
                 deadline = m->dispatch_after_ns;
         }
-        long timeout = (long)((deadline - now + FO_NS_PER_MS - 1) /
-                              FO_NS_PER_MS);
+        long timeout =
+            (long)((deadline - now + FO_NS_PER_MS - 1) / FO_NS_PER_MS);
         if (timeout < 0)
             timeout = 0;
         int n = 0;
@@ -1603,8 +1619,10 @@ int master_run(const master_config *cfg)
     char err[1024];
 
     if (progress_parse(cfg->progress, &m->pmode) < 0) {
-        fprintf(stderr, "fanout-master: --progress: '%s' is not one of "
-                        "auto, tty, plain, off\n", cfg->progress);
+        fprintf(stderr,
+                "fanout-master: --progress: '%s' is not one of "
+                "auto, tty, plain, off\n",
+                cfg->progress);
         rc = EXIT_USAGE;
         goto out;
     }
@@ -1654,8 +1672,10 @@ int master_run(const master_config *cfg)
     for (size_t i = 0; i < cfg->nrates; i++)
         if (gcra_add(lim, cfg->rates[i], cfg->burst,
                      cfg->rate_margin_ms * FO_NS_PER_MS) != FO_OK) {
-            fprintf(stderr, "fanout-master: --rate: too many limits (at "
-                            "most %d)\n", GCRA_MAX_LIMITS);
+            fprintf(stderr,
+                    "fanout-master: --rate: too many limits (at "
+                    "most %d)\n",
+                    GCRA_MAX_LIMITS);
             gcra_destroy(&lim);
             rc = EXIT_USAGE;
             goto out;
@@ -1672,8 +1692,10 @@ int master_run(const master_config *cfg)
     if ((rc = open_results(m)) != 0)
         goto out;
     if (m->state.finished) {
-        LOG_INFO("job.finished", "the job in %s is already complete; "
-                 "nothing to do", cfg->out);
+        LOG_INFO("job.finished",
+                 "the job in %s is already complete; "
+                 "nothing to do",
+                 cfg->out);
         print_summary(m, 1);
         rc = exit_status(&m->state.totals);
         goto out;
@@ -1682,8 +1704,10 @@ int master_run(const master_config *cfg)
         goto out;
     rc = EXIT_FATAL;
     if (store_each_row(m->st, collect_row, m) != FO_OK) {
-        fprintf(stderr, "fanout-master: %s/state.db: cannot read committed "
-                        "items\n", cfg->out);
+        fprintf(stderr,
+                "fanout-master: %s/state.db: cannot read committed "
+                "items\n",
+                cfg->out);
         goto out;
     }
 
@@ -1716,10 +1740,10 @@ int master_run(const master_config *cfg)
             goto out;
         }
     }
-    if (store_epoch(m->st) > 1 &&
-        (m->state.totals.items > 0 || m->nprev > 0))
+    if (store_epoch(m->st) > 1 && (m->state.totals.items > 0 || m->nprev > 0))
         m->dispatch_after_ns = clock_now_ns() + RESUME_GRACE_NS;
-    LOG_INFO("master.started", "epoch %" PRIu64 ", control %s, work %s, "
+    LOG_INFO("master.started",
+             "epoch %" PRIu64 ", control %s, work %s, "
              "results %s; resuming at line %" PRId64 " (%" PRId64
              " items already recorded)",
              store_epoch(m->st), m->ctl_ep, m->work_ep, m->result_ep,

@@ -54,8 +54,8 @@ void progress_show(progress_mode mode, const progress_snapshot *p,
 {
     if (mode == PROGRESS_OFF)
         return;
-    int64_t interval = mode == PROGRESS_TTY ? 200 * FO_NS_PER_MS
-                                            : 5000 * FO_NS_PER_MS;
+    int64_t interval =
+        mode == PROGRESS_TTY ? 200 * FO_NS_PER_MS : 5000 * FO_NS_PER_MS;
     if (!force && now_ns - last_ns < interval)
         return;
     last_ns = now_ns;
@@ -80,10 +80,9 @@ void progress_show(progress_mode mode, const progress_snapshot *p,
     int n = snprintf(line, sizeof line,
                      "%s %5.1f%%  %.1f/s%s  ok %" PRId64 "  failed %" PRId64
                      "  invalid %" PRId64 "  retries %" PRId64
-                     "%s  workers %" PRId64 "  in flight %" PRId64
-                     "  ETA %s",
-                     count, frac >= 0 ? frac * 100 : 0.0, p->rate_per_s,
-                     limit, p->ok, p->failed, p->invalid, p->retries,
+                     "%s  workers %" PRId64 "  in flight %" PRId64 "  ETA %s",
+                     count, frac >= 0 ? frac * 100 : 0.0, p->rate_per_s, limit,
+                     p->ok, p->failed, p->invalid, p->retries,
                      p->paused ? "  PAUSED (API push-back)" : "", p->workers,
                      p->inflight, eta);
     if (n < 0)

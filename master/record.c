@@ -22,8 +22,8 @@ char *record_format(const record *r, size_t *len)
     if (r->error)
         json_object_set_new(o, "error", json_string(r->error));
     if (r->response && r->response_len) {
-        json_t *resp = json_loadb(r->response, r->response_len,
-                                  JSON_DECODE_ANY, NULL);
+        json_t *resp =
+            json_loadb(r->response, r->response_len, JSON_DECODE_ANY, NULL);
         if (!resp)
             resp = json_stringn(r->response, r->response_len);
         if (resp)

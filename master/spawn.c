@@ -31,17 +31,17 @@ int spawn_start(spawn_set *s, size_t n, const char *endpoint,
     for (size_t i = 0; i < n; i++) {
         pid_t pid = fork();
         if (pid < 0) {
-            snprintf(err, errlen, "--spawn-workers: fork: %s",
-                     strerror(errno));
+            snprintf(err, errlen, "--spawn-workers: fork: %s", strerror(errno));
             return -1;
         }
         if (pid == 0) {
             prctl(PR_SET_PDEATHSIG, SIGTERM);
             if (getppid() != parent)
                 _exit(0);
-            char *argv[] = {exe,         "--master",  (char *)endpoint,
-                            "--concurrency", conc,      "--log-level",
-                            (char *)level, "--once", NULL};
+            char *argv[] = {
+                exe,  "--master",    (char *)endpoint, "--concurrency",
+                conc, "--log-level", (char *)level,    "--once",
+                NULL};
             execv(exe, argv);
             _exit(127);
         }
@@ -62,8 +62,7 @@ size_t spawn_reap(spawn_set *s)
         if (r == s->pids[i]) {
             if (WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0))
                 LOG_WARN("worker.exited", "spawned worker %d exited (%s %d)",
-                         (int)s->pids[i],
-                         WIFSIGNALED(st) ? "signal" : "status",
+                         (int)s->pids[i], WIFSIGNALED(st) ? "signal" : "status",
                          WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
             s->pids[i] = 0;
         } else {

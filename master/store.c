@@ -8,16 +8,16 @@
 #include <sqlite3.h>
 
 struct store {
-    sqlite3 *db;         /* the database */
-    sqlite3_stmt *ins;   /* insert a row */
-    sqlite3_stmt *del;   /* delete rows below the cursor */
-    sqlite3_stmt *put;   /* upsert a meta value */
-    sqlite3_stmt *padd;  /* add a present line */
-    sqlite3_stmt *pget;  /* look one up */
-    sqlite3_stmt *pdel;  /* drop those below the cursor */
-    int repairing;       /* the present set is not empty */
-    uint64_t epoch;      /* this open's epoch */
-    store_state state;   /* last committed state */
+    sqlite3 *db;        /* the database */
+    sqlite3_stmt *ins;  /* insert a row */
+    sqlite3_stmt *del;  /* delete rows below the cursor */
+    sqlite3_stmt *put;  /* upsert a meta value */
+    sqlite3_stmt *padd; /* add a present line */
+    sqlite3_stmt *pget; /* look one up */
+    sqlite3_stmt *pdel; /* drop those below the cursor */
+    int repairing;      /* the present set is not empty */
+    uint64_t epoch;     /* this open's epoch */
+    store_state state;  /* last committed state */
 };
 
 static const char *const schema =
@@ -104,8 +104,8 @@ static void identity_diff(const char *was, const char *now, char *err,
     json_decref(b);
 }
 
-fo_err store_open(const char *dir, const char *identity, store **out,
-                  char *err, size_t errlen)
+fo_err store_open(const char *dir, const char *identity, store **out, char *err,
+                  size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/state.db", dir);
@@ -121,8 +121,7 @@ fo_err store_open(const char *dir, const char *identity, store **out,
     sqlite3_busy_timeout(s->db, 2000);
     char *emsg = NULL;
     /* FULL: with WAL, NORMAL may lose the last commits on power loss. */
-    if (sqlite3_exec(s->db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
                      NULL, NULL, &emsg) != SQLITE_OK ||
         sqlite3_exec(s->db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, emsg ? emsg : "error");
@@ -132,21 +131,23 @@ fo_err store_open(const char *dir, const char *identity, store **out,
     /* Check the file really is ours before trusting any of it. */
     if (sqlite3_exec(s->db, "PRAGMA quick_check", NULL, NULL, &emsg) !=
         SQLITE_OK) {
-        snprintf(err, errlen, "%s is damaged: %s", path,
-                 emsg ? emsg : "error");
+        snprintf(err, errlen, "%s is damaged: %s", path, emsg ? emsg : "error");
         sqlite3_free(emsg);
         goto fail;
     }
-    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(k,v) "
-                                  "VALUES(?,?)",
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO meta(k,v) "
+                           "VALUES(?,?)",
                            -1, &s->put, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO done(batch,idx,"
-                                  "status) VALUES(?,?,?)",
+        sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO done(batch,idx,"
+                           "status) VALUES(?,?,?)",
                            -1, &s->ins, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "DELETE FROM done WHERE batch < ?", -1,
                            &s->del, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO present(line) "
-                                  "VALUES(?)",
+        sqlite3_prepare_v2(s->db,
+                           "INSERT OR IGNORE INTO present(line) "
+                           "VALUES(?)",
                            -1, &s->padd, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "SELECT 1 FROM present WHERE line=?", -1,
                            &s->pget, NULL) != SQLITE_OK ||
@@ -178,8 +179,7 @@ fo_err store_open(const char *dir, const char *identity, store **out,
     st->totals.throttled = meta_int(s, "throttled", 0);
     st->totals.active_ms = meta_int(s, "active_ms", 0);
     s->repairing = meta_int(s, "repairing", 0) != 0;
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
-            SQLITE_OK ||
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
         put_text(s, "identity", identity) ||
         put_int(s, "epoch", (int64_t)s->epoch) ||
         sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -223,8 +223,9 @@ fo_err store_each_row(store *s, void (*fn)(void *ctx, const store_row *row),
                       void *ctx)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT batch, idx, status FROM done "
-                                  "ORDER BY batch, idx",
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT batch, idx, status FROM done "
+                           "ORDER BY batch, idx",
                            -1, &st, NULL) != SQLITE_OK)
         return FO_ESTORE;
     int r;
@@ -287,9 +288,8 @@ static int put_state(store *s, const store_state *st)
         put_int(s, "cursor_line", st->cursor.line_no) ||
         put_int(s, "cursor_batch", (int64_t)st->cursor.batch) ||
         put_int(s, "results_size", st->results_size) ||
-        put_int(s, "finished", st->finished) ||
-        put_int(s, "items", t->items) || put_int(s, "ok", t->ok) ||
-        put_int(s, "failed", t->failed) ||
+        put_int(s, "finished", st->finished) || put_int(s, "items", t->items) ||
+        put_int(s, "ok", t->ok) || put_int(s, "failed", t->failed) ||
         put_int(s, "invalid", t->invalid) ||
         put_int(s, "attempts", t->attempts) ||
         put_int(s, "throttled", t->throttled) ||
@@ -300,8 +300,9 @@ static int put_state(store *s, const store_state *st)
 
 fo_err store_repair_begin(store *s, char *err, size_t errlen)
 {
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE; DELETE FROM present; "
-                            "DELETE FROM done;",
+    if (sqlite3_exec(s->db,
+                     "BEGIN IMMEDIATE; DELETE FROM present; "
+                     "DELETE FROM done;",
                      NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "state store: %s", sqlite3_errmsg(s->db));
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);

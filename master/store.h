@@ -51,9 +51,9 @@ typedef struct store_state {
 
 /* One committed item. */
 typedef struct store_row {
-    uint64_t batch;  /* its batch */
-    uint32_t idx;    /* its index */
-    int status;      /* 0 ok, 1 failed, 2 invalid */
+    uint64_t batch; /* its batch */
+    uint32_t idx;   /* its index */
+    int status;     /* 0 ok, 1 failed, 2 invalid */
 } store_row;
 
 /* Opens or creates DIR/state.db. identity is a JSON object describing the

@@ -16,8 +16,8 @@
 const char *proto_type_name(int type)
 {
     static const char *const names[] = {
-        "UNKNOWN",   "HELLO", "JOB", "HEARTBEAT", "TOKEN_REQ", "TOKEN_GRANT",
-        "THROTTLED", "BYE",   "RESET", "WORK",    "RESULT",    "DONE"};
+        "UNKNOWN",   "HELLO", "JOB",   "HEARTBEAT", "TOKEN_REQ", "TOKEN_GRANT",
+        "THROTTLED", "BYE",   "RESET", "WORK",      "RESULT",    "DONE"};
     if (type < 1 || type > PROTO_DONE)
         return names[0];
     return names[type];
@@ -185,22 +185,65 @@ static int prescan(const unsigned char *p, size_t len)
             skip = c & 0x1f;
         } else {
             switch (c) {
-            case 0xc4: case 0xd9: lenbytes = 1; break;
-            case 0xc5: case 0xda: lenbytes = 2; break;
-            case 0xc6: case 0xdb: lenbytes = 4; break;
-            case 0xc7: lenbytes = 1; skip = 1; break;
-            case 0xc8: lenbytes = 2; skip = 1; break;
-            case 0xc9: lenbytes = 4; skip = 1; break;
-            case 0xca: case 0xce: case 0xd2: skip = 4; break;
-            case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xd4: skip = 2; break;
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;
-            case 0xdc: case 0xde: {
+            case 0xc4:
+            case 0xd9:
+                lenbytes = 1;
+                break;
+            case 0xc5:
+            case 0xda:
+                lenbytes = 2;
+                break;
+            case 0xc6:
+            case 0xdb:
+                lenbytes = 4;
+                break;
+            case 0xc7:
+                lenbytes = 1;
+                skip = 1;
+                break;
+            case 0xc8:
+                lenbytes = 2;
+                skip = 1;
+                break;
+            case 0xc9:
+                lenbytes = 4;
+                skip = 1;
+                break;
+            case 0xca:
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcb:
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xd4:
+                skip = 2;
+                break;
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            case 0xdc:
+            case 0xde: {
                 if (len - pos < 2)
                     return -1;
                 rd_be(p + pos, 2, &elems);
@@ -209,7 +252,8 @@ static int prescan(const unsigned char *p, size_t len)
                     elems *= 2;
                 break;
             }
-            case 0xdd: case 0xdf: {
+            case 0xdd:
+            case 0xdf: {
                 if (len - pos < 4)
                     return -1;
                 rd_be(p + pos, 4, &elems);
@@ -315,8 +359,10 @@ static char *rd_bytes(reader *r, const char *field, size_t max, int nullable,
         return NULL;
     }
     if (n > max) {
-        snprintf(r->err, r->errlen, "field '%s' is %zu bytes, over the cap "
-                                    "of %zu", field, n, max);
+        snprintf(r->err, r->errlen,
+                 "field '%s' is %zu bytes, over the cap "
+                 "of %zu",
+                 field, n, max);
         r->bad = 1;
         return NULL;
     }
@@ -340,8 +386,7 @@ static proto_ref *rd_refs(reader *r, const char *field, uint32_t *count)
     }
     uint32_t n = o->via.array.size / 2;
     proto_ref *refs = n ? xcalloc(n, sizeof *refs) : NULL;
-    reader sub = {o->via.array.ptr, o->via.array.size, 0, r->err, r->errlen,
-                  0};
+    reader sub = {o->via.array.ptr, o->via.array.size, 0, r->err, r->errlen, 0};
     for (uint32_t i = 0; i < n && !sub.bad; i++) {
         refs[i].batch = rd_uint(&sub, field, UINT64_MAX);
         refs[i].idx = (uint32_t)rd_uint(&sub, field, UINT32_MAX);
@@ -364,8 +409,10 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
         return FO_EPROTO;
     }
     if (prescan(data, len) < 0) {
-        snprintf(err, errlen, "frame of %zu bytes is not one valid msgpack "
-                              "object", len);
+        snprintf(err, errlen,
+                 "frame of %zu bytes is not one valid msgpack "
+                 "object",
+                 len);
         return FO_EPROTO;
     }
     msgpack_unpacked up;
@@ -404,16 +451,14 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
             rd_bytes(&r, "worker_id", PROTO_MAX_TEXT_BYTES, 0, NULL);
         m->u.hello.host = rd_bytes(&r, "host", PROTO_MAX_TEXT_BYTES, 0, NULL);
         m->u.hello.pid = rd_int(&r, "pid");
-        m->u.hello.concurrency =
-            (uint32_t)rd_uint(&r, "concurrency", 1000000);
+        m->u.hello.concurrency = (uint32_t)rd_uint(&r, "concurrency", 1000000);
         break;
     case PROTO_JOB:
         m->u.job.job_json = rd_bytes(&r, "job", PROTO_MAX_JOB_BYTES, 0, NULL);
         break;
     case PROTO_HEARTBEAT:
         m->u.heartbeat.inflight = (uint32_t)rd_uint(&r, "inflight", 1000000);
-        m->u.heartbeat.held =
-            rd_refs(&r, "held", &m->u.heartbeat.nheld);
+        m->u.heartbeat.held = rd_refs(&r, "held", &m->u.heartbeat.nheld);
         break;
     case PROTO_TOKEN_REQ:
         m->u.token_req.want = (uint32_t)rd_uint(&r, "want", 1000000);
@@ -428,8 +473,10 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
             break;
         if (o->type != MSGPACK_OBJECT_ARRAY ||
             o->via.array.size > PROTO_MAX_GRANT) {
-            snprintf(err, errlen, "field 'offsets' is not a list of at most "
-                                  "%d tokens", PROTO_MAX_GRANT);
+            snprintf(err, errlen,
+                     "field 'offsets' is not a list of at most "
+                     "%d tokens",
+                     PROTO_MAX_GRANT);
             r.bad = 1;
             break;
         }
@@ -459,8 +506,8 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
         m->u.work.ref.idx = (uint32_t)rd_uint(&r, "idx", UINT32_MAX);
         m->u.work.key = rd_bytes(&r, "key", PROTO_MAX_BODY_BYTES, 0, NULL);
         m->u.work.url = rd_bytes(&r, "url", PROTO_MAX_BODY_BYTES, 0, NULL);
-        m->u.work.body = rd_bytes(&r, "body", PROTO_MAX_BODY_BYTES, 1,
-                                  &m->u.work.body_len);
+        m->u.work.body =
+            rd_bytes(&r, "body", PROTO_MAX_BODY_BYTES, 1, &m->u.work.body_len);
         m->u.work.idem_key =
             rd_bytes(&r, "idem_key", PROTO_MAX_TEXT_BYTES, 0, NULL);
         break;
@@ -471,14 +518,13 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
         m->u.result.status = (uint32_t)rd_uint(&r, "status", 1);
         m->u.result.http_status = (uint32_t)rd_uint(&r, "http_status", 999);
         m->u.result.attempts = (uint32_t)rd_uint(&r, "attempts", UINT32_MAX);
-        m->u.result.throttled =
-            (uint32_t)rd_uint(&r, "throttled", UINT32_MAX);
+        m->u.result.throttled = (uint32_t)rd_uint(&r, "throttled", UINT32_MAX);
         m->u.result.latency_ms =
             (uint32_t)rd_uint(&r, "latency_ms", UINT32_MAX);
         m->u.result.error =
             rd_bytes(&r, "error", PROTO_MAX_TEXT_BYTES, 1, NULL);
-        m->u.result.response = rd_bytes(&r, "response", PROTO_MAX_BODY_BYTES,
-                                        1, &m->u.result.response_len);
+        m->u.result.response = rd_bytes(&r, "response", PROTO_MAX_BODY_BYTES, 1,
+                                        &m->u.result.response_len);
         m->u.result.worker =
             rd_bytes(&r, "worker", PROTO_MAX_TEXT_BYTES, 0, NULL);
         break;

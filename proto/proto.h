@@ -24,10 +24,10 @@
 
 /* Caps on what a peer may send; frames are also capped by ZMQ_MAXMSGSIZE. */
 #define PROTO_MAX_CONTROL_BYTES (4 * 1024 * 1024)
-#define PROTO_MAX_HELD 100000          /* item refs in one heartbeat */
-#define PROTO_MAX_GRANT 4096           /* tokens in one grant */
-#define PROTO_MAX_TEXT_BYTES 4096      /* ids, hosts, errors */
-#define PROTO_MAX_JOB_BYTES (1 << 20)  /* the job description */
+#define PROTO_MAX_HELD 100000           /* item refs in one heartbeat */
+#define PROTO_MAX_GRANT 4096            /* tokens in one grant */
+#define PROTO_MAX_TEXT_BYTES 4096       /* ids, hosts, errors */
+#define PROTO_MAX_JOB_BYTES (1 << 20)   /* the job description */
 #define PROTO_MAX_BODY_BYTES (64 << 20) /* request or response body */
 
 typedef enum proto_type {
@@ -82,10 +82,10 @@ typedef struct proto_msg {
             uint32_t released; /* permits released since the last REQ */
         } token_req;
         struct {
-            uint64_t total;       /* tokens granted so far incl. these */
+            uint64_t total;        /* tokens granted so far incl. these */
             uint64_t sent_wall_us; /* master's wall clock at sending */
-            uint32_t n;           /* tokens in this grant */
-            uint32_t *offset_us;  /* spend at receipt + offset */
+            uint32_t n;            /* tokens in this grant */
+            uint32_t *offset_us;   /* spend at receipt + offset */
         } token_grant;
         struct {
             uint32_t http_status;    /* 429 or 503 */
@@ -104,17 +104,17 @@ typedef struct proto_msg {
             char *idem_key;  /* Idempotency-Key header value */
         } work;
         struct {
-            proto_ref ref;         /* which item */
-            char *key;             /* its id, checked by the master */
-            uint32_t status;       /* PROTO_STATUS_* */
-            uint32_t http_status;  /* last HTTP status, 0 if none */
-            uint32_t attempts;     /* attempts made */
-            uint32_t throttled;    /* of which throttled (429/503) */
-            uint32_t latency_ms;   /* last attempt's duration */
-            char *error;           /* why it failed, or NULL */
-            char *response;        /* response body (may hold NULs) */
-            size_t response_len;   /* its length */
-            char *worker;          /* worker id */
+            proto_ref ref;        /* which item */
+            char *key;            /* its id, checked by the master */
+            uint32_t status;      /* PROTO_STATUS_* */
+            uint32_t http_status; /* last HTTP status, 0 if none */
+            uint32_t attempts;    /* attempts made */
+            uint32_t throttled;   /* of which throttled (429/503) */
+            uint32_t latency_ms;  /* last attempt's duration */
+            char *error;          /* why it failed, or NULL */
+            char *response;       /* response body (may hold NULs) */
+            size_t response_len;  /* its length */
+            char *worker;         /* worker id */
         } result;
     } u;
 } proto_msg;

@@ -241,8 +241,7 @@ static void finish(http *h)
         r.user = c->user;
         r.code = msg->data.result;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r.status);
-        r.body_capped = c->capped ||
-                        (r.code == CURLE_FILESIZE_EXCEEDED);
+        r.body_capped = c->capped || (r.code == CURLE_FILESIZE_EXCEEDED);
         r.error = c->errbuf[0] ? c->errbuf : curl_easy_strerror(r.code);
         r.body = buf_str(&c->body);
         r.body_len = c->body.len;

@@ -23,28 +23,28 @@
 /* One call to make. Strings are borrowed for the duration of http_start();
  * the headers list is borrowed until the call completes. */
 typedef struct http_request {
-    const char *method;          /* "GET", "POST", ... */
-    const char *url;             /* absolute URL */
-    const char *body;            /* request body or NULL */
-    size_t body_len;             /* its length */
-    struct curl_slist *headers;  /* extra headers (borrowed) */
-    long timeout_ms;             /* whole-call timeout */
-    long connect_timeout_ms;     /* connect timeout */
-    size_t max_response_bytes;   /* response body cap */
-    void *user;                  /* handed back in the response */
+    const char *method;         /* "GET", "POST", ... */
+    const char *url;            /* absolute URL */
+    const char *body;           /* request body or NULL */
+    size_t body_len;            /* its length */
+    struct curl_slist *headers; /* extra headers (borrowed) */
+    long timeout_ms;            /* whole-call timeout */
+    long connect_timeout_ms;    /* connect timeout */
+    size_t max_response_bytes;  /* response body cap */
+    void *user;                 /* handed back in the response */
 } http_request;
 
 /* The outcome of one call, valid during the completion callback only. */
 typedef struct http_response {
-    void *user;                 /* from the request */
-    CURLcode code;              /* CURLE_OK when a response arrived */
-    long status;                /* HTTP status, 0 without a response */
-    int body_capped;            /* the body went over the cap; aborted */
-    const char *error;          /* human-readable error when code != OK */
-    const char *body;           /* response body (NUL-terminated) */
-    size_t body_len;            /* its length */
-    const char *retry_after;    /* Retry-After header value, or NULL */
-    int64_t latency_ms;         /* duration of the call */
+    void *user;              /* from the request */
+    CURLcode code;           /* CURLE_OK when a response arrived */
+    long status;             /* HTTP status, 0 without a response */
+    int body_capped;         /* the body went over the cap; aborted */
+    const char *error;       /* human-readable error when code != OK */
+    const char *body;        /* response body (NUL-terminated) */
+    size_t body_len;         /* its length */
+    const char *retry_after; /* Retry-After header value, or NULL */
+    int64_t latency_ms;      /* duration of the call */
 } http_response;
 
 typedef void (*http_done_fn)(void *ctx, const http_response *resp);

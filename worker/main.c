@@ -46,14 +46,17 @@ int main(int argc, char **argv)
     log_format fmt;
     int rc = 2;
     if (npos > 0) {
-        fprintf(stderr, "fanout-worker: unexpected argument '%s' (see "
-                        "--help)\n", pos[0]);
+        fprintf(stderr,
+                "fanout-worker: unexpected argument '%s' (see "
+                "--help)\n",
+                pos[0]);
         goto out;
     }
     if (log_parse_level(opts_str(o, "log-level"), &lvl) < 0 ||
         log_parse_format(opts_str(o, "log-format"), &fmt) < 0) {
-        fprintf(stderr, "fanout-worker: %s: expected debug|info|warn|error "
-                        "and text|json\n",
+        fprintf(stderr,
+                "fanout-worker: %s: expected debug|info|warn|error "
+                "and text|json\n",
                 opts_origin(o, "log-level"));
         goto out;
     }

@@ -40,20 +40,20 @@
 enum { WI_READY = 0, WI_WAIT = 1, WI_FLIGHT = 2 };
 
 typedef struct witem {
-    proto_ref ref;             /* where the master keeps it */
-    char *key;                 /* its id */
-    char *url;                 /* rendered URL */
-    char *body;                /* rendered body or NULL */
-    size_t body_len;           /* its length */
-    char *idem;                /* Idempotency-Key */
-    uint32_t attempts;         /* attempts made, throttled ones included */
-    uint32_t throttled;        /* attempts answered 429/503+Retry-After */
-    uint32_t last_http;        /* last HTTP status */
-    char *last_error;          /* last error text */
-    int64_t ready_at_ns;       /* when a waiting item may be retried */
-    int state;                 /* WI_* */
-    struct curl_slist *hdrs;   /* this call's headers, while in flight */
-    struct witem *qnext;       /* ready queue link */
+    proto_ref ref;           /* where the master keeps it */
+    char *key;               /* its id */
+    char *url;               /* rendered URL */
+    char *body;              /* rendered body or NULL */
+    size_t body_len;         /* its length */
+    char *idem;              /* Idempotency-Key */
+    uint32_t attempts;       /* attempts made, throttled ones included */
+    uint32_t throttled;      /* attempts answered 429/503+Retry-After */
+    uint32_t last_http;      /* last HTTP status */
+    char *last_error;        /* last error text */
+    int64_t ready_at_ns;     /* when a waiting item may be retried */
+    int state;               /* WI_* */
+    struct curl_slist *hdrs; /* this call's headers, while in flight */
+    struct witem *qnext;     /* ready queue link */
 } witem;
 
 typedef struct job {
@@ -86,39 +86,39 @@ typedef struct outframe {
 #define RECENT_MAX_BYTES (8u << 20)
 
 typedef struct wstate {
-    const worker_config *cfg; /* options */
-    void *zctx;               /* ZeroMQ context */
-    void *ctl;                /* DEALER to the master */
-    void *work;               /* PULL of items */
-    void *res;                /* PUSH of results */
-    char id[320];             /* worker id */
-    char host[256];           /* our host name */
-    char master_host[256];    /* host part of --master */
-    uint64_t epoch;           /* the current master's epoch */
-    int have_job;             /* a JOB arrived */
-    int master_ok;            /* the master spoke within the lease */
-    job job;                  /* the current job */
-    witem **items;            /* held items */
-    size_t nitems, capitems;  /* count, allocated */
-    witem *rq_head, *rq_tail; /* ready queue */
-    size_t nready;            /* its length */
-    int64_t *tok;             /* token ring: spend times */
-    size_t tok_head, tok_len, tok_cap; /* ring state */
-    uint64_t seen;            /* tokens received from this master */
-    uint32_t released;        /* permits to report released */
-    int64_t last_want;        /* want in the last TOKEN_REQ */
-    uint64_t last_seen_sent;  /* seen in the last TOKEN_REQ */
-    http *http;               /* calls in flight */
-    outframe *out_head, *out_tail; /* results waiting for the socket */
+    const worker_config *cfg;            /* options */
+    void *zctx;                          /* ZeroMQ context */
+    void *ctl;                           /* DEALER to the master */
+    void *work;                          /* PULL of items */
+    void *res;                           /* PUSH of results */
+    char id[320];                        /* worker id */
+    char host[256];                      /* our host name */
+    char master_host[256];               /* host part of --master */
+    uint64_t epoch;                      /* the current master's epoch */
+    int have_job;                        /* a JOB arrived */
+    int master_ok;                       /* the master spoke within the lease */
+    job job;                             /* the current job */
+    witem **items;                       /* held items */
+    size_t nitems, capitems;             /* count, allocated */
+    witem *rq_head, *rq_tail;            /* ready queue */
+    size_t nready;                       /* its length */
+    int64_t *tok;                        /* token ring: spend times */
+    size_t tok_head, tok_len, tok_cap;   /* ring state */
+    uint64_t seen;                       /* tokens received from this master */
+    uint32_t released;                   /* permits to report released */
+    int64_t last_want;                   /* want in the last TOKEN_REQ */
+    uint64_t last_seen_sent;             /* seen in the last TOKEN_REQ */
+    http *http;                          /* calls in flight */
+    outframe *out_head, *out_tail;       /* results waiting for the socket */
     outframe *recent_head, *recent_tail; /* results sent lately */
-    size_t recent_bytes;      /* their size */
-    int64_t last_master_ns;   /* last message from the master */
-    int64_t next_hb_ns;       /* next heartbeat */
-    int64_t next_hello_ns;    /* next HELLO while unjoined */
-    uint64_t rng;             /* jitter source */
-    int64_t delay_us[32];     /* recent grant delays (wall, incl. offset) */
-    size_t ndelay;            /* how many recorded */
-    fo_buf scratch;           /* encode buffer */
+    size_t recent_bytes;                 /* their size */
+    int64_t last_master_ns;              /* last message from the master */
+    int64_t next_hb_ns;                  /* next heartbeat */
+    int64_t next_hello_ns;               /* next HELLO while unjoined */
+    uint64_t rng;                        /* jitter source */
+    int64_t delay_us[32]; /* recent grant delays (wall, incl. offset) */
+    size_t ndelay;        /* how many recorded */
+    fo_buf scratch;       /* encode buffer */
     uint64_t n_ok, n_failed, n_retries, n_dropped_tokens, n_bad_frames;
 } wstate;
 
@@ -281,9 +281,8 @@ static void free_frames(outframe *f)
 /* Drops recent results older than the lease or over the byte cap. */
 static void prune_recent(wstate *w, int64_t now)
 {
-    while (w->recent_head &&
-           (now - w->recent_head->sent_ns > w->job.lease_ns ||
-            w->recent_bytes > RECENT_MAX_BYTES)) {
+    while (w->recent_head && (now - w->recent_head->sent_ns > w->job.lease_ns ||
+                              w->recent_bytes > RECENT_MAX_BYTES)) {
         outframe *f = w->recent_head;
         w->recent_head = f->next;
         if (!w->recent_head)
@@ -374,9 +373,9 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
 static void schedule_retry(wstate *w, witem *it, int64_t floor_ms)
 {
     uint32_t counted = it->attempts - it->throttled;
-    int64_t d = backoff_delay_ms(w->job.backoff_base_ms, w->job.backoff_max_ms,
-                                 (int)(counted ? counted : 1),
-                                 backoff_rand(&w->rng));
+    int64_t d =
+        backoff_delay_ms(w->job.backoff_base_ms, w->job.backoff_max_ms,
+                         (int)(counted ? counted : 1), backoff_rand(&w->rng));
     if (d < floor_ms)
         d = floor_ms;
     it->state = WI_WAIT;
@@ -579,8 +578,8 @@ static void request_tokens(wstate *w)
 static void send_heartbeat(wstate *w)
 {
     proto_msg m = {.type = PROTO_HEARTBEAT, .epoch = w->epoch};
-    uint32_t n = w->nitems > PROTO_MAX_HELD ? PROTO_MAX_HELD
-                                            : (uint32_t)w->nitems;
+    uint32_t n =
+        w->nitems > PROTO_MAX_HELD ? PROTO_MAX_HELD : (uint32_t)w->nitems;
     proto_ref *refs = n ? xcalloc(n, sizeof *refs) : NULL;
     for (uint32_t i = 0; i < n; i++)
         refs[i] = w->items[i]->ref;
@@ -683,8 +682,9 @@ static int on_job(wstate *w, proto_msg *m)
          * flight finish and their results still count. */
         drop_unstarted(w, NULL, NULL);
         resend_recent(w);
-        LOG_INFO("master.changed", "new master epoch %" PRIu64
-                 " (was %" PRIu64 ")", m->epoch, w->epoch);
+        LOG_INFO("master.changed",
+                 "new master epoch %" PRIu64 " (was %" PRIu64 ")", m->epoch,
+                 w->epoch);
     }
     job_free(&w->job);
     w->job = j;
@@ -700,9 +700,9 @@ static int on_job(wstate *w, proto_msg *m)
         connect_data_sockets(w, j.work_port, j.result_port) < 0)
         return -1;
     if (!w->have_job || !w->master_ok)
-        LOG_INFO("worker.joined", "joined master %s (epoch %" PRIu64
-                 ", concurrency %d)", w->cfg->master, w->epoch,
-                 w->cfg->concurrency);
+        LOG_INFO("worker.joined",
+                 "joined master %s (epoch %" PRIu64 ", concurrency %d)",
+                 w->cfg->master, w->epoch, w->cfg->concurrency);
     w->have_job = 1;
     w->master_ok = 1;
     w->next_hb_ns = 0;
@@ -746,7 +746,8 @@ static int handle_control(wstate *w, int64_t now, int *fatal)
         zmq_msg_close(&msg);
         if (rc) {
             w->n_bad_frames++;
-            LOG_WARN(rc == FO_EVERSION ? "proto.bad_version" : "proto.bad_frame",
+            LOG_WARN(rc == FO_EVERSION ? "proto.bad_version"
+                                       : "proto.bad_frame",
                      "dropped a control frame: %s", err);
             continue;
         }
@@ -763,9 +764,8 @@ static int handle_control(wstate *w, int64_t now, int *fatal)
             if (m.epoch == w->epoch && w->have_job) {
                 int64_t anchor = now - grant_lateness_ns(w, &m);
                 for (uint32_t i = 0; i < m.u.token_grant.n; i++)
-                    tok_push(w, anchor +
-                                    (int64_t)m.u.token_grant.offset_us[i] *
-                                        1000);
+                    tok_push(w, anchor + (int64_t)m.u.token_grant.offset_us[i] *
+                                             1000);
                 w->seen += m.u.token_grant.n;
             }
             break;
@@ -826,8 +826,7 @@ static void handle_work(wstate *w)
         it->body = m.u.work.body;
         it->body_len = m.u.work.body_len;
         it->idem = m.u.work.idem_key;
-        m.u.work.key = m.u.work.url = m.u.work.body = m.u.work.idem_key =
-            NULL;
+        m.u.work.key = m.u.work.url = m.u.work.body = m.u.work.idem_key = NULL;
         proto_msg_fini(&m);
         if (w->nitems == w->capitems) {
             w->capitems = w->capitems ? w->capitems * 2 : 64;
@@ -863,9 +862,10 @@ static void say_bye(wstate *w)
     drop_unstarted(w, &m.u.bye.held, &m.u.bye.nheld);
     send_ctl(w, &m);
     if (m.u.bye.nheld || http_inflight(w->http))
-        LOG_INFO("worker.leaving", "handing back %u unstarted items, "
-                 "waiting for %d calls in flight", m.u.bye.nheld,
-                 http_inflight(w->http));
+        LOG_INFO("worker.leaving",
+                 "handing back %u unstarted items, "
+                 "waiting for %d calls in flight",
+                 m.u.bye.nheld, http_inflight(w->http));
     free(m.u.bye.held);
 }
 
@@ -883,8 +883,8 @@ int worker_run(const worker_config *cfg)
         snprintf(w->id, sizeof w->id, "%.255s:%d", w->host, (int)getpid());
     const char *hp = cfg->master + 6;
     const char *colon = strrchr(hp, ':');
-    snprintf(w->master_host, sizeof w->master_host, "%.*s",
-             (int)(colon - hp), hp);
+    snprintf(w->master_host, sizeof w->master_host, "%.*s", (int)(colon - hp),
+             hp);
     w->rng = (uint64_t)clock_now_ns() ^ ((uint64_t)getpid() << 32) ^ 1;
 
     struct sigaction sa;
@@ -916,8 +916,10 @@ int worker_run(const worker_config *cfg)
             draining = 1;
             drain_deadline = now + cfg->drain_timeout_ms * FO_NS_PER_MS;
             if (stop_signal)
-                LOG_INFO("worker.stopping", "signal %d: finishing calls in "
-                         "flight", (int)stop_signal);
+                LOG_INFO("worker.stopping",
+                         "signal %d: finishing calls in "
+                         "flight",
+                         (int)stop_signal);
             say_bye(w);
         }
         if (draining && ((http_inflight(w->http) == 0 && !w->out_head) ||
@@ -927,9 +929,11 @@ int worker_run(const worker_config *cfg)
         /* Master liveness: after a lease of silence, say hello again. */
         if (w->master_ok && w->have_job &&
             now - w->last_master_ns > w->job.lease_ns) {
-            LOG_WARN("master.lost", "no word from the master for %" PRId64
+            LOG_WARN("master.lost",
+                     "no word from the master for %" PRId64
                      " ms; keeping calls in flight and saying hello until "
-                     "it answers", (now - w->last_master_ns) / FO_NS_PER_MS);
+                     "it answers",
+                     (now - w->last_master_ns) / FO_NS_PER_MS);
             w->master_ok = 0;
         }
         if (!w->master_ok && now >= w->next_hello_ns && !draining) {
@@ -960,8 +964,8 @@ int worker_run(const worker_config *cfg)
             deadline = w->next_hb_ns;
         if (!w->master_ok && w->next_hello_ns < deadline)
             deadline = w->next_hello_ns;
-        long timeout = (long)((deadline - now + FO_NS_PER_MS - 1) /
-                              FO_NS_PER_MS);
+        long timeout =
+            (long)((deadline - now + FO_NS_PER_MS - 1) / FO_NS_PER_MS);
         long ct = http_timeout_ms(w->http);
         if (ct >= 0 && ct < timeout)
             timeout = ct;
@@ -1005,9 +1009,10 @@ int worker_run(const worker_config *cfg)
     free(pi);
     if (w->released)
         request_tokens(w);
-    LOG_INFO("worker.stopped", "ok=%" PRIu64 " failed=%" PRIu64
-             " retries=%" PRIu64 " dropped_tokens=%" PRIu64, w->n_ok,
-             w->n_failed, w->n_retries, w->n_dropped_tokens);
+    LOG_INFO("worker.stopped",
+             "ok=%" PRIu64 " failed=%" PRIu64 " retries=%" PRIu64
+             " dropped_tokens=%" PRIu64,
+             w->n_ok, w->n_failed, w->n_retries, w->n_dropped_tokens);
 out:
     http_destroy(&w->http);
     drop_unstarted(w, NULL, NULL);
