@@ -7,7 +7,8 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-unit test-asan demo clean format format-check
+.PHONY: all deps build test test-unit test-asan test-valgrind demo bench fuzz \
+        clean format format-check
 
 all: build
 
@@ -36,6 +37,18 @@ test-asan: deps
 
 demo: build
 	@tests/demo.sh $(BUILD)
+
+# Benchmarks: figures as ratios measured side by side; not part of `test`.
+bench: build
+	@tests/bench/run.sh $(BUILD)
+
+# libFuzzer targets (clang); FUZZ_SECONDS per target (default 60).
+fuzz: deps
+	@tests/fuzz/run.sh $${FUZZ_SECONDS:-60}
+
+# Integration tests with every fanout process under valgrind memcheck.
+test-valgrind: build
+	@tests/valgrind.sh $(BUILD)
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 

@@ -33,6 +33,8 @@ static const opt_def master_opts[] = {
     {"burst", OPT_INT, "1", 1, 1000000, "N", "calls allowed back to back"},
     {"rate-margin", OPT_DURATION, "10ms", 0, 60000, "DURATION",
      "jitter allowance added to each rate window"},
+    {"adaptive", OPT_FLAG, "true", 0, 1, NULL,
+     "on push-back lower the rate, then probe back up (--no-adaptive: off)"},
     {"max-in-flight", OPT_INT, "32", 0, 1000000, "N",
      "calls in flight across the cluster (0: no cap)"},
     {"batch-size", OPT_INT, "10", 1, 100000, "N", "items per batch"},
@@ -263,6 +265,7 @@ int main(int argc, char **argv)
     c.progress = opts_str(o, "progress");
     c.log_level = opts_str(o, "log-level");
     c.redrive = (int)opts_num(o, "redrive");
+    c.adaptive = (int)opts_num(o, "adaptive");
     if (c.heartbeat_ms * 2 > c.lease_ms) {
         fprintf(stderr,
                 "fanout-master: --lease (%lld ms) must be at least "

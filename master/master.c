@@ -20,6 +20,7 @@
  */
 #include "fmacros.h"
 #include "master.h"
+#include "adaptive.h"
 #include "budget.h"
 #include "clock.h"
 #include "jsonl.h"
@@ -132,11 +133,18 @@ typedef struct master {
     int64_t rate_bucket_t;              /* index time of the newest bucket */
     uint64_t n_bad_frames, n_dup, n_stale, n_redispatch, n_blank;
     uint64_t n_throttle_reports;
-    int64_t paused_logged_until; /* last pause we logged */
-    int fatal;                   /* a fatal error happened */
-    char limit_text[128];        /* "20/s+1000/min", "" without limits */
-    int64_t dispatch_after_ns;   /* resume grace: no dispatch before */
-    int first_dispatch_logged;   /* dispatch.first was logged */
+    int64_t paused_logged_until;      /* last pause we logged */
+    int fatal;                        /* a fatal error happened */
+    char limit_text[128];             /* "20/s+1000/min", "" without limits */
+    int64_t dispatch_after_ns;        /* resume grace: no dispatch before */
+    int first_dispatch_logged;        /* dispatch.first was logged */
+    uint32_t ok_bucket[100];          /* successful calls per 10 ms, last 1 s */
+    int64_t ok_bucket_t;              /* index time of the newest bucket */
+    adaptive ad;                      /* adaptive rate */
+    double applied_scale;             /* scale last given to the limiter */
+    gcra_rate rates[GCRA_MAX_LIMITS]; /* limits in force (fanout-ctl) */
+    size_t nrates;                    /* their count */
+    uint64_t n_quota_pauses;          /* pauses from RateLimit remaining=0 */
 } master;
 
 /* After a restart, workers reconnect within half a second (their reconnect
@@ -272,6 +280,98 @@ static void broadcast(master *m, int type)
         if (w->used)
             send_to(m, w, &msg);
     }
+}
+
+/* ---- rate control ---------------------------------------------------- */
+
+static void ok_add(master *m, int64_t now, uint32_t n)
+{
+    int64_t t = now / (10 * FO_NS_PER_MS);
+    if (t != m->ok_bucket_t) {
+        for (int64_t i = 1; i <= t - m->ok_bucket_t && i <= 100; i++)
+            m->ok_bucket[(m->ok_bucket_t + i) % 100] = 0;
+        m->ok_bucket_t = t;
+    }
+    m->ok_bucket[t % 100] += n;
+}
+
+/* Successful calls over the last second, as a share of the configured
+ * rate. When an API that counts calls per window pushes back, its window is
+ * full: what it let through in the last second is its limit, pauses or not
+ * (for longer windows this is an upper bound and does no harm). 0 when not
+ * yet meaningful. */
+static double observed_scale(master *m, int64_t now, double base)
+{
+    if (base <= 0 || now - m->run_start_ns < 2 * FO_NS_PER_S)
+        return 0;
+    ok_add(m, now, 0);
+    uint64_t sum = 0;
+    for (int i = 0; i < 100; i++)
+        sum += m->ok_bucket[i];
+    return (double)sum / base;
+}
+
+static double base_rate(const master *m)
+{
+    double best = 0;
+    for (size_t i = 0; i < m->nrates; i++) {
+        double r =
+            (double)m->rates[i].count * 1e9 / (double)m->rates[i].period_ns;
+        if (best == 0 || r < best)
+            best = r;
+    }
+    return best;
+}
+
+static void apply_scale(master *m)
+{
+    double sc = adaptive_scale(&m->ad);
+    if (sc == m->applied_scale)
+        return;
+    m->applied_scale = sc;
+    gcra_set_scale(budget_limiter(m->bud), sc);
+    if (m->nrates)
+        LOG_INFO("rate.adjusted", "effective rate now %.2f/s (%.0f%% of %s)",
+                 gcra_rate_per_s(budget_limiter(m->bud)), sc * 100,
+                 m->limit_text);
+}
+
+/* Stops all grants until now + ms and tells every worker to drop the
+ * tokens it holds, so nothing reaches the API inside the pause. */
+static void pause_all(master *m, int64_t now, int64_t ms)
+{
+    int64_t until = now + ms * FO_NS_PER_MS;
+    if (until <= budget_paused_until(m->bud))
+        return;
+    budget_pause(m->bud, until);
+    proto_msg p = {.type = PROTO_PAUSE, .epoch = store_epoch(m->st)};
+    p.u.pause.pause_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+    for (size_t i = 0; i < budget_capacity(m->bud); i++) {
+        budget_worker *w = budget_at(m->bud, i);
+        if (w->used)
+            send_to(m, w, &p);
+    }
+}
+
+/* Replaces the limits in force; returns 0 or -1 (too many). */
+static int set_limits(master *m, const gcra_rate *rates, size_t n)
+{
+    gcra *lim = budget_limiter(m->bud);
+    gcra_clear(lim);
+    m->nrates = 0;
+    m->limit_text[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (gcra_add(lim, rates[i], m->cfg->burst,
+                     m->cfg->rate_margin_ms * FO_NS_PER_MS) != FO_OK)
+            return -1;
+        m->rates[m->nrates++] = rates[i];
+        char r[48];
+        size_t used = strlen(m->limit_text);
+        gcra_format_rate(rates[i], r, sizeof r);
+        snprintf(m->limit_text + used, sizeof m->limit_text - used, "%s%s",
+                 i ? "+" : "", r);
+    }
+    return 0;
 }
 
 /* ---- results and commits --------------------------------------------- */
@@ -448,6 +548,8 @@ static void on_result(master *m, proto_msg *r, int64_t now)
         return;
     }
     int ok = r->u.result.status == PROTO_STATUS_OK;
+    if (ok)
+        ok_add(m, now, 1);
     record rec = {.id = it->key,
                   .status = ok ? RECORD_OK : RECORD_FAILED,
                   .http_status = (int)r->u.result.http_status,
@@ -560,6 +662,161 @@ static void expire_worker(master *m, budget_worker *w, const char *why)
     budget_remove(m->bud, w);
 }
 
+static json_t *status_json(master *m, int64_t now)
+{
+    const store_totals *t = &m->state.totals;
+    json_t *o = json_object();
+    json_object_set_new(o, "epoch",
+                        json_integer((json_int_t)store_epoch(m->st)));
+    json_object_set_new(o, "items", json_integer(t->items));
+    json_object_set_new(o, "total", json_integer(m->total_items));
+    json_object_set_new(o, "ok", json_integer(t->ok));
+    json_object_set_new(o, "failed", json_integer(t->failed));
+    json_object_set_new(o, "invalid", json_integer(t->invalid));
+    json_object_set_new(o, "attempts", json_integer(t->attempts));
+    json_object_set_new(o, "throttled",
+                        json_integer((json_int_t)m->n_throttle_reports));
+    json_object_set_new(o, "rate", json_string(m->limit_text));
+    json_object_set_new(o, "effective_per_s",
+                        json_real(gcra_rate_per_s(budget_limiter(m->bud))));
+    json_object_set_new(o, "calls_per_s", json_real(rate_now(m, now)));
+    json_object_set_new(o, "max_in_flight",
+                        json_integer(budget_max_in_flight(m->bud)));
+    json_object_set_new(o, "in_flight",
+                        json_integer(budget_permits_in_use(m->bud)));
+    int64_t pause = budget_paused_until(m->bud) - now;
+    json_object_set_new(o, "paused_ms",
+                        json_integer(pause > 0 ? pause / FO_NS_PER_MS : 0));
+    json_t *ws = json_array();
+    for (size_t i = 0; i < budget_capacity(m->bud); i++) {
+        budget_worker *w = budget_at(m->bud, i);
+        if (!w->used)
+            continue;
+        json_t *wj = json_object();
+        json_object_set_new(wj, "id", json_string(w->name));
+        json_object_set_new(wj, "host", json_string(w->host));
+        json_object_set_new(wj, "pid", json_integer(w->pid));
+        json_object_set_new(wj, "concurrency", json_integer(w->concurrency));
+        json_object_set_new(wj, "held", json_integer(w->held));
+        json_object_set_new(wj, "in_flight", json_integer(w->inflight));
+        json_object_set_new(
+            wj, "last_heartbeat_ms",
+            json_integer((now - w->last_seen_ns) / FO_NS_PER_MS));
+        json_object_set_new(wj, "results",
+                            json_integer((json_int_t)w->results));
+        double up = (double)(now - w->joined_ns) / 1e9;
+        json_object_set_new(wj, "results_per_s",
+                            json_real(up > 0 ? (double)w->results / up : 0));
+        json_object_set_new(wj, "leaving", json_boolean(w->leaving));
+        json_array_append_new(ws, wj);
+    }
+    json_object_set_new(o, "workers", ws);
+    return o;
+}
+
+/* Applies {"cmd":"set","rate":[...]|"none","max_in_flight":N}. Returns 0,
+ * or -1 with a message naming the bad field. Settings are stored so that a
+ * restarted master keeps them. */
+static int ctl_set(master *m, json_t *req, char *err, size_t errlen)
+{
+    json_t *rate = json_object_get(req, "rate");
+    json_t *mif = json_object_get(req, "max_in_flight");
+    gcra_rate rates[GCRA_MAX_LIMITS];
+    size_t n = 0;
+    if (rate) {
+        if (json_is_string(rate) && !strcmp(json_string_value(rate), "none"))
+            rate = json_array();
+        else
+            json_incref(rate);
+        if (!json_is_array(rate)) {
+            snprintf(err, errlen, "rate: expected a list of N/UNIT");
+            json_decref(rate);
+            return -1;
+        }
+        size_t i;
+        json_t *r;
+        json_array_foreach(rate, i, r)
+        {
+            char e[256];
+            if (n == GCRA_MAX_LIMITS || !json_is_string(r) ||
+                gcra_parse_rate(json_string_value(r), &rates[n], e, sizeof e)) {
+                snprintf(err, errlen, "--rate: %s",
+                         n == GCRA_MAX_LIMITS ? "too many limits"
+                         : json_is_string(r)  ? e
+                                              : "not a string");
+                json_decref(rate);
+                return -1;
+            }
+            n++;
+        }
+        json_decref(rate);
+    }
+    if (mif && (!json_is_integer(mif) || json_integer_value(mif) < 0 ||
+                json_integer_value(mif) > 1000000)) {
+        snprintf(err, errlen, "--max-in-flight: expected 0 to 1000000");
+        return -1;
+    }
+    if (rate) {
+        if (set_limits(m, rates, n) < 0) {
+            snprintf(err, errlen, "--rate: too many limits");
+            return -1;
+        }
+        /* A new configured ceiling: adaptive state starts over. */
+        adaptive_init(&m->ad, m->cfg->adaptive);
+        m->applied_scale = 0;
+        apply_scale(m);
+        if (store_set_setting(m->st, "rate",
+                              m->limit_text[0] ? m->limit_text : "none"))
+            LOG_ERROR("store.setting_failed", "could not store the rate");
+        LOG_INFO("ctl.rate", "rate set to %s by fanout-ctl",
+                 m->limit_text[0] ? m->limit_text : "none");
+    }
+    if (mif) {
+        budget_set_max_in_flight(m->bud, json_integer_value(mif));
+        char v[32];
+        snprintf(v, sizeof v, "%" JSON_INTEGER_FORMAT, json_integer_value(mif));
+        if (store_set_setting(m->st, "max_in_flight", v))
+            LOG_ERROR("store.setting_failed", "could not store max-in-flight");
+        LOG_INFO("ctl.max_in_flight", "max-in-flight set to %s by fanout-ctl",
+                 v);
+    }
+    return 0;
+}
+
+static void handle_ctl(master *m, const void *rid, size_t rid_len,
+                       const char *text, int64_t now)
+{
+    json_error_t jerr;
+    json_t *req = json_loads(text, 0, &jerr);
+    json_t *rep;
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    char err[300] = "";
+    if (!cmd) {
+        rep = json_pack("{s:b,s:s}", "ok", 0, "error",
+                        "expected {\"cmd\": \"status\"|\"set\", ...}");
+    } else if (!strcmp(cmd, "status")) {
+        rep = status_json(m, now);
+        json_object_set_new(rep, "ok", json_true());
+    } else if (!strcmp(cmd, "set")) {
+        if (ctl_set(m, req, err, sizeof err) == 0) {
+            rep = status_json(m, now);
+            json_object_set_new(rep, "ok", json_true());
+        } else {
+            rep = json_pack("{s:b,s:s}", "ok", 0, "error", err);
+        }
+    } else {
+        snprintf(err, sizeof err, "unknown command '%.40s'", cmd);
+        rep = json_pack("{s:b,s:s}", "ok", 0, "error", err);
+    }
+    json_decref(req);
+    char *out = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    json_decref(rep);
+    proto_msg reply = {.type = PROTO_CTL_REPLY, .epoch = store_epoch(m->st)};
+    reply.u.ctl.json = out;
+    send_raw_to(m, rid, rid_len, &reply);
+    free(out);
+}
+
 static void handle_control(master *m, int64_t now)
 {
     for (int turn = 0; turn < 5000; turn++) {
@@ -603,7 +860,9 @@ static void handle_control(master *m, int64_t now)
             continue;
         }
         budget_worker *w = budget_find(m->bud, id, idlen);
-        if (msg.type == PROTO_HELLO) {
+        if (msg.type == PROTO_CTL) {
+            handle_ctl(m, id, idlen, msg.u.ctl.json, now);
+        } else if (msg.type == PROTO_HELLO) {
             w = budget_join(m->bud, id, idlen, now);
             if (!w) {
                 LOG_WARN("worker.refused",
@@ -644,13 +903,49 @@ static void handle_control(master *m, int64_t now)
                                  ? msg.u.throttled.retry_after_ms
                                  : 1000;
                 int64_t until = now + ra * FO_NS_PER_MS;
-                budget_pause(m->bud, until);
+                pause_all(m, now, ra);
+                if (adaptive_on_throttle(&m->ad, now,
+                                         observed_scale(m, now, base_rate(m))))
+                    apply_scale(m);
                 if (until > m->paused_logged_until + FO_NS_PER_S) {
                     LOG_WARN("api.throttled",
-                             "HTTP %u from the API (via %s):"
-                             " all grants paused for %" PRId64 " ms",
+                             "HTTP %u from the API (via %s): all calls "
+                             "paused for %" PRId64 " ms",
                              msg.u.throttled.http_status, w->name, ra);
                     m->paused_logged_until = until;
+                }
+                break;
+            }
+            case PROTO_RATEINFO: {
+                const proto_msg *ri = &msg;
+                if (ri->u.rateinfo.limit > 0 && ri->u.rateinfo.window_ms > 0 &&
+                    m->nrates) {
+                    double before = adaptive_scale(&m->ad);
+                    adaptive_on_policy(&m->ad,
+                                       (double)ri->u.rateinfo.limit * 1000.0 /
+                                           (double)ri->u.rateinfo.window_ms,
+                                       base_rate(m));
+                    if (adaptive_scale(&m->ad) < before)
+                        LOG_INFO("api.policy",
+                                 "the API announces %" PRId64 " per %" PRId64
+                                 " ms; staying under it",
+                                 ri->u.rateinfo.limit,
+                                 ri->u.rateinfo.window_ms);
+                    apply_scale(m);
+                }
+                if (ri->u.rateinfo.remaining == 0 &&
+                    ri->u.rateinfo.reset_ms > 0) {
+                    int64_t ms = ri->u.rateinfo.reset_ms > 3600000
+                                     ? 3600000
+                                     : ri->u.rateinfo.reset_ms;
+                    if (now + ms * FO_NS_PER_MS > budget_paused_until(m->bud)) {
+                        m->n_quota_pauses++;
+                        LOG_INFO("api.quota_used",
+                                 "the API reports no requests left in its "
+                                 "window: pausing %" PRId64 " ms",
+                                 ms);
+                    }
+                    pause_all(m, now, ms);
                 }
                 break;
             }
@@ -973,6 +1268,8 @@ static void tick(master *m, int64_t now)
     }
     if (m->spawned.n)
         spawn_reap(&m->spawned);
+    if (adaptive_tick(&m->ad, now))
+        apply_scale(m);
 }
 
 static void show_progress(master *m, int64_t now, int force)
@@ -987,13 +1284,15 @@ static void show_progress(master *m, int64_t now, int force)
         p.fraction = (double)m->state.cursor.offset / (double)m->in_size;
     p.rate_per_s = rate_now(m, now);
     p.limit = m->limit_text;
+    p.effective_per_s = gcra_rate_per_s(budget_limiter(m->bud));
+    p.scale = adaptive_scale(&m->ad);
     p.ok = t->ok;
     p.failed = t->failed;
     p.invalid = t->invalid;
     p.retries = t->attempts - (t->ok + t->failed);
     if (p.retries < 0)
         p.retries = 0;
-    p.throttled = t->throttled;
+    p.throttled = (int64_t)m->n_throttle_reports;
     p.workers = (int64_t)budget_live(m->bud, NULL);
     p.inflight = budget_permits_in_use(m->bud);
     p.paused = budget_paused_until(m->bud) > now;
@@ -1454,14 +1753,21 @@ static void write_summary(master *m, int finished, int64_t now)
         o, "calls_per_s",
         json_real(active_s > 0 ? (double)t->attempts / active_s : 0));
     json_t *rates = json_array();
-    for (size_t i = 0; i < m->cfg->nrates; i++) {
+    for (size_t i = 0; i < m->nrates; i++) {
         char r[48];
-        gcra_format_rate(m->cfg->rates[i], r, sizeof r);
+        gcra_format_rate(m->rates[i], r, sizeof r);
         json_array_append_new(rates, json_string(r));
     }
     json_object_set_new(o, "rate_limits", rates);
-    json_object_set_new(o, "limit_per_s",
+    json_object_set_new(o, "limit_per_s", json_real(base_rate(m)));
+    json_object_set_new(o, "effective_limit_per_s",
                         json_real(gcra_rate_per_s(budget_limiter(m->bud))));
+    json_object_set_new(o, "throttle_events",
+                        json_integer((json_int_t)m->n_throttle_reports));
+    json_object_set_new(o, "rate_decreases",
+                        json_integer((json_int_t)m->ad.throttles));
+    json_object_set_new(o, "quota_pauses",
+                        json_integer((json_int_t)m->n_quota_pauses));
     json_object_set_new(o, "results", json_string("results.jsonl"));
     json_object_set_new(o, "epoch",
                         json_integer((json_int_t)store_epoch(m->st)));
@@ -1491,18 +1797,21 @@ static void print_summary(master *m, int finished)
 {
     const store_totals *t = &m->state.totals;
     double s = (double)t->active_ms / 1000.0;
-    char limit[160] = "no limit";
+    char limit[160] = "no limit", eff[80] = "";
     if (m->limit_text[0])
         snprintf(limit, sizeof limit, "limit %s", m->limit_text);
+    if (m->nrates && adaptive_scale(&m->ad) < 0.999)
+        snprintf(eff, sizeof eff, ", rate lowered to %.2f/s after push-back",
+                 gcra_rate_per_s(budget_limiter(m->bud)));
     fprintf(stderr,
             "%s: %" PRId64 " items (%" PRId64 " ok, %" PRId64
             " failed, %" PRId64 " invalid), %" PRId64
             " calls in %.1f s, %.2f calls/s (%s),"
-            " %" PRId64 " throttled\nresults: %s/results.jsonl  summary: "
+            " %" PRId64 " throttled%s\nresults: %s/results.jsonl  summary: "
             "%s/summary.json\n",
             finished ? "done" : "stopped", t->items, t->ok, t->failed,
             t->invalid, t->attempts, s, s > 0 ? (double)t->attempts / s : 0,
-            limit, t->throttled, m->cfg->out, m->cfg->out);
+            limit, t->throttled, eff, m->cfg->out, m->cfg->out);
     if (!finished)
         fprintf(stderr, "re-run the same command to resume\n");
 }
@@ -1668,25 +1977,45 @@ int master_run(const master_config *cfg)
     m->state = *store_get_state(m->st);
     m->active_base_ms = m->state.totals.active_ms;
 
-    gcra *lim = gcra_new();
-    for (size_t i = 0; i < cfg->nrates; i++)
-        if (gcra_add(lim, cfg->rates[i], cfg->burst,
-                     cfg->rate_margin_ms * FO_NS_PER_MS) != FO_OK) {
-            fprintf(stderr,
-                    "fanout-master: --rate: too many limits (at "
-                    "most %d)\n",
-                    GCRA_MAX_LIMITS);
-            gcra_destroy(&lim);
-            rc = EXIT_USAGE;
-            goto out;
+    m->bud = budget_new(gcra_new(), cfg->max_in_flight, GRANT_HORIZON_NS);
+    adaptive_init(&m->ad, cfg->adaptive);
+    m->applied_scale = 1.0;
+    gcra_rate rates[GCRA_MAX_LIMITS];
+    size_t nrates = cfg->nrates;
+    memcpy(rates, cfg->rates, sizeof rates);
+    /* Limits changed at run time by fanout-ctl outlive a restart. */
+    char *stored = store_get_setting(m->st, "rate");
+    if (stored) {
+        nrates = 0;
+        char *save = NULL;
+        for (char *tok = strtok_r(stored, "+", &save);
+             tok && nrates < GCRA_MAX_LIMITS; tok = strtok_r(NULL, "+", &save))
+            if (strcmp(tok, "none") != 0 &&
+                gcra_parse_rate(tok, &rates[nrates], err, sizeof err) == FO_OK)
+                nrates++;
+        LOG_INFO("ctl.rate",
+                 "using the rate set by fanout-ctl (%s), not "
+                 "--rate",
+                 stored);
+        free(stored);
+    }
+    if (set_limits(m, rates, nrates) < 0) {
+        fprintf(stderr, "fanout-master: --rate: too many limits (at most %d)\n",
+                GCRA_MAX_LIMITS);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    stored = store_get_setting(m->st, "max_in_flight");
+    if (stored) {
+        int64_t v;
+        if (util_parse_i64(stored, 0, 1000000, &v) == 0) {
+            budget_set_max_in_flight(m->bud, v);
+            LOG_INFO("ctl.max_in_flight",
+                     "using max-in-flight %s set by "
+                     "fanout-ctl, not --max-in-flight",
+                     stored);
         }
-    m->bud = budget_new(lim, cfg->max_in_flight, GRANT_HORIZON_NS);
-    for (size_t i = 0; i < cfg->nrates; i++) {
-        char r[48];
-        size_t used = strlen(m->limit_text);
-        gcra_format_rate(cfg->rates[i], r, sizeof r);
-        snprintf(m->limit_text + used, sizeof m->limit_text - used, "%s%s",
-                 i ? "+" : "", r);
+        free(stored);
     }
 
     if ((rc = open_results(m)) != 0)

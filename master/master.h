@@ -52,6 +52,7 @@ typedef struct master_config {
     const char *progress;             /* auto|tty|plain|off */
     const char *log_level;            /* for spawned workers */
     int redrive;                      /* re-run items whose record is failed */
+    int adaptive;                     /* AIMD on push-back */
 } master_config;
 
 /* Runs the job; returns the exit status. */

@@ -68,7 +68,10 @@ void progress_show(progress_mode mode, const progress_snapshot *p,
     } else {
         snprintf(count, sizeof count, "%" PRId64, p->done);
     }
-    if (p->limit && *p->limit)
+    if (p->limit && *p->limit && p->scale < 0.999)
+        snprintf(limit, sizeof limit, " (limit %s, now %.1f/s)", p->limit,
+                 p->effective_per_s);
+    else if (p->limit && *p->limit)
         snprintf(limit, sizeof limit, " (limit %s)", p->limit);
     else
         limit[0] = '\0';
@@ -80,9 +83,10 @@ void progress_show(progress_mode mode, const progress_snapshot *p,
     int n = snprintf(line, sizeof line,
                      "%s %5.1f%%  %.1f/s%s  ok %" PRId64 "  failed %" PRId64
                      "  invalid %" PRId64 "  retries %" PRId64
-                     "%s  workers %" PRId64 "  in flight %" PRId64 "  ETA %s",
+                     "  throttled %" PRId64 "%s  workers %" PRId64
+                     "  in flight %" PRId64 "  ETA %s",
                      count, frac >= 0 ? frac * 100 : 0.0, p->rate_per_s, limit,
-                     p->ok, p->failed, p->invalid, p->retries,
+                     p->ok, p->failed, p->invalid, p->retries, p->throttled,
                      p->paused ? "  PAUSED (API push-back)" : "", p->workers,
                      p->inflight, eta);
     if (n < 0)

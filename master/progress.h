@@ -17,11 +17,13 @@ typedef enum {
 } progress_mode;
 
 typedef struct progress_snapshot {
-    int64_t done;      /* items recorded */
-    int64_t total;     /* items expected, or -1 when unknown */
-    double fraction;   /* 0..1 by bytes when total is unknown, or -1 */
-    double rate_per_s; /* attempts per second, recent */
-    const char *limit; /* configured limits as text, "" for none */
+    int64_t done;           /* items recorded */
+    int64_t total;          /* items expected, or -1 when unknown */
+    double fraction;        /* 0..1 by bytes when total is unknown, or -1 */
+    double rate_per_s;      /* attempts per second, recent */
+    const char *limit;      /* configured limits as text, "" for none */
+    double effective_per_s; /* the limiter's rate now (adaptive, headers) */
+    double scale;           /* effective / configured, 1 when untouched */
     int64_t ok, failed, invalid, retries, throttled; /* counters */
     int64_t workers;                                 /* live workers */
     int64_t inflight; /* calls in flight (permits in use) */

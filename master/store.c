@@ -56,6 +56,21 @@ char *store_get_setting(store *s, const char *k)
     return v;
 }
 
+fo_err store_set_setting(store *s, const char *k, const char *v)
+{
+    sqlite3_stmt *st;
+    const char *sql = v ? "INSERT OR REPLACE INTO meta(k,v) VALUES(?,?)"
+                        : "DELETE FROM meta WHERE k=?";
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return FO_ESTORE;
+    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+    if (v)
+        sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? FO_OK : FO_ESTORE;
+}
+
 static int put_int(store *s, const char *k, int64_t v)
 {
     sqlite3_reset(s->put);

@@ -79,6 +79,8 @@ FO_WUR fo_err store_commit(store *s, const store_row *rows, size_t n,
 /* A stored setting (e.g. a rate changed at run time), or NULL; the string
  * is the caller's to free. */
 char *store_get_setting(store *s, const char *key);
+/* Stores a setting durably (its own transaction); value NULL removes it. */
+FO_WUR fo_err store_set_setting(store *s, const char *key, const char *value);
 
 /* Repair: after results.jsonl was rewritten from a scan (a torn or
  * truncated file, or --redrive dropping failed records), the job restarts

@@ -16,9 +16,11 @@
 const char *proto_type_name(int type)
 {
     static const char *const names[] = {
-        "UNKNOWN",   "HELLO", "JOB",   "HEARTBEAT", "TOKEN_REQ", "TOKEN_GRANT",
-        "THROTTLED", "BYE",   "RESET", "WORK",      "RESULT",    "DONE"};
-    if (type < 1 || type > PROTO_DONE)
+        "UNKNOWN",   "HELLO",       "JOB",       "HEARTBEAT",
+        "TOKEN_REQ", "TOKEN_GRANT", "THROTTLED", "BYE",
+        "RESET",     "WORK",        "RESULT",    "DONE",
+        "PAUSE",     "RATEINFO",    "CTL",       "CTL_REPLY"};
+    if (type < 1 || type > PROTO_CTL_REPLY)
         return names[0];
     return names[type];
 }
@@ -78,8 +80,9 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
     sink snk = {out, 0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &snk, sbuf_write);
-    static const size_t nfields[] = {0, 4, 1, 2, 3, 3, 2, 1, 0, 6, 11, 0};
-    if (m->type < 1 || m->type > PROTO_DONE)
+    static const size_t nfields[] = {0, 4, 1,  2, 3, 3, 2, 1,
+                                     0, 6, 11, 0, 1, 4, 1, 1};
+    if (m->type < 1 || m->type > PROTO_CTL_REPLY)
         return FO_EINVAL;
     msgpack_pack_array(&pk, 3 + nfields[m->type]);
     msgpack_pack_uint32(&pk, PROTO_VERSION);
@@ -117,6 +120,19 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
         break;
     case PROTO_BYE:
         pack_refs(&pk, m->u.bye.held, m->u.bye.nheld);
+        break;
+    case PROTO_PAUSE:
+        msgpack_pack_uint32(&pk, m->u.pause.pause_ms);
+        break;
+    case PROTO_RATEINFO:
+        msgpack_pack_int64(&pk, m->u.rateinfo.limit);
+        msgpack_pack_int64(&pk, m->u.rateinfo.window_ms);
+        msgpack_pack_int64(&pk, m->u.rateinfo.remaining);
+        msgpack_pack_int64(&pk, m->u.rateinfo.reset_ms);
+        break;
+    case PROTO_CTL:
+    case PROTO_CTL_REPLY:
+        pack_str(&pk, m->u.ctl.json);
         break;
     case PROTO_WORK:
         msgpack_pack_uint64(&pk, m->u.work.ref.batch);
@@ -501,6 +517,19 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
     case PROTO_RESET:
     case PROTO_DONE:
         break;
+    case PROTO_PAUSE:
+        m->u.pause.pause_ms = (uint32_t)rd_uint(&r, "pause_ms", UINT32_MAX);
+        break;
+    case PROTO_RATEINFO:
+        m->u.rateinfo.limit = rd_int(&r, "limit");
+        m->u.rateinfo.window_ms = rd_int(&r, "window_ms");
+        m->u.rateinfo.remaining = rd_int(&r, "remaining");
+        m->u.rateinfo.reset_ms = rd_int(&r, "reset_ms");
+        break;
+    case PROTO_CTL:
+    case PROTO_CTL_REPLY:
+        m->u.ctl.json = rd_bytes(&r, "json", PROTO_MAX_JOB_BYTES, 0, NULL);
+        break;
     case PROTO_WORK:
         m->u.work.ref.batch = rd_uint(&r, "batch", UINT64_MAX);
         m->u.work.ref.idx = (uint32_t)rd_uint(&r, "idx", UINT32_MAX);
@@ -560,6 +589,10 @@ void proto_msg_fini(proto_msg *m)
         break;
     case PROTO_BYE:
         free(m->u.bye.held);
+        break;
+    case PROTO_CTL:
+    case PROTO_CTL_REPLY:
+        free(m->u.ctl.json);
         break;
     case PROTO_WORK:
         free(m->u.work.key);

@@ -42,6 +42,10 @@ typedef enum proto_type {
     PROTO_WORK = 9,        /* master -> worker (PUSH): one item */
     PROTO_RESULT = 10,     /* worker -> master (PUSH): an item's outcome */
     PROTO_DONE = 11,       /* master -> worker: the job has finished */
+    PROTO_PAUSE = 12,      /* master -> worker: drop tokens, wait */
+    PROTO_RATEINFO = 13,   /* worker -> master: the API's limit headers */
+    PROTO_CTL = 14,        /* fanout-ctl -> master: a JSON command */
+    PROTO_CTL_REPLY = 15,  /* master -> fanout-ctl: a JSON answer */
 } proto_type;
 
 /* Returns the message type's name ("TOKEN_GRANT"), or "UNKNOWN". */
@@ -95,6 +99,18 @@ typedef struct proto_msg {
             uint32_t nheld;  /* items handed back */
             proto_ref *held; /* which */
         } bye;
+        struct {
+            uint32_t pause_ms; /* no requests for this long */
+        } pause;
+        struct {
+            int64_t limit;     /* requests per window, -1 unknown */
+            int64_t window_ms; /* window, -1 unknown */
+            int64_t remaining; /* left in this window, -1 unknown */
+            int64_t reset_ms;  /* until the window resets, -1 unknown */
+        } rateinfo;
+        struct {
+            char *json; /* command or reply */
+        } ctl;
         struct {
             proto_ref ref;   /* where the item lives */
             char *key;       /* its id */

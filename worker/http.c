@@ -14,6 +14,7 @@ typedef struct call {
     fo_buf body;                  /* response body, capped */
     int capped;                   /* the cap was hit */
     char *retry_after;            /* Retry-After value */
+    ratelimit_info rl;            /* rate-limit headers */
     char errbuf[CURL_ERROR_SIZE]; /* libcurl's detail */
     int64_t start_ns;             /* when it started */
     void *user;                   /* caller's pointer */
@@ -137,6 +138,9 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userp)
         strncasecmp(ptr, name, sizeof name - 1) == 0) {
         free(c->retry_after);
         c->retry_after = xstrndup(ptr + sizeof name - 1, n - (sizeof name - 1));
+    } else if (n < 600 && (ptr[0] == 'r' || ptr[0] == 'R' || ptr[0] == 'x' ||
+                           ptr[0] == 'X')) {
+        ratelimit_header(&c->rl, ptr, n, clock_wall_ms());
     }
     return n;
 }
@@ -145,6 +149,7 @@ fo_err http_start(http *h, const http_request *req)
 {
     call *c = xcalloc(1, sizeof *c);
     buf_init(&c->body, req->max_response_bytes);
+    ratelimit_init(&c->rl);
     c->user = req->user;
     c->easy = curl_easy_init();
     if (!c->easy) {
@@ -246,6 +251,7 @@ static void finish(http *h)
         r.body = buf_str(&c->body);
         r.body_len = c->body.len;
         r.retry_after = c->retry_after;
+        r.ratelimit = c->rl;
         r.latency_ms = (clock_now_ns() - c->start_ns) / FO_NS_PER_MS;
         curl_multi_remove_handle(h->multi, e);
         if (c->prev)

@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "ratelimit.h"
 
 /* One call to make. Strings are borrowed for the duration of http_start();
  * the headers list is borrowed until the call completes. */
@@ -36,15 +37,16 @@ typedef struct http_request {
 
 /* The outcome of one call, valid during the completion callback only. */
 typedef struct http_response {
-    void *user;              /* from the request */
-    CURLcode code;           /* CURLE_OK when a response arrived */
-    long status;             /* HTTP status, 0 without a response */
-    int body_capped;         /* the body went over the cap; aborted */
-    const char *error;       /* human-readable error when code != OK */
-    const char *body;        /* response body (NUL-terminated) */
-    size_t body_len;         /* its length */
-    const char *retry_after; /* Retry-After header value, or NULL */
-    int64_t latency_ms;      /* duration of the call */
+    void *user;               /* from the request */
+    CURLcode code;            /* CURLE_OK when a response arrived */
+    long status;              /* HTTP status, 0 without a response */
+    int body_capped;          /* the body went over the cap; aborted */
+    const char *error;        /* human-readable error when code != OK */
+    const char *body;         /* response body (NUL-terminated) */
+    size_t body_len;          /* its length */
+    const char *retry_after;  /* Retry-After header value, or NULL */
+    ratelimit_info ratelimit; /* RateLimit / X-RateLimit headers */
+    int64_t latency_ms;       /* duration of the call */
 } http_response;
 
 typedef void (*http_done_fn)(void *ctx, const http_response *resp);

@@ -116,9 +116,11 @@ typedef struct wstate {
     int64_t next_hb_ns;                  /* next heartbeat */
     int64_t next_hello_ns;               /* next HELLO while unjoined */
     uint64_t rng;                        /* jitter source */
-    int64_t delay_us[32]; /* recent grant delays (wall, incl. offset) */
-    size_t ndelay;        /* how many recorded */
-    fo_buf scratch;       /* encode buffer */
+    int64_t paused_until_ns;  /* no calls before this (API push-back) */
+    int64_t next_rateinfo_ns; /* next RATEINFO report allowed */
+    int64_t delay_us[32];     /* recent grant delays (wall, incl. offset) */
+    size_t ndelay;            /* how many recorded */
+    fo_buf scratch;           /* encode buffer */
     uint64_t n_ok, n_failed, n_retries, n_dropped_tokens, n_bad_frames;
 } wstate;
 
@@ -397,6 +399,35 @@ static void set_error(witem *it, const char *fmt, ...)
     it->last_error = xstrdup(buf);
 }
 
+/* Drops every token held and starts no call before now + ms: the API asked
+ * for quiet, and a token spent now would arrive inside the pause. */
+static void local_pause(wstate *w, int64_t ms)
+{
+    int64_t until = clock_now_ns() + ms * FO_NS_PER_MS;
+    if (until > w->paused_until_ns)
+        w->paused_until_ns = until;
+    w->released += (uint32_t)w->tok_len;
+    w->n_dropped_tokens += w->tok_len;
+    w->tok_len = 0;
+    w->tok_head = 0;
+}
+
+/* Passes the API's own view of its limit to the master, at most every
+ * 200 ms unless it says the window is used up. */
+static void report_rateinfo(wstate *w, const ratelimit_info *ri)
+{
+    int64_t now = clock_now_ns();
+    if (now < w->next_rateinfo_ns && ri->remaining != 0)
+        return;
+    w->next_rateinfo_ns = now + 200 * FO_NS_PER_MS;
+    proto_msg m = {.type = PROTO_RATEINFO, .epoch = w->epoch};
+    m.u.rateinfo.limit = ri->limit;
+    m.u.rateinfo.window_ms = ri->window_ms;
+    m.u.rateinfo.remaining = ri->remaining;
+    m.u.rateinfo.reset_ms = ri->reset_ms;
+    send_ctl(w, &m);
+}
+
 static void on_http_done(void *ctx, const http_response *r)
 {
     wstate *w = ctx;
@@ -414,6 +445,8 @@ static void on_http_done(void *ctx, const http_response *r)
                  r->retry_after);
         ra_ms = -1;
     }
+    if (ratelimit_known(&r->ratelimit))
+        report_rateinfo(w, &r->ratelimit);
     if (r->body_capped) {
         char msg[160];
         snprintf(msg, sizeof msg,
@@ -428,7 +461,9 @@ static void on_http_done(void *ctx, const http_response *r)
     }
     if (r->code == CURLE_OK &&
         (r->status == 429 || (r->status == 503 && ra_ms >= 0))) {
-        /* Push-back: tell the master, which pauses the whole cluster. */
+        /* Push-back: stop our own calls now, and tell the master, which
+         * pauses the whole cluster. */
+        local_pause(w, ra_ms > 0 ? ra_ms : 1000);
         it->throttled++;
         proto_msg m = {.type = PROTO_THROTTLED, .epoch = w->epoch};
         m.u.throttled.http_status = (uint32_t)r->status;
@@ -544,7 +579,7 @@ static void spend_tokens(wstate *w, int64_t now)
         int64_t t = tok_front(w);
         tok_pop(w);
         int late = w->job.rate_limited && now - t > w->job.slack_ns;
-        if (!late && w->nready > 0 &&
+        if (!late && now >= w->paused_until_ns && w->nready > 0 &&
             http_inflight(w->http) < w->cfg->concurrency) {
             start_call(w, rq_pop(w));
         } else {
@@ -779,6 +814,10 @@ static int handle_control(wstate *w, int64_t now, int *fatal)
                 w->next_hello_ns = now + HELLO_INTERVAL_NS / 2;
             }
             w->master_ok = 0;
+            break;
+        case PROTO_PAUSE:
+            if (m.epoch == w->epoch)
+                local_pause(w, m.u.pause.pause_ms);
             break;
         case PROTO_DONE:
             LOG_INFO("job.done", "the master reports the job finished");

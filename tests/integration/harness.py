@@ -23,8 +23,11 @@ import urllib.request
 BIN = os.environ.get("FANOUT_BIN", os.path.join(
     os.path.dirname(__file__), "..", "..", "build"))
 SCALE = float(os.environ.get("FANOUT_TIMEOUT_MULTIPLIER", "1"))
+# A command prefix for fanout-master and fanout-worker, e.g. valgrind.
+WRAP = os.environ.get("FANOUT_WRAP", "").split()
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                     "runtime error:", "ERROR: ThreadSanitizer")
+                     "runtime error:", "ERROR: ThreadSanitizer",
+                     "FANOUT-VALGRIND-ERROR")
 
 
 def deadline(seconds):
@@ -156,6 +159,9 @@ class Env:
         return os.path.join(self.dir, *p)
 
     def spawn(self, name, argv, env=None, stdin=None):
+        if WRAP and os.path.basename(argv[0]) in ("fanout-master",
+                                                  "fanout-worker"):
+            argv = WRAP + list(argv)
         p = Proc(name, argv, self.path(name + ".log"), env=env, stdin=stdin)
         self.procs.append(p)
         return p

@@ -48,12 +48,13 @@ def count_lines(path):
 class Job:
     """One job's command line, restartable on fixed ports."""
 
-    def __init__(self, env, server, n, *extra, items=None, url_path="/items"):
-        self.env, self.n = env, n
+    def __init__(self, env, server, n, *extra, items=None, url_path="/items",
+                 name=""):
+        self.env, self.n, self.name = env, n, name
         self.port = free_ports()
         self.control = "tcp://127.0.0.1:%d" % self.port
-        self.items = items or env.write_items("items.jsonl", n)
-        self.out = env.path("out")
+        self.items = items or env.write_items(name + "items.jsonl", n)
+        self.out = env.path(name + "out")
         self.args = ["--input", self.items, "--out", self.out, "--url",
                      server.base + url_path + "/{id}", "--lease", "2s",
                      "--heartbeat", "500ms"] + list(extra)
@@ -62,10 +63,11 @@ class Job:
 
     def start(self):
         self.runs += 1
-        ready = self.env.path("master%d.ready" % self.runs)
+        ready = self.env.path("%smaster%d.ready" % (self.name, self.runs))
         argv = [os.path.join(h.BIN, "fanout-master"), "--bind", self.control,
                 "--ready-file", ready, "--progress", "plain"] + self.args
-        self.master = self.env.spawn("master%d" % self.runs, argv)
+        self.master = self.env.spawn("%smaster%d" % (self.name, self.runs),
+                                     argv)
         h.wait_for(lambda: os.path.exists(ready) or not self.master.alive(),
                    15, "master ready")
         assert self.master.alive(), self.master.text()[-2000:]

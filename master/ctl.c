@@ -1,0 +1,205 @@
+/*
+ * ctl.c - fanout-ctl: look at and steer a running job.
+ *
+ *   fanout-ctl --master tcp://HOST:5555 status
+ *   fanout-ctl --master tcp://HOST:5555 set --rate 500/min --max-in-flight 16
+ *
+ * It speaks to the master's control socket like a worker would, with CTL
+ * messages carrying JSON; the master answers with the job's status. Changes
+ * take effect at once across all workers (the master is the only place that
+ * grants tokens) and are stored with the job, so a restarted master keeps
+ * them.
+ */
+#include "fmacros.h"
+#include "options.h"
+#include "proto.h"
+#include "util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <zmq.h>
+
+static const opt_def ctl_opts[] = {
+    {"master", OPT_STRING, "tcp://127.0.0.1:5555", 0, 0, "tcp://HOST:PORT",
+     "the master's control endpoint"},
+    {"rate", OPT_LIST, NULL, 0, 0, "N/UNIT",
+     "set: new rate limit(s), or 'none' for no limit"},
+    {"max-in-flight", OPT_INT, NULL, 0, 1000000, "N",
+     "set: new cluster-wide cap on calls in flight (0: none)"},
+    {"timeout", OPT_DURATION, "5s", 1, 600000, "DURATION",
+     "how long to wait for the master's answer"},
+    {"json", OPT_FLAG, "false", 0, 1, NULL, "print the raw JSON answer"},
+};
+
+static const char usage[] =
+    "usage: fanout-ctl [--master tcp://HOST:5555] status\n"
+    "       fanout-ctl [--master tcp://HOST:5555] set [--rate N/UNIT]... "
+    "[--max-in-flight N]\n"
+    "\nShows or changes a running fanout job. Exit status: 0 done, 2 usage "
+    "error,\n3 no answer from the master or the master refused the change.\n";
+
+static void print_status(json_t *st)
+{
+    printf("items      %" JSON_INTEGER_FORMAT " recorded", json_integer_value(
+                                                     json_object_get(st, "items")));
+    json_int_t total = json_integer_value(json_object_get(st, "total"));
+    if (total >= 0)
+        printf(" of %" JSON_INTEGER_FORMAT, total);
+    printf(" (ok %" JSON_INTEGER_FORMAT ", failed %" JSON_INTEGER_FORMAT
+           ", invalid %" JSON_INTEGER_FORMAT ")\n",
+           json_integer_value(json_object_get(st, "ok")),
+           json_integer_value(json_object_get(st, "failed")),
+           json_integer_value(json_object_get(st, "invalid")));
+    const char *rate = json_string_value(json_object_get(st, "rate"));
+    printf("rate       %s, effective %.2f/s, calls now %.1f/s\n",
+           rate && *rate ? rate : "no limit",
+           json_real_value(json_object_get(st, "effective_per_s")),
+           json_real_value(json_object_get(st, "calls_per_s")));
+    printf("in flight  %" JSON_INTEGER_FORMAT " (max %" JSON_INTEGER_FORMAT
+           ")   throttled %" JSON_INTEGER_FORMAT "   paused %" JSON_INTEGER_FORMAT
+           " ms\n",
+           json_integer_value(json_object_get(st, "in_flight")),
+           json_integer_value(json_object_get(st, "max_in_flight")),
+           json_integer_value(json_object_get(st, "throttled")),
+           json_integer_value(json_object_get(st, "paused_ms")));
+    json_t *ws = json_object_get(st, "workers");
+    printf("workers    %zu\n", json_array_size(ws));
+    if (json_array_size(ws))
+        printf("  %-24s %-16s %8s %5s %6s %9s %8s %9s\n", "ID", "HOST", "PID",
+               "HELD", "CALLS", "HEARTBEAT", "RESULTS", "RESULTS/S");
+    size_t i;
+    json_t *w;
+    json_array_foreach(ws, i, w)
+    {
+        printf("  %-24.24s %-16.16s %8" JSON_INTEGER_FORMAT
+               " %5" JSON_INTEGER_FORMAT " %6" JSON_INTEGER_FORMAT
+               " %7" JSON_INTEGER_FORMAT "ms %8" JSON_INTEGER_FORMAT
+               " %9.1f%s\n",
+               json_string_value(json_object_get(w, "id")),
+               json_string_value(json_object_get(w, "host")),
+               json_integer_value(json_object_get(w, "pid")),
+               json_integer_value(json_object_get(w, "held")),
+               json_integer_value(json_object_get(w, "in_flight")),
+               json_integer_value(json_object_get(w, "last_heartbeat_ms")),
+               json_integer_value(json_object_get(w, "results")),
+               json_real_value(json_object_get(w, "results_per_s")),
+               json_is_true(json_object_get(w, "leaving")) ? " leaving" : "");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    char err[512];
+    int status;
+    opts *o = opts_parse(ctl_opts, sizeof ctl_opts / sizeof ctl_opts[0], argc,
+                         argv, usage, "fanout-ctl " FANOUT_VERSION, &status,
+                         err, sizeof err);
+    int rc = 2;
+    json_t *req = NULL;
+    void *ctx = NULL, *sock = NULL;
+    if (status == 1) {
+        rc = 0;
+        goto out;
+    }
+    if (status == 2) {
+        fprintf(stderr, "fanout-ctl: %s\n", err);
+        goto out;
+    }
+    size_t npos;
+    char *const *pos = opts_positional(o, &npos);
+    if (npos != 1 || (strcmp(pos[0], "status") && strcmp(pos[0], "set"))) {
+        fprintf(stderr, "fanout-ctl: expected one command, status or set "
+                        "(see --help)\n");
+        goto out;
+    }
+    req = json_pack("{s:s}", "cmd", pos[0]);
+    if (!strcmp(pos[0], "set")) {
+        size_t nr;
+        char *const *rates = opts_list(o, "rate", &nr);
+        if (!nr && !opts_given(o, "max-in-flight")) {
+            fprintf(stderr, "fanout-ctl: set: give --rate and/or "
+                            "--max-in-flight\n");
+            goto out;
+        }
+        if (nr == 1 && !strcmp(rates[0], "none")) {
+            json_object_set_new(req, "rate", json_string("none"));
+        } else if (nr) {
+            json_t *arr = json_array();
+            for (size_t i = 0; i < nr; i++)
+                json_array_append_new(arr, json_string(rates[i]));
+            json_object_set_new(req, "rate", arr);
+        }
+        if (opts_given(o, "max-in-flight"))
+            json_object_set_new(req, "max_in_flight",
+                                json_integer(opts_num(o, "max-in-flight")));
+    }
+    const char *ep = opts_str(o, "master");
+    ctx = zmq_ctx_new();
+    sock = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    int64_t maxmsg = PROTO_MAX_CONTROL_BYTES;
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_connect(sock, ep) != 0) {
+        fprintf(stderr, "fanout-ctl: --master %s: %s\n", ep,
+                zmq_strerror(errno));
+        goto out;
+    }
+    char *text = json_dumps(req, JSON_COMPACT);
+    proto_msg m = {.type = PROTO_CTL};
+    m.u.ctl.json = text;
+    fo_buf b;
+    buf_init(&b, PROTO_MAX_CONTROL_BYTES);
+    if (proto_encode(&m, &b) != FO_OK) {
+        free(text);
+        buf_fini(&b);
+        goto out;
+    }
+    free(text);
+    zmq_send(sock, b.data, b.len, 0);
+    buf_fini(&b);
+    zmq_pollitem_t pi = {sock, 0, ZMQ_POLLIN, 0};
+    rc = 3;
+    if (zmq_poll(&pi, 1, (long)opts_num(o, "timeout")) <= 0) {
+        fprintf(stderr, "fanout-ctl: no answer from %s within %" PRId64
+                        " ms: is a fanout-master running there?\n",
+                ep, opts_num(o, "timeout"));
+        goto out;
+    }
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    zmq_msg_recv(&msg, sock, 0);
+    proto_msg rep;
+    fo_err e = proto_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &rep, err,
+                            sizeof err);
+    zmq_msg_close(&msg);
+    if (e || rep.type != PROTO_CTL_REPLY) {
+        fprintf(stderr, "fanout-ctl: bad answer from %s: %s\n", ep,
+                e ? err : "not a CTL_REPLY");
+        proto_msg_fini(&rep);
+        goto out;
+    }
+    json_t *st = json_loads(rep.u.ctl.json, 0, NULL);
+    if (!json_is_true(json_object_get(st, "ok"))) {
+        const char *why = json_string_value(json_object_get(st, "error"));
+        fprintf(stderr, "fanout-ctl: the master refused: %s\n",
+                why ? why : rep.u.ctl.json);
+    } else {
+        if (opts_num(o, "json"))
+            printf("%s\n", rep.u.ctl.json);
+        else
+            print_status(st);
+        rc = 0;
+    }
+    json_decref(st);
+    proto_msg_fini(&rep);
+out:
+    json_decref(req);
+    if (sock)
+        zmq_close(sock);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    opts_destroy(&o);
+    return rc;
+}
