@@ -6,7 +6,7 @@
 #define MIN_SCALE 0.01
 #define DECREASE 0.85
 #define HOLD_AT 0.95
-#define CLIMB 0.05      /* of the failure level, per second */
+#define CLIMB 0.05 /* of the failure level, per second */
 #define PROBE_FIRST 0.01
 #define PROBE_MAX 0.25
 

@@ -20,14 +20,14 @@
 #include <stdint.h>
 
 typedef struct adaptive {
-    int enabled;             /* AIMD on (--no-adaptive turns it off) */
-    double scale;            /* current AIMD scale, (0, 1] */
-    double fail;             /* scale at the last push-back, 0 none */
-    double probe;            /* next multiplicative probe step */
-    int64_t fail_ns;         /* when the last decrease happened */
-    int64_t next_step_ns;    /* next once-a-second adjustment */
-    double header_cap;       /* cap from RateLimit headers, 1 none */
-    int64_t throttles;       /* push-back events that decreased */
+    int enabled;          /* AIMD on (--no-adaptive turns it off) */
+    double scale;         /* current AIMD scale, (0, 1] */
+    double fail;          /* scale at the last push-back, 0 none */
+    double probe;         /* next multiplicative probe step */
+    int64_t fail_ns;      /* when the last decrease happened */
+    int64_t next_step_ns; /* next once-a-second adjustment */
+    double header_cap;    /* cap from RateLimit headers, 1 none */
+    int64_t throttles;    /* push-back events that decreased */
 } adaptive;
 
 /* Quiet time at 95% of the failure level before probing again. */

@@ -11,6 +11,7 @@
  * them.
  */
 #include "fmacros.h"
+#include "keys.h"
 #include "options.h"
 #include "proto.h"
 #include "util.h"
@@ -30,6 +31,10 @@ static const opt_def ctl_opts[] = {
     {"timeout", OPT_DURATION, "5s", 1, 600000, "DURATION",
      "how long to wait for the master's answer"},
     {"json", OPT_FLAG, "false", 0, 1, NULL, "print the raw JSON answer"},
+    {"curve-secret", OPT_STRING, NULL, 0, 0, "FILE",
+     "a CurveZMQ key pair the master admits"},
+    {"curve-server-key", OPT_STRING, NULL, 0, 0, "FILE",
+     "the master's public key"},
 };
 
 static const char usage[] =
@@ -41,8 +46,8 @@ static const char usage[] =
 
 static void print_status(json_t *st)
 {
-    printf("items      %" JSON_INTEGER_FORMAT " recorded", json_integer_value(
-                                                     json_object_get(st, "items")));
+    printf("items      %" JSON_INTEGER_FORMAT " recorded",
+           json_integer_value(json_object_get(st, "items")));
     json_int_t total = json_integer_value(json_object_get(st, "total"));
     if (total >= 0)
         printf(" of %" JSON_INTEGER_FORMAT, total);
@@ -57,8 +62,8 @@ static void print_status(json_t *st)
            json_real_value(json_object_get(st, "effective_per_s")),
            json_real_value(json_object_get(st, "calls_per_s")));
     printf("in flight  %" JSON_INTEGER_FORMAT " (max %" JSON_INTEGER_FORMAT
-           ")   throttled %" JSON_INTEGER_FORMAT "   paused %" JSON_INTEGER_FORMAT
-           " ms\n",
+           ")   throttled %" JSON_INTEGER_FORMAT
+           "   paused %" JSON_INTEGER_FORMAT " ms\n",
            json_integer_value(json_object_get(st, "in_flight")),
            json_integer_value(json_object_get(st, "max_in_flight")),
            json_integer_value(json_object_get(st, "throttled")),
@@ -90,7 +95,7 @@ static void print_status(json_t *st)
 
 int main(int argc, char **argv)
 {
-    char err[512];
+    char err[512] = "";
     int status;
     opts *o = opts_parse(ctl_opts, sizeof ctl_opts / sizeof ctl_opts[0], argc,
                          argv, usage, "fanout-ctl " FANOUT_VERSION, &status,
@@ -141,6 +146,25 @@ int main(int argc, char **argv)
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     int64_t maxmsg = PROTO_MAX_CONTROL_BYTES;
     zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (opts_str(o, "curve-secret") || opts_str(o, "curve-server-key")) {
+        keys_pair mine, srv;
+        if (!opts_str(o, "curve-secret") || !opts_str(o, "curve-server-key") ||
+            keys_read(opts_str(o, "curve-secret"), 1, &mine, err, sizeof err) ||
+            keys_read(opts_str(o, "curve-server-key"), 0, &srv, err,
+                      sizeof err)) {
+            fprintf(stderr,
+                    "fanout-ctl: --curve-secret and "
+                    "--curve-server-key go together: %s\n",
+                    err);
+            goto out;
+        }
+        zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, srv.public_key,
+                       KEYS_Z85_LEN + 1);
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, mine.public_key,
+                       KEYS_Z85_LEN + 1);
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, mine.secret_key,
+                       KEYS_Z85_LEN + 1);
+    }
     if (zmq_connect(sock, ep) != 0) {
         fprintf(stderr, "fanout-ctl: --master %s: %s\n", ep,
                 zmq_strerror(errno));
@@ -162,8 +186,9 @@ int main(int argc, char **argv)
     zmq_pollitem_t pi = {sock, 0, ZMQ_POLLIN, 0};
     rc = 3;
     if (zmq_poll(&pi, 1, (long)opts_num(o, "timeout")) <= 0) {
-        fprintf(stderr, "fanout-ctl: no answer from %s within %" PRId64
-                        " ms: is a fanout-master running there?\n",
+        fprintf(stderr,
+                "fanout-ctl: no answer from %s within %" PRId64
+                " ms: is a fanout-master running there?\n",
                 ep, opts_num(o, "timeout"));
         goto out;
     }

@@ -61,6 +61,10 @@ static const opt_def master_opts[] = {
     {"bind", OPT_STRING, "tcp://127.0.0.1:5555", 0, 0, "tcp://ADDR:PORT",
      "control endpoint; work and results use PORT+1 and PORT+2 (port 0: "
      "any free ports)"},
+    {"curve-secret", OPT_STRING, NULL, 0, 0, "FILE",
+     "encrypt every socket with this CurveZMQ key pair (fanout-keygen)"},
+    {"curve-allow", OPT_STRING, NULL, 0, 0, "DIR",
+     "admit only workers whose NAME.pub is in DIR (with --curve-secret)"},
     {"insecure", OPT_FLAG, "false", 0, 1, NULL,
      "allow binding a non-loopback address without encryption"},
     {"lease", OPT_DURATION, "5s", 200, 3600000, "DURATION",
@@ -100,7 +104,8 @@ static int is_loopback(const char *host)
            !strcmp(host, "[::1]") || !strcmp(host, "::1");
 }
 
-static int check_bind(const char *bind, int insecure, char *err, size_t errlen)
+static int check_bind(const char *bind, int insecure, int curve, char *err,
+                      size_t errlen)
 {
     if (strncmp(bind, "tcp://", 6) != 0) {
         snprintf(err, errlen, "'%s' is not tcp://ADDR:PORT", bind);
@@ -117,10 +122,11 @@ static int check_bind(const char *bind, int insecure, char *err, size_t errlen)
     }
     char host[256];
     snprintf(host, sizeof host, "%.*s", (int)(colon - hp), hp);
-    if (!is_loopback(host) && !insecure) {
+    if (!is_loopback(host) && !insecure && !curve) {
         snprintf(err, errlen,
-                 "'%s' is not a loopback address: anyone who can reach it "
-                 "could join the job and read its items; bind 127.0.0.1, or "
+                 "'%s' is not a loopback address: without Curve keys anyone "
+                 "who can reach it could join the job and read its items; "
+                 "give --curve-secret and --curve-allow, bind 127.0.0.1, or "
                  "give --insecure on a network you trust",
                  bind);
         return -1;
@@ -236,8 +242,16 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    if (check_bind(opts_str(o, "bind"), (int)opts_num(o, "insecure"), err,
-                   sizeof err)) {
+    c.curve_secret = opts_str(o, "curve-secret");
+    c.curve_allow = opts_str(o, "curve-allow");
+    if (!c.curve_secret != !c.curve_allow) {
+        fprintf(stderr, "fanout-master: %s needs %s too\n",
+                c.curve_secret ? "--curve-secret" : "--curve-allow",
+                c.curve_secret ? "--curve-allow" : "--curve-secret");
+        goto out;
+    }
+    if (check_bind(opts_str(o, "bind"), (int)opts_num(o, "insecure"),
+                   c.curve_secret != NULL, err, sizeof err)) {
         fprintf(stderr, "fanout-master: %s: %s\n", opts_origin(o, "bind"), err);
         goto out;
     }

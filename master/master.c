@@ -24,6 +24,7 @@
 #include "budget.h"
 #include "clock.h"
 #include "jsonl.h"
+#include "keys.h"
 #include "log.h"
 #include "progress.h"
 #include "proto.h"
@@ -138,6 +139,11 @@ typedef struct master {
     char limit_text[128];             /* "20/s+1000/min", "" without limits */
     int64_t dispatch_after_ns;        /* resume grace: no dispatch before */
     int first_dispatch_logged;        /* dispatch.first was logged */
+    void *zap;                        /* ZAP handler (Curve) or NULL */
+    keys_pair server_key;             /* our Curve key pair */
+    uint8_t (*allowed)[32];           /* admitted worker keys, binary */
+    size_t nallowed;                  /* their count */
+    uint64_t n_denied;                /* handshakes refused */
     uint32_t ok_bucket[100];          /* successful calls per 10 ms, last 1 s */
     int64_t ok_bucket_t;              /* index time of the newest bucket */
     adaptive ad;                      /* adaptive rate */
@@ -1349,6 +1355,103 @@ static void *make_socket(master *m, int type, int64_t maxmsg)
     return s;
 }
 
+/* The ZAP handler must exist before the first Curve socket binds: without
+ * one, libzmq admits every client that knows the server's public key. */
+static int start_curve(master *m)
+{
+    const master_config *c = m->cfg;
+    char err[600];
+    if (keys_read(c->curve_secret, 1, &m->server_key, err, sizeof err)) {
+        fprintf(stderr, "fanout-master: --curve-secret %s\n", err);
+        return EXIT_USAGE;
+    }
+    keys_pair *pubs;
+    size_t n;
+    if (keys_read_dir(c->curve_allow, &pubs, &n, err, sizeof err)) {
+        fprintf(stderr, "fanout-master: --curve-allow %s\n", err);
+        return EXIT_USAGE;
+    }
+    m->allowed = xcalloc(n, sizeof *m->allowed);
+    for (size_t i = 0; i < n; i++)
+        zmq_z85_decode(m->allowed[i], pubs[i].public_key);
+    m->nallowed = n;
+    free(pubs);
+    m->zap = zmq_socket(m->zctx, ZMQ_REP);
+    int linger = 0;
+    zmq_setsockopt(m->zap, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind(m->zap, "inproc://zeromq.zap.01") != 0) {
+        fprintf(stderr,
+                "fanout-master: cannot start the Curve "
+                "authentication handler: %s\n",
+                zmq_strerror(errno));
+        return EXIT_FATAL;
+    }
+    LOG_INFO("curve.enabled",
+             "all sockets encrypted; %zu worker keys "
+             "admitted from %s",
+             n, c->curve_allow);
+    return 0;
+}
+
+/* Answers ZAP requests: admit a CURVE client whose key is listed. */
+static void handle_zap(master *m)
+{
+    for (int turn = 0; turn < 100; turn++) {
+        zmq_msg_t f[8];
+        int nf = 0, more = 1;
+        while (more && nf < 8) {
+            zmq_msg_init(&f[nf]);
+            if (zmq_msg_recv(&f[nf], m->zap, nf ? 0 : ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&f[nf]);
+                if (nf == 0)
+                    return;
+                break;
+            }
+            more = zmq_msg_more(&f[nf]);
+            nf++;
+        }
+        while (more) { /* more frames than a ZAP request has: drain */
+            zmq_msg_t x;
+            zmq_msg_init(&x);
+            zmq_msg_recv(&x, m->zap, 0);
+            more = zmq_msg_more(&x);
+            zmq_msg_close(&x);
+        }
+        int ok = 0;
+        char addr[64] = "?", keytxt[41] = "?";
+        if (nf == 7 && zmq_msg_size(&f[5]) == 5 &&
+            !memcmp(zmq_msg_data(&f[5]), "CURVE", 5) &&
+            zmq_msg_size(&f[6]) == 32) {
+            const uint8_t *key = zmq_msg_data(&f[6]);
+            for (size_t i = 0; i < m->nallowed && !ok; i++)
+                ok = !memcmp(m->allowed[i], key, 32);
+            zmq_z85_encode(keytxt, key, 32);
+            snprintf(addr, sizeof addr, "%.*s",
+                     (int)(zmq_msg_size(&f[3]) < 63 ? zmq_msg_size(&f[3]) : 63),
+                     (const char *)zmq_msg_data(&f[3]));
+        }
+        const char *rid = nf > 1 ? zmq_msg_data(&f[1]) : "";
+        size_t rid_len = nf > 1 ? zmq_msg_size(&f[1]) : 0;
+        zmq_send(m->zap, "1.0", 3, ZMQ_SNDMORE);
+        zmq_send(m->zap, rid, rid_len, ZMQ_SNDMORE);
+        zmq_send(m->zap, ok ? "200" : "400", 3, ZMQ_SNDMORE);
+        zmq_send(m->zap, ok ? "OK" : "key not admitted", ok ? 2 : 16,
+                 ZMQ_SNDMORE);
+        zmq_send(m->zap, "", 0, ZMQ_SNDMORE);
+        zmq_send(m->zap, "", 0, 0);
+        if (!ok) {
+            m->n_denied++;
+            if (m->n_denied <= 20 || m->n_denied % 1000 == 0)
+                LOG_WARN("curve.denied",
+                         "refused a connection from %s with "
+                         "key %s: not in --curve-allow (%" PRIu64 " so far)",
+                         addr, keytxt, m->n_denied);
+        }
+        for (int i = 0; i < nf; i++)
+            zmq_msg_close(&f[i]);
+    }
+}
+
 static int bind_sockets(master *m, const char *host, int64_t port)
 {
     m->ctl = make_socket(m, ZMQ_ROUTER, PROTO_MAX_CONTROL_BYTES);
@@ -1361,6 +1464,15 @@ static int bind_sockets(master *m, const char *host, int64_t port)
     zmq_setsockopt(m->ctl, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover);
     void *socks[3] = {m->ctl, m->push, m->pull};
     char *eps[3] = {m->ctl_ep, m->work_ep, m->result_ep};
+    if (m->zap) {
+        int server = 1;
+        for (int i = 0; i < 3; i++) {
+            zmq_setsockopt(socks[i], ZMQ_CURVE_SERVER, &server, sizeof server);
+            zmq_setsockopt(socks[i], ZMQ_CURVE_SECRETKEY,
+                           m->server_key.secret_key, KEYS_Z85_LEN + 1);
+            zmq_setsockopt(socks[i], ZMQ_ZAP_DOMAIN, "fanout", 6);
+        }
+    }
     int ports[3];
     for (int i = 0; i < 3; i++) {
         char ep[300];
@@ -1820,7 +1932,7 @@ static void print_summary(master *m, int finished)
 
 static int run_loop(master *m)
 {
-    zmq_pollitem_t pi[4];
+    zmq_pollitem_t pi[5];
     for (;;) {
         int64_t now = clock_now_ns();
         if (stop_signal && !m->stopping) {
@@ -1899,6 +2011,8 @@ static int run_loop(master *m)
         pi[n++] = (zmq_pollitem_t){m->pull, 0, ZMQ_POLLIN, 0};
         if (m->push_blocked && m->dq_len && !m->stopping)
             pi[n++] = (zmq_pollitem_t){m->push, 0, ZMQ_POLLOUT, 0};
+        if (m->zap)
+            pi[n++] = (zmq_pollitem_t){m->zap, 0, ZMQ_POLLIN, 0};
         if (m->in_pollable && !m->src_eof && !m->stopping &&
             m->outstanding < window(m))
             pi[n++] = (zmq_pollitem_t){NULL, m->in_fd, ZMQ_POLLIN, 0};
@@ -1908,6 +2022,8 @@ static int run_loop(master *m)
             return EXIT_FATAL;
         }
         now = clock_now_ns();
+        if (m->zap)
+            handle_zap(m);
         handle_control(m, now);
         handle_results(m, now);
     }
@@ -2050,6 +2166,9 @@ int master_run(const master_config *cfg)
     int64_t port = 0;
     util_parse_i64(colon + 1, 0, 65533, &port);
     m->zctx = zmq_ctx_new();
+    if (cfg->curve_secret && (rc = start_curve(m)) != 0)
+        goto out;
+    rc = EXIT_FATAL;
     if (bind_sockets(m, host, port) < 0) {
         rc = EXIT_USAGE;
         goto out;
@@ -2157,6 +2276,9 @@ out:
         zmq_close(m->push);
     if (m->pull)
         zmq_close(m->pull);
+    if (m->zap)
+        zmq_close(m->zap);
+    free(m->allowed);
     if (m->zctx)
         zmq_ctx_term(m->zctx);
     return rc;

@@ -53,6 +53,8 @@ typedef struct master_config {
     const char *log_level;            /* for spawned workers */
     int redrive;                      /* re-run items whose record is failed */
     int adaptive;                     /* AIMD on push-back */
+    const char *curve_secret;         /* master key pair file, or NULL */
+    const char *curve_allow;          /* directory of admitted .pub keys */
 } master_config;
 
 /* Runs the job; returns the exit status. */

@@ -18,6 +18,10 @@ static const opt_def worker_opts[] = {
      "exit when the master reports the job finished"},
     {"drain-timeout", OPT_DURATION, "30s", 0, 86400000, "DURATION",
      "on SIGTERM, how long to wait for calls in flight"},
+    {"curve-secret", OPT_STRING, NULL, 0, 0, "FILE",
+     "this worker's CurveZMQ key pair (fanout-keygen)"},
+    {"curve-server-key", OPT_STRING, NULL, 0, 0, "FILE",
+     "the master's public key (its NAME.pub)"},
     {"log-level", OPT_STRING, "info", 0, 0, "LEVEL", "debug|info|warn|error"},
     {"log-format", OPT_STRING, "text", 0, 0, "FORMAT", "text|json"},
     {"config", OPT_STRING, NULL, 0, 0, "FILE", "JSON file of options"},
@@ -72,12 +76,23 @@ int main(int argc, char **argv)
         rc = 3;
         goto out;
     }
+    if (!opts_str(o, "curve-secret") != !opts_str(o, "curve-server-key")) {
+        fprintf(stderr, "fanout-worker: %s needs %s too\n",
+                opts_str(o, "curve-secret") ? "--curve-secret"
+                                            : "--curve-server-key",
+                opts_str(o, "curve-secret") ? "--curve-server-key"
+                                            : "--curve-secret");
+        rc = 2;
+        goto out;
+    }
     worker_config cfg = {
         .master = master,
         .concurrency = (int)opts_num(o, "concurrency"),
         .id = opts_str(o, "id"),
         .once = (int)opts_num(o, "once"),
         .drain_timeout_ms = opts_num(o, "drain-timeout"),
+        .curve_secret = opts_str(o, "curve-secret"),
+        .curve_server_key = opts_str(o, "curve-server-key"),
     };
     rc = worker_run(&cfg);
     curl_global_cleanup();

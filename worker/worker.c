@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "http.h"
+#include "keys.h"
 #include "log.h"
 #include "proto.h"
 #include "template.h"
@@ -116,6 +117,11 @@ typedef struct wstate {
     int64_t next_hb_ns;                  /* next heartbeat */
     int64_t next_hello_ns;               /* next HELLO while unjoined */
     uint64_t rng;                        /* jitter source */
+    int curve;                           /* Curve keys in use */
+    keys_pair my_key;                    /* our key pair */
+    char server_key[KEYS_Z85_LEN + 1];   /* the master's public key */
+    void *monitor;            /* handshake events of the control socket */
+    int64_t next_auth_log_ns; /* rate limit for auth failure logs */
     int64_t paused_until_ns;  /* no calls before this (API push-back) */
     int64_t next_rateinfo_ns; /* next RATEINFO report allowed */
     int64_t delay_us[32];     /* recent grant delays (wall, incl. offset) */
@@ -147,6 +153,13 @@ static void *make_socket(wstate *w, int type, int linger_ms, int maxmsg)
     zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt);
     if (max > 0)
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    if (w->curve) {
+        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, w->server_key, KEYS_Z85_LEN + 1);
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, w->my_key.public_key,
+                       KEYS_Z85_LEN + 1);
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, w->my_key.secret_key,
+                       KEYS_Z85_LEN + 1);
+    }
     return s;
 }
 
@@ -893,6 +906,42 @@ static int64_t wake_waiting(wstate *w, int64_t now)
     return next;
 }
 
+/* Logs handshake failures on the control socket: a master that refuses
+ * our Curve key otherwise looks like one that is simply not there. */
+static void handle_monitor(wstate *w, int64_t now)
+{
+    for (;;) {
+        zmq_msg_t ev, ep;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, w->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        zmq_msg_init(&ep);
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&ep, w->monitor, 0);
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= 2)
+            memcpy(&event, zmq_msg_data(&ev), 2);
+        if (now >= w->next_auth_log_ns) {
+            w->next_auth_log_ns = now + 30 * FO_NS_PER_S;
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+                LOG_ERROR("curve.refused",
+                          "the master at %s refused our Curve key: add this "
+                          "worker's .pub to the master's --curve-allow",
+                          w->cfg->master);
+            else
+                LOG_ERROR("worker.handshake_failed",
+                          "handshake with %s failed: is it a fanout master, "
+                          "and do both sides agree on Curve keys "
+                          "(--curve-server-key)?",
+                          w->cfg->master);
+        }
+        zmq_msg_close(&ev);
+        zmq_msg_close(&ep);
+    }
+}
+
 /* ---- the loop -------------------------------------------------------- */
 
 static void say_bye(wstate *w)
@@ -933,9 +982,36 @@ int worker_run(const worker_config *cfg)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    int rc = 0;
+    char kerr[600];
+    if (cfg->curve_secret) {
+        keys_pair sk;
+        if (keys_read(cfg->curve_secret, 1, &w->my_key, kerr, sizeof kerr) ||
+            keys_read(cfg->curve_server_key, 0, &sk, kerr, sizeof kerr)) {
+            fprintf(stderr, "fanout-worker: %s %s\n",
+                    w->my_key.secret_key[0] ? "--curve-server-key"
+                                            : "--curve-secret",
+                    kerr);
+            buf_fini(&w->scratch);
+            return 2;
+        }
+        memcpy(w->server_key, sk.public_key, sizeof w->server_key);
+        w->curve = 1;
+    }
     w->zctx = zmq_ctx_new();
     w->ctl = make_socket(w, ZMQ_DEALER, 0, PROTO_MAX_CONTROL_BYTES);
-    int rc = 0;
+    if (zmq_socket_monitor(w->ctl, "inproc://fanout.monitor",
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        w->monitor = zmq_socket(w->zctx, ZMQ_PAIR);
+        int linger = 0;
+        zmq_setsockopt(w->monitor, ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_connect(w->monitor, "inproc://fanout.monitor") != 0) {
+            zmq_close(w->monitor);
+            w->monitor = NULL;
+        }
+    }
     if (zmq_connect(w->ctl, cfg->master) != 0) {
         fprintf(stderr, "fanout-worker: --master %s: %s\n", cfg->master,
                 zmq_strerror(errno));
@@ -1022,6 +1098,8 @@ int worker_run(const worker_config *cfg)
             res_i = n;
             pi[n++] = (zmq_pollitem_t){w->res, 0, ZMQ_POLLOUT, 0};
         }
+        if (w->monitor)
+            pi[n++] = (zmq_pollitem_t){w->monitor, 0, ZMQ_POLLIN, 0};
         size_t curl_first = n;
         n += http_pollitems(w->http, pi + n, MAX_POLL_ITEMS - n);
         if (zmq_poll(pi, (int)n, timeout) < 0 && errno != EINTR) {
@@ -1031,6 +1109,8 @@ int worker_run(const worker_config *cfg)
             break;
         }
         now = clock_now_ns();
+        if (w->monitor)
+            handle_monitor(w, now);
         int fatal = 0;
         if (handle_control(w, now, &fatal)) {
             if (fatal) {
@@ -1067,6 +1147,10 @@ out:
         zmq_close(w->work);
     if (w->res)
         zmq_close(w->res);
+    if (w->monitor) {
+        zmq_socket_monitor(w->ctl, NULL, 0);
+        zmq_close(w->monitor);
+    }
     zmq_close(w->ctl);
     zmq_ctx_term(w->zctx);
     return rc;

@@ -20,6 +20,8 @@ typedef struct worker_config {
     const char *id;           /* worker id, or NULL for host:pid */
     int once;                 /* exit when the master says the job is done */
     int64_t drain_timeout_ms; /* how long SIGTERM waits for calls */
+    const char *curve_secret; /* our key pair file, or NULL */
+    const char *curve_server_key; /* the master's public key file */
 } worker_config;
 
 /* Runs until stopped by a signal (or DONE with once). Returns the process
