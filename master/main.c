@@ -77,6 +77,8 @@ static const opt_def master_opts[] = {
      "items outstanding at most (0: twice the workers' concurrency)"},
     {"redrive", OPT_FLAG, "false", 0, 1, NULL,
      "re-run only the items whose record is failed, replacing it"},
+    {"metrics", OPT_STRING, NULL, 0, 0, "HOST:PORT",
+     "serve /metrics (Prometheus) and /status (JSON) here (port 0: any)"},
     {"ready-file", OPT_STRING, NULL, 0, 0, "FILE",
      "write the bound endpoints as JSON here once listening"},
     {"progress", OPT_STRING, "auto", 0, 0, "MODE", "auto|tty|plain|off"},
@@ -242,6 +244,7 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    c.metrics = opts_str(o, "metrics");
     c.curve_secret = opts_str(o, "curve-secret");
     c.curve_allow = opts_str(o, "curve-allow");
     if (!c.curve_secret != !c.curve_allow) {

@@ -22,6 +22,7 @@
 #include "master.h"
 #include "adaptive.h"
 #include "budget.h"
+#include "httpd.h"
 #include "clock.h"
 #include "jsonl.h"
 #include "keys.h"
@@ -144,6 +145,10 @@ typedef struct master {
     uint8_t (*allowed)[32];           /* admitted worker keys, binary */
     size_t nallowed;                  /* their count */
     uint64_t n_denied;                /* handshakes refused */
+    httpd *http;                      /* /metrics and /status, or NULL */
+    uint64_t commit_hist[12];         /* group commit durations, by bucket */
+    double commit_sum_s;              /* their sum */
+    uint64_t commit_count;            /* their count */
     uint32_t ok_bucket[100];          /* successful calls per 10 ms, last 1 s */
     int64_t ok_bucket_t;              /* index time of the newest bucket */
     adaptive ad;                      /* adaptive rate */
@@ -424,6 +429,20 @@ static int fatal(master *m, const char *event, const char *fmt, ...)
     return -1;
 }
 
+/* Upper bounds of the commit latency histogram, seconds (+Inf last). */
+static const double commit_bounds[11] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0};
+
+static void observe_commit(master *m, double secs)
+{
+    int b = 0;
+    while (b < 11 && secs > commit_bounds[b])
+        b++;
+    m->commit_hist[b]++;
+    m->commit_sum_s += secs;
+    m->commit_count++;
+}
+
 /* Writes the commit buffer to results.jsonl, fsyncs it, then commits rows,
  * cursor and totals in one transaction. Returns 0 or -1 (fatal). */
 static int flush_commit(master *m, int64_t now)
@@ -431,6 +450,7 @@ static int flush_commit(master *m, int64_t now)
     int head_complete = m->rlen > 0 && ring_at(m, 0)->done == ring_at(m, 0)->n;
     if (m->cb_len == 0 && !head_complete)
         return 0;
+    int64_t t_start = clock_now_ns();
     store_state ns = m->state;
     buf_reset(&m->wbuf);
     store_row *rows = m->cb_len ? xcalloc(m->cb_len, sizeof *rows) : NULL;
@@ -506,6 +526,7 @@ static int flush_commit(master *m, int64_t now)
                      err, m->cfg->out);
     }
     free(rows);
+    observe_commit(m, (double)(clock_now_ns() - t_start) / 1e9);
     m->state = ns;
     m->outstanding -= (int64_t)m->cb_len;
     for (size_t i = 0; i < m->cb_len; i++)
@@ -718,6 +739,138 @@ static json_t *status_json(master *m, int64_t now)
     }
     json_object_set_new(o, "workers", ws);
     return o;
+}
+
+static void metric(fo_buf *b, const char *name, const char *type,
+                   const char *help, double v)
+{
+    if (buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help,
+                   name, type, name, v))
+        return;
+}
+
+static char *render_metrics(master *m, int64_t now)
+{
+    const store_totals *t = &m->state.totals;
+    fo_buf b;
+    buf_init(&b, 1 << 20);
+    if (buf_printf(&b,
+                   "# HELP fanout_items_total Items recorded, by final "
+                   "status.\n# TYPE fanout_items_total counter\n"
+                   "fanout_items_total{status=\"ok\"} %" PRId64 "\n"
+                   "fanout_items_total{status=\"failed\"} %" PRId64 "\n"
+                   "fanout_items_total{status=\"invalid\"} %" PRId64 "\n",
+                   t->ok, t->failed, t->invalid))
+        return buf_take(&b);
+    metric(&b, "fanout_items_expected", "gauge",
+           "Items in the input (-1 when not known up front).",
+           (double)m->total_items);
+    metric(&b, "fanout_attempts_total", "counter",
+           "HTTP attempts behind recorded items, retries included.",
+           (double)t->attempts);
+    metric(&b, "fanout_throttled_total", "counter",
+           "Responses that pushed back (429, or 503 with Retry-After).",
+           (double)m->n_throttle_reports);
+    metric(&b, "fanout_tokens_granted_total", "counter",
+           "Tokens granted to workers (one per HTTP attempt).",
+           (double)budget_tokens_granted(m->bud));
+    metric(&b, "fanout_rate_limit_per_second", "gauge",
+           "Configured rate limit (the lowest of --rate), 0 for none.",
+           base_rate(m));
+    metric(&b, "fanout_effective_rate_per_second", "gauge",
+           "Rate granted now, after adaptive lowering and API headers.",
+           gcra_rate_per_s(budget_limiter(m->bud)));
+    metric(&b, "fanout_calls_per_second", "gauge",
+           "Tokens granted per second over the last 5 s.", rate_now(m, now));
+    metric(&b, "fanout_calls_in_flight", "gauge",
+           "Calls in flight across the cluster (permits held).",
+           (double)budget_permits_in_use(m->bud));
+    metric(&b, "fanout_max_in_flight", "gauge",
+           "Cluster-wide cap on calls in flight, 0 for none.",
+           (double)budget_max_in_flight(m->bud));
+    metric(&b, "fanout_workers", "gauge", "Workers connected.",
+           (double)budget_live(m->bud, NULL));
+    metric(&b, "fanout_paused", "gauge",
+           "1 while all calls are paused after API push-back.",
+           budget_paused_until(m->bud) > now ? 1 : 0);
+    metric(&b, "fanout_items_outstanding", "gauge",
+           "Items read from the source and not yet committed.",
+           (double)m->outstanding);
+    metric(&b, "fanout_source_lag_bytes", "gauge",
+           "Input bytes not yet acknowledged (-1 for a stream).",
+           m->in_size >= 0 ? (double)(m->in_size - m->state.cursor.offset)
+                           : -1);
+    metric(&b, "fanout_redispatched_total", "counter",
+           "Items sent again after a lease expired or a worker left.",
+           (double)m->n_redispatch);
+    metric(&b, "fanout_duplicate_results_total", "counter",
+           "Late results for items already recorded (ignored).",
+           (double)m->n_dup);
+    metric(&b, "fanout_bad_frames_total", "counter",
+           "Malformed or unknown messages dropped.", (double)m->n_bad_frames);
+    metric(&b, "fanout_curve_denied_total", "counter",
+           "Connections refused by the Curve allow-list.", (double)m->n_denied);
+    if (buf_puts(&b, "# HELP fanout_batch_commit_seconds Duration of a group "
+                     "commit (results fsync + state transaction).\n"
+                     "# TYPE fanout_batch_commit_seconds histogram\n"))
+        return buf_take(&b);
+    uint64_t cum = 0;
+    for (int i = 0; i < 12; i++) {
+        cum += m->commit_hist[i];
+        char le[32];
+        if (i < 11)
+            snprintf(le, sizeof le, "%g", commit_bounds[i]);
+        else
+            snprintf(le, sizeof le, "+Inf");
+        if (buf_printf(&b,
+                       "fanout_batch_commit_seconds_bucket{le=\"%s\"} %" PRIu64
+                       "\n",
+                       le, cum))
+            return buf_take(&b);
+    }
+    if (buf_printf(&b,
+                   "fanout_batch_commit_seconds_sum %.9g\n"
+                   "fanout_batch_commit_seconds_count %" PRIu64 "\n",
+                   m->commit_sum_s, m->commit_count))
+        return buf_take(&b);
+    return buf_take(&b);
+}
+
+static char *http_handler(void *ctx, const char *path, int *status,
+                          const char **content_type)
+{
+    master *m = ctx;
+    int64_t now = clock_now_ns();
+    *status = 200;
+    if (!strcmp(path, "/metrics")) {
+        *content_type = "text/plain; version=0.0.4; charset=utf-8";
+        return render_metrics(m, now);
+    }
+    if (!strcmp(path, "/status")) {
+        *content_type = "application/json";
+        json_t *st = status_json(m, now);
+        json_object_set_new(st, "ok", json_true());
+        double frac = m->total_items > 0 ? (double)m->state.totals.items /
+                                               (double)m->total_items
+                                         : -1;
+        json_object_set_new(st, "progress", json_real(frac));
+        double rate = rate_now(m, now);
+        json_object_set_new(
+            st, "eta_s",
+            m->total_items >= 0 && rate > 0
+                ? json_real((double)(m->total_items - m->state.totals.items) /
+                            rate)
+                : json_null());
+        char *s = json_dumps(st, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        json_decref(st);
+        size_t n = strlen(s);
+        s = xrealloc(s, n + 2);
+        s[n] = '\n';
+        s[n + 1] = '\0';
+        return s;
+    }
+    *status = 404;
+    return xstrdup("not found: try /metrics or /status\n");
 }
 
 /* Applies {"cmd":"set","rate":[...]|"none","max_in_flight":N}. Returns 0,
@@ -1932,7 +2085,7 @@ static void print_summary(master *m, int finished)
 
 static int run_loop(master *m)
 {
-    zmq_pollitem_t pi[5];
+    zmq_pollitem_t pi[48];
     for (;;) {
         int64_t now = clock_now_ns();
         if (stop_signal && !m->stopping) {
@@ -2016,6 +2169,9 @@ static int run_loop(master *m)
         if (m->in_pollable && !m->src_eof && !m->stopping &&
             m->outstanding < window(m))
             pi[n++] = (zmq_pollitem_t){NULL, m->in_fd, ZMQ_POLLIN, 0};
+        int http_first = n;
+        if (m->http)
+            n += (int)httpd_pollitems(m->http, pi + n, 48 - (size_t)n);
         if (zmq_poll(pi, n, timeout) < 0 && errno != EINTR) {
             LOG_ERROR("master.poll_failed", "zmq_poll: %s",
                       zmq_strerror(errno));
@@ -2024,6 +2180,9 @@ static int run_loop(master *m)
         now = clock_now_ns();
         if (m->zap)
             handle_zap(m);
+        if (m->http)
+            httpd_dispatch(m->http, pi + http_first, (size_t)(n - http_first),
+                           now);
         handle_control(m, now);
         handle_results(m, now);
     }
@@ -2174,13 +2333,34 @@ int master_run(const master_config *cfg)
         goto out;
     }
     m->job_json = build_job_json(m);
+    char metrics_url[300] = "";
+    if (cfg->metrics) {
+        m->http = httpd_new(cfg->metrics, http_handler, m, err, sizeof err);
+        if (!m->http) {
+            fprintf(stderr, "fanout-master: --metrics: %s\n", err);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        /* Where a scraper on this host reaches it. */
+        const char *mc = strrchr(cfg->metrics, ':');
+        char mhost[256];
+        snprintf(mhost, sizeof mhost, "%.*s", (int)(mc - cfg->metrics),
+                 cfg->metrics);
+        if (!mhost[0] || !strcmp(mhost, "0.0.0.0") || !strcmp(mhost, "*"))
+            snprintf(mhost, sizeof mhost, "127.0.0.1");
+        snprintf(metrics_url, sizeof metrics_url, "http://%s:%d", mhost,
+                 httpd_port(m->http));
+        LOG_INFO("metrics.listening", "serving %s/metrics and %s/status",
+                 metrics_url, metrics_url);
+    }
     if (cfg->ready_file) {
-        char ready[1200];
-        int n = snprintf(ready, sizeof ready,
-                         "{\"control\":\"%s\",\"work\":\"%s\",\"result\":"
-                         "\"%s\",\"pid\":%d,\"epoch\":%" PRIu64 "}\n",
-                         m->ctl_ep, m->work_ep, m->result_ep, (int)getpid(),
-                         store_epoch(m->st));
+        char ready[1600];
+        int n = snprintf(
+            ready, sizeof ready,
+            "{\"control\":\"%s\",\"work\":\"%s\",\"result\":"
+            "\"%s\",\"metrics\":\"%s\",\"pid\":%d,\"epoch\":%" PRIu64 "}\n",
+            m->ctl_ep, m->work_ep, m->result_ep, metrics_url, (int)getpid(),
+            store_epoch(m->st));
         if (write_file_atomic(cfg->ready_file, ready, (size_t)n) != 0) {
             fprintf(stderr, "fanout-master: --ready-file %s: %s\n",
                     cfg->ready_file, strerror(errno));
@@ -2278,6 +2458,7 @@ out:
         zmq_close(m->pull);
     if (m->zap)
         zmq_close(m->zap);
+    httpd_destroy(&m->http);
     free(m->allowed);
     if (m->zctx)
         zmq_ctx_term(m->zctx);

@@ -55,6 +55,7 @@ typedef struct master_config {
     int adaptive;                     /* AIMD on push-back */
     const char *curve_secret;         /* master key pair file, or NULL */
     const char *curve_allow;          /* directory of admitted .pub keys */
+    const char *metrics;              /* HOST:PORT for /metrics, or NULL */
 } master_config;
 
 /* Runs the job; returns the exit status. */
