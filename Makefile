@@ -7,8 +7,8 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-unit test-asan test-valgrind demo bench fuzz \
-        clean format format-check
+.PHONY: all deps build test test-unit test-asan test-valgrind test-cluster \
+        test-compose demo bench fuzz clean format format-check
 
 all: build
 
@@ -45,6 +45,14 @@ bench: build
 # libFuzzer targets (clang); FUZZ_SECONDS per target (default 60).
 fuzz: deps
 	@tests/fuzz/run.sh $${FUZZ_SECONDS:-60}
+
+# The multi-host scenarios alone (they also run inside `make test`).
+test-cluster: build
+	cd $(BUILD) && ctest --output-on-failure -L cluster
+
+# A docker-compose cluster built from this tree (installs docker.io).
+test-compose: build
+	@tests/compose/run.sh $(BUILD)
 
 # Integration tests with every fanout process under valgrind memcheck.
 test-valgrind: build
