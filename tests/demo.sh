@@ -35,7 +35,7 @@ cmd=("$BUILD/fanout-master" --input examples/items.jsonl
      --rate 50/s --max-in-flight 16 --spawn-workers 3
      --backoff-base 200 --backoff-max 2000
      --out "$dir/out" --bind tcp://127.0.0.1:0 --log-level warn)
-echo "\$ ${cmd[*]}"
+printf '$'; printf ' %q' "${cmd[@]}"; echo
 "${cmd[@]}"
 rc=$?
 echo
