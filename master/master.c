@@ -30,6 +30,7 @@
 #include "progress.h"
 #include "proto.h"
 #include "record.h"
+#include "ring.h"
 #include "spawn.h"
 #include "store.h"
 #include "template.h"
@@ -60,6 +61,7 @@ typedef struct mitem {
     uint8_t state;       /* IT_* */
     uint32_t dispatches; /* times pushed */
     int64_t deadline_ns; /* lease end while IT_SENT */
+    int64_t sent_ns;     /* when last pushed */
     int32_t holder;      /* worker slot that listed it, or -1 */
     uint32_t holder_gen; /* that slot's generation */
     int64_t line_no;     /* input line */
@@ -95,42 +97,40 @@ typedef struct master {
     void *zctx, *ctl, *push, *pull; /* ZeroMQ */
     char ctl_ep[300], work_ep[300], result_ep[300]; /* bound endpoints */
     int work_port, result_port;                     /* for the JOB */
-    char *job_json;                     /* the JOB sent to workers */
-    template *url_t, *body_t;           /* request templates */
-    int body_whole_item;                /* POST/PUT without --body: the item */
-    uint64_t idem_seed;                 /* from the job identity */
-    int in_fd;                          /* input */
-    int in_pollable;                    /* a pipe or socket: poll it */
-    jsonl *rd;                          /* line reader */
-    int src_eof;                        /* input exhausted */
-    int64_t in_size;                    /* regular file size, or -1 */
-    int64_t total_items;                /* counted up front, or -1 */
-    mbatch *ring;                       /* open batches, oldest first */
-    size_t rhead, rlen, rcap;           /* ring state */
-    mbatch bld;                         /* batch being read */
-    size_t bld_cap;                     /* its items allocated */
-    proto_ref *dq;                      /* items to push */
-    size_t dq_head, dq_len, dq_cap;     /* queue state */
-    int push_blocked;                   /* last push would block */
-    store_row *prev;                    /* rows committed by an earlier run */
-    size_t nprev;                       /* their count */
-    pending *cb;                        /* commit buffer */
-    size_t cb_len, cb_cap;              /* its state */
-    int64_t cb_first_ns;                /* when its oldest entry arrived */
-    int64_t outstanding;                /* items read and not committed */
-    int results_fd;                     /* results.jsonl */
-    fo_buf scratch;                     /* encode buffer */
-    fo_buf wbuf;                        /* results write buffer */
-    spawn_set spawned;                  /* local workers */
-    progress_mode pmode;                /* progress display */
-    int64_t run_start_ns;               /* this run's start */
-    int64_t active_base_ms;             /* active time of earlier runs */
-    int64_t next_tick_ns;               /* next housekeeping */
-    int64_t next_hb_ns;                 /* next heartbeat to workers */
-    int64_t next_lease_ns;              /* next lease scan */
-    int stopping;                       /* a signal asked us to stop */
-    int64_t stop_deadline_ns;           /* drain deadline */
-    int64_t drained_ns;                 /* when permits reached zero */
+    char *job_json;           /* the JOB sent to workers */
+    template *url_t, *body_t; /* request templates */
+    int body_whole_item;      /* POST/PUT without --body: the item */
+    uint64_t idem_seed;       /* from the job identity */
+    int in_fd;                /* input */
+    int in_pollable;          /* a pipe or socket: poll it */
+    jsonl *rd;                /* line reader */
+    int src_eof;              /* input exhausted */
+    int64_t in_size;          /* regular file size, or -1 */
+    int64_t total_items;      /* counted up front, or -1 */
+    ring batches;             /* open batches (mbatch), oldest first */
+    mbatch bld;               /* batch being read */
+    size_t bld_cap;           /* its items allocated */
+    ring dq;                  /* items to push (proto_ref) */
+    int push_blocked;         /* last push would block */
+    store_row *prev;          /* rows committed by an earlier run */
+    size_t nprev;             /* their count */
+    pending *cb;              /* commit buffer */
+    size_t cb_len, cb_cap;    /* its state */
+    int64_t cb_first_ns;      /* when its oldest entry arrived */
+    int64_t outstanding;      /* items read and not committed */
+    int results_fd;           /* results.jsonl */
+    fo_buf scratch;           /* encode buffer */
+    fo_buf wbuf;              /* results write buffer */
+    spawn_set spawned;        /* local workers */
+    progress_mode pmode;      /* progress display */
+    int64_t run_start_ns;     /* this run's start */
+    int64_t active_base_ms;   /* active time of earlier runs */
+    int64_t next_tick_ns;     /* next housekeeping */
+    int64_t next_hb_ns;       /* next heartbeat to workers */
+    int64_t next_lease_ns;    /* next lease scan */
+    int stopping;             /* a signal asked us to stop */
+    int64_t stop_deadline_ns; /* drain deadline */
+    int64_t drained_ns;       /* when permits reached zero */
     uint64_t rate_bucket[RATE_BUCKETS]; /* tokens per 100 ms */
     int64_t rate_bucket_t;              /* index time of the newest bucket */
     uint64_t n_bad_frames, n_dup, n_stale, n_redispatch, n_blank;
@@ -176,19 +176,19 @@ static void on_signal(int sig)
 
 /* ---- small helpers --------------------------------------------------- */
 
-static mbatch *ring_at(master *m, size_t i)
+static mbatch *batch_at(master *m, size_t i)
 {
-    return &m->ring[(m->rhead + i) % m->rcap];
+    return ring_at(&m->batches, i);
 }
 
 static mbatch *find_batch(master *m, uint64_t no)
 {
-    if (m->rlen == 0)
+    if (m->batches.len == 0)
         return NULL;
-    uint64_t base = ring_at(m, 0)->no;
-    if (no < base || no - base >= m->rlen)
+    uint64_t base = batch_at(m, 0)->no;
+    if (no < base || no - base >= m->batches.len)
         return NULL;
-    mbatch *b = ring_at(m, (size_t)(no - base));
+    mbatch *b = batch_at(m, (size_t)(no - base));
     return b->no == no ? b : NULL;
 }
 
@@ -202,18 +202,7 @@ static mitem *find_item(master *m, proto_ref ref)
 
 static void dq_push(master *m, proto_ref ref)
 {
-    if (m->dq_len == m->dq_cap) {
-        size_t nc = m->dq_cap ? m->dq_cap * 2 : 256;
-        proto_ref *n = xcalloc(nc, sizeof *n);
-        for (size_t i = 0; i < m->dq_len; i++)
-            n[i] = m->dq[(m->dq_head + i) % m->dq_cap];
-        free(m->dq);
-        m->dq = n;
-        m->dq_cap = nc;
-        m->dq_head = 0;
-    }
-    m->dq[(m->dq_head + m->dq_len) % m->dq_cap] = ref;
-    m->dq_len++;
+    *(proto_ref *)ring_push(&m->dq) = ref;
 }
 
 static void item_release(mitem *it)
@@ -447,7 +436,8 @@ static void observe_commit(master *m, double secs)
  * cursor and totals in one transaction. Returns 0 or -1 (fatal). */
 static int flush_commit(master *m, int64_t now)
 {
-    int head_complete = m->rlen > 0 && ring_at(m, 0)->done == ring_at(m, 0)->n;
+    int head_complete =
+        m->batches.len > 0 && batch_at(m, 0)->done == batch_at(m, 0)->n;
     if (m->cb_len == 0 && !head_complete)
         return 0;
     int64_t t_start = clock_now_ns();
@@ -507,8 +497,9 @@ static int flush_commit(master *m, int64_t now)
         }
     }
     size_t pop = 0;
-    while (pop < m->rlen && ring_at(m, pop)->done == ring_at(m, pop)->n) {
-        mbatch *b = ring_at(m, pop);
+    while (pop < m->batches.len &&
+           batch_at(m, pop)->done == batch_at(m, pop)->n) {
+        mbatch *b = batch_at(m, pop);
         ns.cursor.offset = b->end_offset;
         ns.cursor.line_no = b->next_line;
         ns.cursor.batch = b->no + 1;
@@ -516,7 +507,7 @@ static int flush_commit(master *m, int64_t now)
     }
     ns.totals.active_ms =
         m->active_base_ms + (now - m->run_start_ns) / FO_NS_PER_MS;
-    ns.finished = m->src_eof && pop == m->rlen && m->bld.n == 0;
+    ns.finished = m->src_eof && pop == m->batches.len && m->bld.n == 0;
     char err[512];
     if (store_commit(m->st, rows, m->cb_len, &ns, err, sizeof err)) {
         free(rows);
@@ -536,14 +527,13 @@ static int flush_commit(master *m, int64_t now)
                   m->cb_len, ns.cursor.batch);
     m->cb_len = 0;
     for (size_t i = 0; i < pop; i++) {
-        mbatch *b = ring_at(m, 0);
+        mbatch *b = batch_at(m, 0);
         for (uint32_t k = 0; k < b->n; k++) {
             item_release(&b->items[k]);
             free(b->items[k].key);
         }
         free(b->items);
-        m->rhead = (m->rhead + 1) % m->rcap;
-        m->rlen--;
+        ring_pop(&m->batches);
     }
     return 0;
 }
@@ -671,8 +661,8 @@ static void expire_worker(master *m, budget_worker *w, const char *why)
 {
     int32_t slot = (int32_t)(w - budget_at(m->bud, 0));
     size_t n = 0;
-    for (size_t i = 0; i < m->rlen; i++) {
-        mbatch *b = ring_at(m, i);
+    for (size_t i = 0; i < m->batches.len; i++) {
+        mbatch *b = batch_at(m, i);
         for (uint32_t k = 0; k < b->n; k++) {
             mitem *it = &b->items[k];
             if (it->state == IT_SENT && it->holder == slot &&
@@ -1212,19 +1202,8 @@ static void close_batch(master *m, int64_t now)
     mbatch *b = &m->bld;
     if (b->n == 0)
         return;
-    if (m->rlen == m->rcap) {
-        size_t nc = m->rcap ? m->rcap * 2 : 64;
-        mbatch *n = xcalloc(nc, sizeof *n);
-        for (size_t i = 0; i < m->rlen; i++)
-            n[i] = *ring_at(m, i);
-        free(m->ring);
-        m->ring = n;
-        m->rcap = nc;
-        m->rhead = 0;
-    }
-    m->ring[(m->rhead + m->rlen) % m->rcap] = *b;
-    m->rlen++;
-    mbatch *rb = ring_at(m, m->rlen - 1);
+    *(mbatch *)ring_push(&m->batches) = *b;
+    mbatch *rb = batch_at(m, m->batches.len - 1);
     for (uint32_t i = 0; i < rb->n; i++)
         if (rb->items[i].state == IT_PENDING)
             dq_push(m, (proto_ref){rb->no, i});
@@ -1348,8 +1327,8 @@ static void dispatch(master *m, int64_t now)
     m->push_blocked = 0;
     if (budget_live(m->bud, NULL) == 0 || now < m->dispatch_after_ns)
         return;
-    while (m->dq_len > 0) {
-        proto_ref ref = m->dq[m->dq_head];
+    while (m->dq.len > 0) {
+        proto_ref ref = *(proto_ref *)ring_at(&m->dq, 0);
         mitem *it = find_item(m, ref);
         if (it && it->state == IT_PENDING && it->url) {
             proto_msg w = {.type = PROTO_WORK, .epoch = store_epoch(m->st)};
@@ -1384,26 +1363,41 @@ static void dispatch(master *m, int64_t now)
                          (double)(clock_now_ns() - m->run_start_ns) / 1e9);
             }
             it->state = IT_SENT;
+            it->sent_ns = now;
+            it->holder = -1;
             it->dispatches++;
             it->deadline_ns = now + m->cfg->lease_ms * FO_NS_PER_MS;
         }
-        m->dq_head = (m->dq_head + 1) % m->dq_cap;
-        m->dq_len--;
+        ring_pop(&m->dq);
     }
 }
 
+/* An item goes back to the queue when its lease runs out, or sooner when
+ * no worker has ever listed it: workers read their work socket on every
+ * turn and list every item they hold in each heartbeat, so an item nobody
+ * claimed within a few heartbeats was lost in the pipe of a worker that
+ * left or died, and waiting out the whole lease would only stall. */
 static void scan_leases(master *m, int64_t now)
 {
-    for (size_t i = 0; i < m->rlen; i++) {
-        mbatch *b = ring_at(m, i);
+    int64_t unclaimed_ns = m->cfg->heartbeat_ms * FO_NS_PER_MS * 5 / 2;
+    for (size_t i = 0; i < m->batches.len; i++) {
+        mbatch *b = batch_at(m, i);
         for (uint32_t k = 0; k < b->n; k++) {
             mitem *it = &b->items[k];
-            if (it->state == IT_SENT && it->deadline_ns < now) {
+            if (it->state != IT_SENT)
+                continue;
+            if (it->deadline_ns < now) {
                 LOG_INFO("lease.expired",
-                         "id %s: no worker reported it "
-                         "for %" PRId64 " ms; re-dispatching",
+                         "id %s: no worker reported it for %" PRId64
+                         " ms; re-dispatching",
                          it->key, m->cfg->lease_ms);
                 requeue(m, (proto_ref){b->no, k}, "lease expired");
+            } else if (it->holder < 0 && now - it->sent_ns > unclaimed_ns &&
+                       budget_live(m->bud, NULL) > 0) {
+                LOG_DEBUG("lease.unclaimed",
+                          "id %s: no worker has listed it; re-dispatching",
+                          it->key);
+                requeue(m, (proto_ref){b->no, k}, "never claimed");
             }
         }
     }
@@ -2110,12 +2104,13 @@ static int run_loop(master *m)
              now - m->cb_first_ns >= COMMIT_DELAY_NS || m->stopping)) {
             if (flush_commit(m, now) < 0)
                 return EXIT_FATAL;
-        } else if (!m->cb_len && m->rlen &&
-                   ring_at(m, 0)->done == ring_at(m, 0)->n) {
+        } else if (!m->cb_len && m->batches.len &&
+                   batch_at(m, 0)->done == batch_at(m, 0)->n) {
             if (flush_commit(m, now) < 0)
                 return EXIT_FATAL;
         }
-        if (m->src_eof && m->rlen == 0 && m->bld.n == 0 && m->cb_len == 0) {
+        if (m->src_eof && m->batches.len == 0 && m->bld.n == 0 &&
+            m->cb_len == 0) {
             if (!m->state.finished) {
                 /* Empty input, or resumed with nothing left. */
                 store_state ns = m->state;
@@ -2162,7 +2157,7 @@ static int run_loop(master *m)
         int n = 0;
         pi[n++] = (zmq_pollitem_t){m->ctl, 0, ZMQ_POLLIN, 0};
         pi[n++] = (zmq_pollitem_t){m->pull, 0, ZMQ_POLLIN, 0};
-        if (m->push_blocked && m->dq_len && !m->stopping)
+        if (m->push_blocked && m->dq.len && !m->stopping)
             pi[n++] = (zmq_pollitem_t){m->push, 0, ZMQ_POLLOUT, 0};
         if (m->zap)
             pi[n++] = (zmq_pollitem_t){m->zap, 0, ZMQ_POLLIN, 0};
@@ -2197,6 +2192,8 @@ int master_run(const master_config *cfg)
     m->in_fd = -1;
     m->results_fd = -1;
     m->run_start_ns = clock_now_ns();
+    ring_init(&m->batches, sizeof(mbatch));
+    ring_init(&m->dq, sizeof(proto_ref));
     buf_init(&m->scratch, PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
     buf_init(&m->wbuf, (size_t)1 << 31);
     int rc = EXIT_FATAL;
@@ -2419,8 +2416,8 @@ int master_run(const master_config *cfg)
 out:
     if (m->spawned.n)
         spawn_stop(&m->spawned, 5000);
-    for (size_t i = 0; i < m->rlen; i++) {
-        mbatch *b = ring_at(m, i);
+    for (size_t i = 0; i < m->batches.len; i++) {
+        mbatch *b = batch_at(m, i);
         for (uint32_t k = 0; k < b->n; k++) {
             item_release(&b->items[k]);
             free(b->items[k].key);
@@ -2435,8 +2432,8 @@ out:
     for (size_t i = 0; i < m->cb_len; i++)
         free(m->cb[i].line);
     free(m->cb);
-    free(m->ring);
-    free(m->dq);
+    ring_fini(&m->batches);
+    ring_fini(&m->dq);
     free(m->prev);
     free(m->job_json);
     jsonl_destroy(&m->rd);

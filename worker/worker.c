@@ -21,6 +21,7 @@
 #include "keys.h"
 #include "log.h"
 #include "proto.h"
+#include "ring.h"
 #include "template.h"
 #include "util.h"
 
@@ -103,8 +104,7 @@ typedef struct wstate {
     size_t nitems, capitems;             /* count, allocated */
     witem *rq_head, *rq_tail;            /* ready queue */
     size_t nready;                       /* its length */
-    int64_t *tok;                        /* token ring: spend times */
-    size_t tok_head, tok_len, tok_cap;   /* ring state */
+    ring tok;                            /* tokens: spend times, in order */
     uint64_t seen;                       /* tokens received from this master */
     uint32_t released;                   /* permits to report released */
     int64_t last_want;                   /* want in the last TOKEN_REQ */
@@ -419,10 +419,9 @@ static void local_pause(wstate *w, int64_t ms)
     int64_t until = clock_now_ns() + ms * FO_NS_PER_MS;
     if (until > w->paused_until_ns)
         w->paused_until_ns = until;
-    w->released += (uint32_t)w->tok_len;
-    w->n_dropped_tokens += w->tok_len;
-    w->tok_len = 0;
-    w->tok_head = 0;
+    w->released += (uint32_t)w->tok.len;
+    w->n_dropped_tokens += w->tok.len;
+    ring_clear(&w->tok);
 }
 
 /* Passes the API's own view of its limit to the master, at most every
@@ -552,45 +551,17 @@ static void start_call(wstate *w, witem *it)
 
 /* ---- tokens ---------------------------------------------------------- */
 
-static void tok_push(wstate *w, int64_t t)
-{
-    if (w->tok_len == w->tok_cap) {
-        size_t nc = w->tok_cap ? w->tok_cap * 2 : 64;
-        int64_t *n = xcalloc(nc, sizeof *n);
-        for (size_t i = 0; i < w->tok_len; i++)
-            n[i] = w->tok[(w->tok_head + i) % w->tok_cap];
-        free(w->tok);
-        w->tok = n;
-        w->tok_cap = nc;
-        w->tok_head = 0;
-    }
-    w->tok[(w->tok_head + w->tok_len) % w->tok_cap] = t;
-    w->tok_len++;
-}
-
 static int64_t tok_front(const wstate *w)
 {
-    return w->tok[w->tok_head];
-}
-
-static void tok_pop(wstate *w)
-{
-    w->tok_head = (w->tok_head + 1) % w->tok_cap;
-    w->tok_len--;
-}
-
-static void tok_clear(wstate *w)
-{
-    w->tok_len = 0;
-    w->tok_head = 0;
+    return *(int64_t *)ring_at(&w->tok, 0);
 }
 
 /* Spends every token whose time has come on a ready item, or drops it. */
 static void spend_tokens(wstate *w, int64_t now)
 {
-    while (w->tok_len > 0 && tok_front(w) <= now) {
+    while (w->tok.len > 0 && tok_front(w) <= now) {
         int64_t t = tok_front(w);
-        tok_pop(w);
+        ring_pop(&w->tok);
         int late = w->job.rate_limited && now - t > w->job.slack_ns;
         if (!late && now >= w->paused_until_ns && w->nready > 0 &&
             http_inflight(w->http) < w->cfg->concurrency) {
@@ -607,7 +578,7 @@ static void request_tokens(wstate *w)
 {
     int64_t slots = w->cfg->concurrency - http_inflight(w->http);
     int64_t need = slots < (int64_t)w->nready ? slots : (int64_t)w->nready;
-    int64_t want = need - (int64_t)w->tok_len;
+    int64_t want = need - (int64_t)w->tok.len;
     if (want < 0)
         want = 0;
     int64_t expected = w->last_want - (int64_t)(w->seen - w->last_seen_sent);
@@ -738,7 +709,7 @@ static int on_job(wstate *w, proto_msg *m)
     w->job = j;
     w->epoch = m->epoch;
     /* The master starts our token account afresh on every JOB. */
-    tok_clear(w);
+    ring_clear(&w->tok);
     w->ndelay = 0;
     w->seen = 0;
     w->released = 0;
@@ -812,8 +783,8 @@ static int handle_control(wstate *w, int64_t now, int *fatal)
             if (m.epoch == w->epoch && w->have_job) {
                 int64_t anchor = now - grant_lateness_ns(w, &m);
                 for (uint32_t i = 0; i < m.u.token_grant.n; i++)
-                    tok_push(w, anchor + (int64_t)m.u.token_grant.offset_us[i] *
-                                             1000);
+                    *(int64_t *)ring_push(&w->tok) =
+                        (anchor + (int64_t)m.u.token_grant.offset_us[i] * 1000);
                 w->seen += m.u.token_grant.n;
             }
             break;
@@ -946,6 +917,13 @@ static void handle_monitor(wstate *w, int64_t now)
 
 static void say_bye(wstate *w)
 {
+    /* Take in whatever is already on its way, then stop the master's PUSH
+     * from routing more here, so the BYE lists every item we received. */
+    handle_work(w);
+    if (w->work) {
+        zmq_close(w->work);
+        w->work = NULL;
+    }
     proto_msg m = {.type = PROTO_BYE, .epoch = w->epoch};
     drop_unstarted(w, &m.u.bye.held, &m.u.bye.nheld);
     send_ctl(w, &m);
@@ -964,6 +942,7 @@ int worker_run(const worker_config *cfg)
     memset(w, 0, sizeof *w);
     w->cfg = cfg;
     buf_init(&w->scratch, PROTO_MAX_CONTROL_BYTES);
+    ring_init(&w->tok, sizeof(int64_t));
     gethostname(w->host, sizeof w->host - 1);
     if (cfg->id)
         snprintf(w->id, sizeof w->id, "%s", cfg->id);
@@ -1071,7 +1050,7 @@ int worker_run(const worker_config *cfg)
 
         /* Sleep until the earliest thing we have to do. */
         int64_t deadline = now + 1000 * FO_NS_PER_MS;
-        if (w->tok_len && tok_front(w) < deadline)
+        if (w->tok.len && tok_front(w) < deadline)
             deadline = tok_front(w);
         if (next_wake < deadline)
             deadline = next_wake;
@@ -1140,7 +1119,7 @@ out:
     free(w->items);
     free_frames(w->out_head);
     free_frames(w->recent_head);
-    free(w->tok);
+    ring_fini(&w->tok);
     job_free(&w->job);
     buf_fini(&w->scratch);
     if (w->work)
