@@ -87,10 +87,10 @@ static int parse_policy(ratelimit_info *ri, const char *v)
         }
         if (limit > 0 && window > 0) {
             double rate = (double)limit / (double)window;
-            double cur = ri->limit > 0 && ri->window_ms > 0
-                             ? (double)ri->limit * 1000.0 /
-                                   (double)ri->window_ms
-                             : -1;
+            double cur =
+                ri->limit > 0 && ri->window_ms > 0
+                    ? (double)ri->limit * 1000.0 / (double)ri->window_ms
+                    : -1;
             if (cur < 0 || rate < cur) {
                 ri->limit = limit;
                 ri->window_ms = window * 1000;

@@ -17,12 +17,12 @@
 #define HTTPD_CONN_NS (5 * FO_NS_PER_S)
 
 typedef struct conn {
-    int fd;                      /* -1 when free */
-    char in[HTTPD_REQ_BYTES];    /* request bytes */
-    size_t in_len;               /* used */
-    char *out;                   /* response, once rendered */
-    size_t out_len, out_off;     /* its size and progress */
-    int64_t deadline_ns;         /* dropped after this */
+    int fd;                   /* -1 when free */
+    char in[HTTPD_REQ_BYTES]; /* request bytes */
+    size_t in_len;            /* used */
+    char *out;                /* response, once rendered */
+    size_t out_len, out_off;  /* its size and progress */
+    int64_t deadline_ns;      /* dropped after this */
 } conn;
 
 struct httpd {
@@ -55,15 +55,14 @@ httpd *httpd_new(const char *addr, httpd_handler fn, void *ctx, char *err,
         snprintf(err, errlen, "'%s': %s", addr, gai_strerror(gai));
         return NULL;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
+    int fd =
+        socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
         listen(fd, 64) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", addr,
-                 strerror(errno));
+        snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(res);
@@ -75,9 +74,9 @@ httpd *httpd_new(const char *addr, httpd_handler fn, void *ctx, char *err,
     getsockname(fd, (struct sockaddr *)&ss, &sl);
     httpd *h = xcalloc(1, sizeof *h);
     h->lfd = fd;
-    h->port = ntohs(ss.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                        : ((struct sockaddr_in *)&ss)->sin_port);
+    h->port =
+        ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                       : ((struct sockaddr_in *)&ss)->sin_port);
     h->fn = fn;
     h->ctx = ctx;
     for (int i = 0; i < HTTPD_MAX_CONNS; i++)
@@ -119,8 +118,7 @@ size_t httpd_pollitems(const httpd *h, zmq_pollitem_t *items, size_t cap)
         const conn *c = &h->conns[i];
         if (c->fd >= 0)
             items[n++] = (zmq_pollitem_t){NULL, c->fd,
-                                          c->out ? ZMQ_POLLOUT : ZMQ_POLLIN,
-                                          0};
+                                          c->out ? ZMQ_POLLOUT : ZMQ_POLLIN, 0};
     }
     return n;
 }
@@ -172,8 +170,8 @@ void httpd_dispatch(httpd *h, const zmq_pollitem_t *items, size_t n,
             continue;
         if (items[k].fd == h->lfd) {
             for (;;) {
-                int fd = accept4(h->lfd, NULL, NULL,
-                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+                int fd =
+                    accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0)
                     break;
                 conn *slot = NULL;
@@ -209,8 +207,8 @@ void httpd_dispatch(httpd *h, const zmq_pollitem_t *items, size_t n,
                     conn_close(c); /* headers over the cap */
             }
             if (c->out) {
-                ssize_t w = write(c->fd, c->out + c->out_off,
-                                  c->out_len - c->out_off);
+                ssize_t w =
+                    write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
                 if (w > 0)
                     c->out_off += (size_t)w;
                 if ((w < 0 && errno != EAGAIN && errno != EINTR) ||
