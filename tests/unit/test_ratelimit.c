@@ -34,8 +34,7 @@ static void test_ietf_fields_both_drafts(void **state)
     (void)state;
     ratelimit_info ri;
     ratelimit_init(&ri);
-    assert_int_equal(feed(&ri, "RateLimit: limit=60, remaining=5, reset=2"),
-                     1);
+    assert_int_equal(feed(&ri, "RateLimit: limit=60, remaining=5, reset=2"), 1);
     assert_int_equal(ri.limit, 60);
     assert_int_equal(ri.remaining, 5);
     assert_int_equal(ri.reset_ms, 2000);

@@ -25,8 +25,7 @@ static void test_fifo_order_across_growth_and_wrap(void **state)
             next_out++;
         }
         for (size_t i = 0; i < r.len; i++)
-            assert_int_equal(*(int64_t *)ring_at(&r, i),
-                             next_out + (int64_t)i);
+            assert_int_equal(*(int64_t *)ring_at(&r, i), next_out + (int64_t)i);
     }
     assert_int_equal(r.len, (size_t)(next_in - next_out));
     ring_fini(&r);
