@@ -2152,6 +2152,14 @@ static int run_loop(master *m)
         }
         long timeout =
             (long)((deadline - now + FO_NS_PER_MS - 1) / FO_NS_PER_MS);
+        /* A commit just made room in the window, or items wait for a free
+         * push: go round again at once rather than sleep until the next
+         * event. Each of these runs dry in one turn, so this never spins. */
+        if (!m->stopping && budget_live(m->bud, NULL) > 0 &&
+            now >= m->dispatch_after_ns &&
+            ((!m->src_eof && !m->in_pollable && m->outstanding < window(m)) ||
+             (m->dq.len && !m->push_blocked)))
+            timeout = 0;
         if (timeout < 0)
             timeout = 0;
         int n = 0;

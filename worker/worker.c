@@ -85,7 +85,7 @@ typedef struct outframe {
 /* Results sent within the last lease are kept, up to this many bytes, and
  * sent again to a new master: a master killed between receiving a result
  * and committing it would otherwise make the API call repeat. */
-#define RECENT_MAX_BYTES (8u << 20)
+#define RECENT_MAX_BYTES (2u << 20)
 
 typedef struct wstate {
     const worker_config *cfg;            /* options */
