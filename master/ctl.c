@@ -53,9 +53,9 @@ static void print_status(json_t *st)
         printf(" of %" JSON_INTEGER_FORMAT, total);
     printf(" (ok %" JSON_INTEGER_FORMAT ", failed %" JSON_INTEGER_FORMAT
            ", invalid %" JSON_INTEGER_FORMAT ")\n",
-           json_integer_value(json_object_get(st, "ok")),
-           json_integer_value(json_object_get(st, "failed")),
-           json_integer_value(json_object_get(st, "invalid")));
+           json_integer_value(json_object_get(st, "items_ok")),
+           json_integer_value(json_object_get(st, "items_failed")),
+           json_integer_value(json_object_get(st, "items_invalid")));
     const char *rate = json_string_value(json_object_get(st, "rate"));
     printf("rate       %s, effective %.2f/s, calls now %.1f/s\n",
            rate && *rate ? rate : "no limit",

@@ -165,6 +165,13 @@ typedef struct master {
 #define RESUME_GRACE_NS (800 * FO_NS_PER_MS)
 
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t reload_signal;
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    reload_signal = 1;
+}
 
 static void on_signal(int sig)
 {
@@ -567,6 +574,16 @@ static void on_result(master *m, proto_msg *r, int64_t now)
     int ok = r->u.result.status == PROTO_STATUS_OK;
     if (ok)
         ok_add(m, now, 1);
+    /* Results travel on the PULL socket, which has no routing ids: match
+     * the worker by the id it signs results with. */
+    for (size_t i = 0; i < budget_capacity(m->bud); i++) {
+        budget_worker *w = budget_at(m->bud, i);
+        if (w->used && r->u.result.worker &&
+            !strcmp(w->name, r->u.result.worker)) {
+            w->results++;
+            break;
+        }
+    }
     record rec = {.id = it->key,
                   .status = ok ? RECORD_OK : RECORD_FAILED,
                   .http_status = (int)r->u.result.http_status,
@@ -687,9 +704,9 @@ static json_t *status_json(master *m, int64_t now)
                         json_integer((json_int_t)store_epoch(m->st)));
     json_object_set_new(o, "items", json_integer(t->items));
     json_object_set_new(o, "total", json_integer(m->total_items));
-    json_object_set_new(o, "ok", json_integer(t->ok));
-    json_object_set_new(o, "failed", json_integer(t->failed));
-    json_object_set_new(o, "invalid", json_integer(t->invalid));
+    json_object_set_new(o, "items_ok", json_integer(t->ok));
+    json_object_set_new(o, "items_failed", json_integer(t->failed));
+    json_object_set_new(o, "items_invalid", json_integer(t->invalid));
     json_object_set_new(o, "attempts", json_integer(t->attempts));
     json_object_set_new(o, "throttled",
                         json_integer((json_int_t)m->n_throttle_reports));
@@ -1540,6 +1557,30 @@ static int start_curve(master *m)
     return 0;
 }
 
+/* SIGHUP: read --curve-allow again, so a new worker host can join without a
+ * restart. Connections already admitted stay: ZAP runs at the handshake. */
+static void reload_allow(master *m)
+{
+    keys_pair *pubs;
+    size_t n;
+    char err[600];
+    if (keys_read_dir(m->cfg->curve_allow, &pubs, &n, err, sizeof err)) {
+        LOG_ERROR("curve.reload_failed",
+                  "--curve-allow %s; still admitting "
+                  "the %zu keys from before",
+                  err, m->nallowed);
+        return;
+    }
+    free(m->allowed);
+    m->allowed = xcalloc(n, sizeof *m->allowed);
+    for (size_t i = 0; i < n; i++)
+        zmq_z85_decode(m->allowed[i], pubs[i].public_key);
+    m->nallowed = n;
+    free(pubs);
+    LOG_INFO("curve.reloaded", "%zu worker keys admitted from %s", n,
+             m->cfg->curve_allow);
+}
+
 /* Answers ZAP requests: admit a CURVE client whose key is listed. */
 static void handle_zap(master *m)
 {
@@ -1771,8 +1812,11 @@ static int open_input(master *m)
         }
         if (sb.st_size <= COUNT_LINES_MAX_BYTES) {
             int64_t rest = count_items(m->in_fd, cur->offset, sb.st_size);
+            /* Records already made for lines past the cursor (open batches,
+             * or every present line of a repair) are in both counts. */
             if (rest >= 0)
-                m->total_items = m->state.totals.items + rest;
+                m->total_items =
+                    rest + (store_repairing(m->st) ? 0 : m->state.totals.items);
         }
     } else {
         /* A pipe cannot seek: skip what earlier runs already read. */
@@ -2181,6 +2225,11 @@ static int run_loop(master *m)
             return EXIT_FATAL;
         }
         now = clock_now_ns();
+        if (reload_signal) {
+            reload_signal = 0;
+            if (m->zap)
+                reload_allow(m);
+        }
         if (m->zap)
             handle_zap(m);
         if (m->http)
@@ -2319,6 +2368,8 @@ int master_run(const master_config *cfg)
                 cfg->out);
         goto out;
     }
+    if (m->total_items >= 0 && !store_repairing(m->st))
+        m->total_items -= (int64_t)m->nprev;
 
     /* Sockets. */
     const char *hp = cfg->bind + 6;
@@ -2387,6 +2438,8 @@ int master_run(const master_config *cfg)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (cfg->spawn_workers > 0) {

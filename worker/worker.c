@@ -122,6 +122,7 @@ typedef struct wstate {
     char server_key[KEYS_Z85_LEN + 1];   /* the master's public key */
     void *monitor;            /* handshake events of the control socket */
     int64_t next_auth_log_ns; /* rate limit for auth failure logs */
+    int64_t reopen_ns;        /* reopen the control socket at, or 0 */
     int64_t paused_until_ns;  /* no calls before this (API push-back) */
     int64_t next_rateinfo_ns; /* next RATEINFO report allowed */
     int64_t delay_us[32];     /* recent grant delays (wall, incl. offset) */
@@ -877,6 +878,40 @@ static int64_t wake_waiting(wstate *w, int64_t now)
     return next;
 }
 
+/* Opens the control DEALER and watches its handshakes. Returns 0 or -1
+ * (errno set) when the endpoint is unusable. */
+static int open_control(wstate *w)
+{
+    static int generation;
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://fanout.monitor.%d", generation++);
+    w->ctl = make_socket(w, ZMQ_DEALER, 0, PROTO_MAX_CONTROL_BYTES);
+    if (zmq_socket_monitor(w->ctl, ep,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        w->monitor = zmq_socket(w->zctx, ZMQ_PAIR);
+        int linger = 0;
+        zmq_setsockopt(w->monitor, ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_connect(w->monitor, ep) != 0) {
+            zmq_close(w->monitor);
+            w->monitor = NULL;
+        }
+    }
+    return zmq_connect(w->ctl, w->cfg->master);
+}
+
+static void close_control(wstate *w)
+{
+    if (w->monitor) {
+        zmq_socket_monitor(w->ctl, NULL, 0);
+        zmq_close(w->monitor);
+        w->monitor = NULL;
+    }
+    zmq_close(w->ctl);
+    w->ctl = NULL;
+}
+
 /* Logs handshake failures on the control socket: a master that refuses
  * our Curve key otherwise looks like one that is simply not there. */
 static void handle_monitor(wstate *w, int64_t now)
@@ -894,6 +929,11 @@ static void handle_monitor(wstate *w, int64_t now)
         uint16_t event = 0;
         if (zmq_msg_size(&ev) >= 2)
             memcpy(&event, zmq_msg_data(&ev), 2);
+        /* libzmq does not try again after the master refused our key; the
+         * operator may admit it later (SIGHUP on the master), so start a
+         * fresh connection in a while. */
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH && !w->reopen_ns)
+            w->reopen_ns = now + 2 * FO_NS_PER_S;
         if (now >= w->next_auth_log_ns) {
             w->next_auth_log_ns = now + 30 * FO_NS_PER_S;
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
@@ -978,20 +1018,7 @@ int worker_run(const worker_config *cfg)
         w->curve = 1;
     }
     w->zctx = zmq_ctx_new();
-    w->ctl = make_socket(w, ZMQ_DEALER, 0, PROTO_MAX_CONTROL_BYTES);
-    if (zmq_socket_monitor(w->ctl, "inproc://fanout.monitor",
-                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
-        w->monitor = zmq_socket(w->zctx, ZMQ_PAIR);
-        int linger = 0;
-        zmq_setsockopt(w->monitor, ZMQ_LINGER, &linger, sizeof linger);
-        if (zmq_connect(w->monitor, "inproc://fanout.monitor") != 0) {
-            zmq_close(w->monitor);
-            w->monitor = NULL;
-        }
-    }
-    if (zmq_connect(w->ctl, cfg->master) != 0) {
+    if (open_control(w) != 0) {
         fprintf(stderr, "fanout-worker: --master %s: %s\n", cfg->master,
                 zmq_strerror(errno));
         rc = 2;
@@ -1029,6 +1056,17 @@ int worker_run(const worker_config *cfg)
                      "it answers",
                      (now - w->last_master_ns) / FO_NS_PER_MS);
             w->master_ok = 0;
+        }
+        if (w->reopen_ns && now >= w->reopen_ns) {
+            w->reopen_ns = 0;
+            close_control(w);
+            if (open_control(w) != 0) {
+                LOG_ERROR("worker.connect_failed", "--master %s: %s",
+                          cfg->master, zmq_strerror(errno));
+                rc = 3;
+                break;
+            }
+            w->next_hello_ns = 0;
         }
         if (!w->master_ok && now >= w->next_hello_ns && !draining) {
             send_hello(w);
@@ -1126,11 +1164,8 @@ out:
         zmq_close(w->work);
     if (w->res)
         zmq_close(w->res);
-    if (w->monitor) {
-        zmq_socket_monitor(w->ctl, NULL, 0);
-        zmq_close(w->monitor);
-    }
-    zmq_close(w->ctl);
+    if (w->ctl)
+        close_control(w);
     zmq_ctx_term(w->zctx);
     return rc;
 }

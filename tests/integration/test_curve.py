@@ -65,6 +65,34 @@ def test_only_admitted_workers_join(env):
         p.kill()
 
 
+def test_sighup_admits_a_key_added_while_running(env):
+    os.makedirs(env.path("keys"))
+    os.makedirs(env.path("allow"))
+    mkey, mpub = keygen(env, "master")
+    _, w1pub = keygen(env, "w1")
+    w2key, w2pub = keygen(env, "w2")
+    os.link(w1pub, env.path("allow", "w1.pub"))
+    s = env.server("--rate", "50/s")
+    n = 150
+    out = env.path("out")
+    m = env.master("--input", env.write_items("items.jsonl", n), "--out", out,
+                   "--url", s.base + "/x/{id}", "--rate", "50/s",
+                   "--curve-secret", mkey, "--curve-allow", env.path("allow"))
+    ep = m.wait_ready()
+    late = env.worker(ep["control"], "--id", "w2", "--curve-secret", w2key,
+                      "--curve-server-key", mpub, name="w2")
+    h.wait_for(lambda: "curve.denied" in m.proc.text(), 20, "a refusal")
+    os.link(w2pub, env.path("allow", "w2.pub"))
+    m.proc.signal(__import__("signal").SIGHUP)
+    h.wait_for(lambda: "curve.reloaded: 2 worker keys" in m.proc.text(), 20,
+               "the reload")
+    assert m.proc.wait(60) == 0, m.proc.text()[-2000:]
+    late.wait(30)
+    recs = h.results(out)
+    h.assert_exactly_once(recs, ["item-%d" % i for i in range(1, n + 1)])
+    assert {r["worker"] for r in recs} == {"w2"}
+
+
 def test_curve_configuration_errors(env):
     os.makedirs(env.path("keys"))
     os.makedirs(env.path("allow"))
