@@ -74,7 +74,7 @@ static const opt_def master_opts[] = {
     {"drain-timeout", OPT_DURATION, "30s", 0, 86400000, "DURATION",
      "on SIGTERM/SIGINT, how long to wait for calls in flight"},
     {"window", OPT_INT, "0", 0, 1000000, "N",
-     "items outstanding at most (0: twice the workers' concurrency)"},
+     "items outstanding at most (0: 4x the workers' concurrency + 256)"},
     {"redrive", OPT_FLAG, "false", 0, 1, NULL,
      "re-run only the items whose record is failed, replacing it"},
     {"metrics", OPT_STRING, NULL, 0, 0, "HOST:PORT",

@@ -1301,9 +1301,12 @@ static int64_t window(master *m)
 {
     if (m->cfg->window > 0)
         return m->cfg->window;
+    /* An item holds its place until its record is committed, a few ms
+     * after its call ended: with a fast API much of the window waits on
+     * the commit, so it is several times the calls that fit in flight. */
     int64_t conc;
     budget_live(m->bud, &conc);
-    int64_t w = 2 * conc;
+    int64_t w = conc ? 4 * conc + 256 : 0;
     if (w < 2 * m->cfg->batch_size)
         w = 2 * m->cfg->batch_size;
     return w > WINDOW_MAX ? WINDOW_MAX : w;

@@ -36,7 +36,13 @@ struct http {
     int64_t timer_ns;  /* libcurl's deadline, or -1 */
     int inflight;      /* calls running */
     call *calls;       /* calls in flight, for teardown */
+    CURL **idle;       /* finished easy handles, reset and reused */
+    size_t nidle;      /* how many */
 };
+
+/* Reusing easy handles saves an allocation storm per call; connections
+ * live in the multi handle's cache either way. */
+#define HTTP_IDLE_MAX 1024
 
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                      void *socketp)
@@ -114,6 +120,9 @@ void http_destroy(http **hp)
         call_free(c);
     }
     curl_multi_cleanup(h->multi);
+    for (size_t i = 0; i < h->nidle; i++)
+        curl_easy_cleanup(h->idle[i]);
+    free(h->idle);
     free(h->socks);
     FO_FREE(hp);
 }
@@ -151,7 +160,12 @@ fo_err http_start(http *h, const http_request *req)
     buf_init(&c->body, req->max_response_bytes);
     ratelimit_init(&c->rl);
     c->user = req->user;
-    c->easy = curl_easy_init();
+    if (h->nidle) {
+        c->easy = h->idle[--h->nidle];
+        curl_easy_reset(c->easy);
+    } else {
+        c->easy = curl_easy_init();
+    }
     if (!c->easy) {
         call_free(c);
         return FO_EIO;
@@ -262,6 +276,12 @@ static void finish(http *h)
             c->next->prev = c->prev;
         h->inflight--;
         h->done(h->ctx, &r);
+        if (h->nidle < HTTP_IDLE_MAX) {
+            if (!h->idle)
+                h->idle = xcalloc(HTTP_IDLE_MAX, sizeof *h->idle);
+            h->idle[h->nidle++] = c->easy;
+            c->easy = NULL;
+        }
         call_free(c);
     }
 }

@@ -7,6 +7,7 @@
 #include "worker.h"
 
 #include <curl/curl.h>
+#include <malloc.h>
 
 static const opt_def worker_opts[] = {
     {"master", OPT_STRING, "tcp://127.0.0.1:5555", 0, 0, "tcp://HOST:PORT",
@@ -29,6 +30,10 @@ static const opt_def worker_opts[] = {
 
 int main(int argc, char **argv)
 {
+    /* One malloc arena: libzmq's I/O thread otherwise gets its own, whose
+     * fragmentation made a long job's RSS creep (the benchmark saw +18%
+     * from 100k to 1M items, with a flat heap). */
+    mallopt(M_ARENA_MAX, 1);
     char err[512] = "";
     int status;
     opts *o = opts_parse(
