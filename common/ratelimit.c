@@ -82,6 +82,8 @@ static int parse_policy(ratelimit_info *ri, const char *v)
                     limit = number(&p);
                     continue;
                 }
+                /* Another parameter, or the end: never step past a NUL. */
+                continue;
             }
             p++;
         }

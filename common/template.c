@@ -44,7 +44,10 @@ fo_err template_parse(const char *src, template **out, char *err, size_t errlen)
             const char *close = strchr(src + i + 1, '}');
             const char *open = strchr(src + i + 1, '{');
             if (!close || (open && open < close)) {
-                snprintf(err, errlen, "unclosed '{' at column %zu", i + 1);
+                snprintf(err, errlen,
+                         "unclosed '{' at column %zu (write '{{' for a literal "
+                         "brace)",
+                         i + 1);
                 rc = FO_EINVAL;
                 goto out;
             }

@@ -70,8 +70,13 @@ httpd *httpd_new(const char *addr, httpd_handler fn, void *ctx, char *err,
     }
     freeaddrinfo(res);
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
     socklen_t sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        snprintf(err, errlen, "%s: getsockname: %s", addr, strerror(errno));
+        close(fd);
+        return NULL;
+    }
     httpd *h = xcalloc(1, sizeof *h);
     h->lfd = fd;
     h->port =

@@ -1164,21 +1164,24 @@ static int prev_committed(master *m, uint64_t batch, uint32_t idx)
     return 0;
 }
 
-static void item_key(const json_t *obj, const char *field, int64_t line,
-                     char *out, size_t cap, int *bad)
+/* The item's id as a heap string: the --key field when it is a string or
+ * an integer, else the line number (*bad set when the field has another
+ * type). Ids are as long as the field, never cut. */
+static char *item_key(const json_t *obj, const char *field, int64_t line,
+                      int *bad)
 {
     const json_t *v = json_object_get(obj, field);
+    char num[32];
     *bad = 0;
     if (json_is_string(v))
-        snprintf(out, cap, "%s", json_string_value(v));
-    else if (json_is_integer(v))
-        snprintf(out, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    else if (!v || json_is_null(v))
-        snprintf(out, cap, "%" PRId64, line);
-    else {
-        snprintf(out, cap, "%" PRId64, line);
-        *bad = 1;
-    }
+        return xstrndup(json_string_value(v), json_string_length(v));
+    if (json_is_integer(v))
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(v));
+    else
+        snprintf(num, sizeof num, "%" PRId64, line);
+    *bad = v && !json_is_null(v) && !json_is_integer(v);
+    return xstrdup(num);
 }
 
 /* Renders the request for an item; returns 0, or -1 with a reason. */
@@ -1256,19 +1259,21 @@ static void add_line(master *m, const jsonl_line *ln, fo_err rc, int64_t now)
     }
     m->outstanding++;
     char why[600];
-    char key[1024];
-    snprintf(key, sizeof key, "%" PRId64, ln->line_no);
+    char line_key[32];
+    snprintf(line_key, sizeof line_key, "%" PRId64, ln->line_no);
     if (rc == FO_ETOOBIG) {
         snprintf(why, sizeof why,
                  "line %" PRId64 " is longer than --max-line-bytes (%" PRId64
                  " bytes)",
                  ln->line_no, m->cfg->max_line_bytes);
-        it->key = xstrdup(key);
-        record_invalid(m, b, idx, key, why, now);
+        it->key = xstrdup(line_key);
+        record_invalid(m, b, idx, line_key, why, now);
         return;
     }
     json_error_t jerr;
-    json_t *obj = json_loadb(ln->data, ln->len, 0, &jerr);
+    /* Any JSON value parses, so a scalar line is "not an object" rather
+     * than a syntax error. */
+    json_t *obj = json_loadb(ln->data, ln->len, JSON_DECODE_ANY, &jerr);
     if (!obj) {
         snprintf(why, sizeof why,
                  "line %" PRId64 " is not valid JSON: %s "
@@ -1279,22 +1284,22 @@ static void add_line(master *m, const jsonl_line *ln, fo_err rc, int64_t now)
                  ln->line_no);
     } else {
         int bad;
-        item_key(obj, m->cfg->key, ln->line_no, key, sizeof key, &bad);
+        it->key = item_key(obj, m->cfg->key, ln->line_no, &bad);
         if (bad)
             snprintf(why, sizeof why,
                      "line %" PRId64 ": field '%s' (the "
-                     "item id, --key) is not a string or number",
+                     "item id, --key) is not a string or integer",
                      ln->line_no, m->cfg->key);
         else if (render(m, obj, it, why, sizeof why) == 0) {
             json_decref(obj);
-            it->key = xstrdup(key);
             it->state = IT_PENDING;
             return;
         }
     }
     json_decref(obj);
-    it->key = xstrdup(key);
-    record_invalid(m, b, idx, key, why, now);
+    if (!it->key)
+        it->key = xstrdup(line_key);
+    record_invalid(m, b, idx, it->key, why, now);
 }
 
 static int64_t window(master *m)
@@ -2273,7 +2278,7 @@ int master_run(const master_config *cfg)
         goto out;
     }
     if (cfg->body && template_parse(cfg->body, &m->body_t, err, sizeof err)) {
-        fprintf(stderr, "fanout-master: --body: %s\n", err);
+        fprintf(stderr, "fanout-master: --body: %s in '%s'\n", err, cfg->body);
         rc = EXIT_USAGE;
         goto out;
     }
@@ -2462,7 +2467,7 @@ int master_run(const master_config *cfg)
 
     int loop = run_loop(m);
     int64_t now = clock_now_ns();
-    if (m->cb_len)
+    if (m->cb_len && !m->fatal)
         (void)flush_commit(m, now);
     show_progress(m, now, 1);
     progress_finish(m->pmode);

@@ -146,7 +146,17 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userp)
     if (n > sizeof name - 1 && n < 256 &&
         strncasecmp(ptr, name, sizeof name - 1) == 0) {
         free(c->retry_after);
-        c->retry_after = xstrndup(ptr + sizeof name - 1, n - (sizeof name - 1));
+        /* Keep only the value: no blanks, no CRLF in logs. */
+        const char *v = ptr + sizeof name - 1;
+        size_t vl = n - (sizeof name - 1);
+        while (vl && (*v == ' ' || *v == '\t')) {
+            v++;
+            vl--;
+        }
+        while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' ||
+                      v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+            vl--;
+        c->retry_after = xstrndup(v, vl);
     } else if (n < 600 && (ptr[0] == 'r' || ptr[0] == 'R' || ptr[0] == 'x' ||
                            ptr[0] == 'X')) {
         ratelimit_header(&c->rl, ptr, n, clock_wall_ms());

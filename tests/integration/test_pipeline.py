@@ -170,7 +170,7 @@ def test_bad_lines_become_invalid_records(env):
         "b": "line 5: --url: missing field 'name'",
         "6": "line 6 is longer than --max-line-bytes (100 bytes)",
         "7": "line 7: field 'id' (the item id, --key) is not a string or "
-             "number",
+             "integer",
     }
     for k, msg in exp.items():
         assert recs[k]["status"] == "invalid", recs[k]
