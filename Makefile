@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
 .PHONY: all deps build test test-unit test-asan test-valgrind test-cluster \
-        test-compose demo bench fuzz clean format format-check
+        test-compose demo bench fuzz static clean format format-check
 
 all: build
 
@@ -44,7 +44,13 @@ bench: build
 
 # libFuzzer targets (clang); FUZZ_SECONDS per target (default 60).
 fuzz: deps
+	@deploy/install-deps.sh clang libclang-rt-14-dev
 	@tests/fuzz/run.sh $${FUZZ_SECONDS:-60}
+
+# clang-tidy and cppcheck with the checked-in configuration.
+static: deps
+	@deploy/install-deps.sh clang-tidy cppcheck
+	@tests/static.sh
 
 # The multi-host scenarios alone (they also run inside `make test`).
 test-cluster: build
@@ -56,6 +62,7 @@ test-compose: build
 
 # Integration tests with every fanout process under valgrind memcheck.
 test-valgrind: build
+	@deploy/install-deps.sh valgrind
 	@tests/valgrind.sh $(BUILD)
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
@@ -67,4 +74,4 @@ format-check:
 	@clang-format --dry-run --Werror $(SOURCES) && echo "format: clean"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) demo-out
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-static demo-out
