@@ -5,7 +5,10 @@
 #include "log.h"
 #include "util.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define HTTP_MAX_SOCKETS 65536
 
@@ -164,6 +167,23 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* A request the network holds back (a link down, a route flapping) would
+ * reach the API whenever the network lets it go, together with everything
+ * queued behind it: a burst the rate limit never allowed. The kernel gives
+ * up on data unacknowledged for this long; the call fails, is retried with
+ * a fresh token, and what was queued is never delivered. */
+#define HTTP_TCP_USER_TIMEOUT_MS 3000
+
+static int on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)clientp;
+    if (purpose == CURLSOCKTYPE_IPCXN) {
+        unsigned int ms = HTTP_TCP_USER_TIMEOUT_MS;
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+    }
+    return CURL_SOCKOPT_OK;
+}
+
 fo_err http_start(http *h, const http_request *req)
 {
     call *c = xcalloc(1, sizeof *c);
@@ -193,6 +213,7 @@ fo_err http_start(http *h, const http_request *req)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "fanout/" FANOUT_VERSION);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
                      (curl_off_t)req->max_response_bytes);

@@ -55,6 +55,7 @@ typedef struct witem {
     int64_t ready_at_ns;     /* when a waiting item may be retried */
     int state;               /* WI_* */
     struct curl_slist *hdrs; /* this call's headers, while in flight */
+    uint32_t account;        /* token account the call was paid from */
     struct witem *qnext;     /* ready queue link */
 } witem;
 
@@ -123,6 +124,7 @@ typedef struct wstate {
     void *monitor;            /* handshake events of the control socket */
     int64_t next_auth_log_ns; /* rate limit for auth failure logs */
     int64_t reopen_ns;        /* reopen the control socket at, or 0 */
+    uint32_t account;         /* token account, new on every JOB */
     int64_t paused_until_ns;  /* no calls before this (API push-back) */
     int64_t next_rateinfo_ns; /* next RATEINFO report allowed */
     int64_t delay_us[32];     /* recent grant delays (wall, incl. offset) */
@@ -297,6 +299,9 @@ static void free_frames(outframe *f)
 /* Drops recent results older than the lease or over the byte cap. */
 static void prune_recent(wstate *w, int64_t now)
 {
+    /* While the master is away, what we sent may not have reached it. */
+    if (!w->master_ok && w->recent_bytes <= RECENT_MAX_BYTES)
+        return;
     while (w->recent_head && (now - w->recent_head->sent_ns > w->job.lease_ns ||
                               w->recent_bytes > RECENT_MAX_BYTES)) {
         outframe *f = w->recent_head;
@@ -445,7 +450,11 @@ static void on_http_done(void *ctx, const http_response *r)
 {
     wstate *w = ctx;
     witem *it = r->user;
-    w->released++;
+    /* A call paid from an account the master has since reset (we joined
+     * again) holds no permit there: releasing it would free one that a
+     * new token holds, and the in-flight cap would be exceeded. */
+    if (it->account == w->account)
+        w->released++;
     curl_slist_free_all(it->hdrs);
     it->hdrs = NULL;
     it->last_http = (uint32_t)r->status;
@@ -528,6 +537,7 @@ static void start_call(wstate *w, witem *it)
     snprintf(idem, sizeof idem, "Idempotency-Key: %s", it->idem);
     h = curl_slist_append(h, idem);
     it->hdrs = h;
+    it->account = w->account;
     it->attempts++;
     it->state = WI_FLIGHT;
     http_request req = {
@@ -697,19 +707,24 @@ static int on_job(wstate *w, proto_msg *m)
         return -1;
     int ports_changed = !w->have_job || j.work_port != w->job.work_port ||
                         j.result_port != w->job.result_port;
-    if (w->have_job && m->epoch != w->epoch) {
-        /* A new master: it re-dispatches what we had not started. Calls in
-         * flight finish and their results still count. */
+    if (w->have_job && (m->epoch != w->epoch || !w->master_ok)) {
+        /* A new master, or ours after it lost us: either way it has given
+         * what we had not started to others (or will). Calls in flight
+         * finish and their results still count; results sent while it was
+         * away may have been lost with the connection, so send them again
+         * (the master records each item once). */
         drop_unstarted(w, NULL, NULL);
         resend_recent(w);
-        LOG_INFO("master.changed",
-                 "new master epoch %" PRIu64 " (was %" PRIu64 ")", m->epoch,
-                 w->epoch);
+        if (m->epoch != w->epoch)
+            LOG_INFO("master.changed",
+                     "new master epoch %" PRIu64 " (was %" PRIu64 ")", m->epoch,
+                     w->epoch);
     }
     job_free(&w->job);
     w->job = j;
     w->epoch = m->epoch;
     /* The master starts our token account afresh on every JOB. */
+    w->account++;
     ring_clear(&w->tok);
     w->ndelay = 0;
     w->seen = 0;
