@@ -6,7 +6,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libzmq3-dev libcurl4-openssl-dev
       libmsgpack-dev libjansson-dev libcmocka-dev libsqlite3-dev python3
-      python3-zmq clang-format)
+      python3-zmq clang-format iproute2 nftables)
 pkgs+=("$@")
 
 missing=()
