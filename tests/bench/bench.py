@@ -257,27 +257,14 @@ def read_text(path):
 
 
 def free_ports():
-    """A port P with P, P+1 and P+2 free on 127.0.0.1, for a master that is
-    restarted on the same endpoints (as tests/integration does)."""
-    for _ in range(200):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        p = s.getsockname()[1]
-        s.close()
-        if p > 65000:
-            continue
-        ok = True
-        for q in (p, p + 1, p + 2):
-            t = socket.socket()
-            try:
-                t.bind(("127.0.0.1", q))
-            except OSError:
-                ok = False
-            finally:
-                t.close()
-        if ok:
-            return p
-    raise BenchError("no three consecutive free ports on 127.0.0.1")
+    """Three consecutive free ports (tests/integration/harness.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
+                                    "integration"))
+    import harness
+    try:
+        return harness.free_ports()
+    except AssertionError as e:
+        raise BenchError(str(e))
 
 
 class Run:

@@ -173,18 +173,7 @@ def late_results(job):
     return t.count("result.duplicate:"), t.count("result.stale:")
 
 
-def repeats(server):
-    """Requests beyond the first for each Idempotency-Key (every id always
-    carried one key): test_durability.repeats on our server's log."""
-    by_path = {}
-    for r in server.requests():
-        by_path.setdefault(r["path"], []).append(r["idem"])
-    extra = 0
-    for path, keys in by_path.items():
-        assert keys[0], "request without Idempotency-Key: %s" % path
-        assert len(set(keys)) == 1, "id %s carried keys %s" % (path, keys)
-        extra += len(keys) - 1
-    return extra
+repeats = h.repeats
 
 
 def repeats_by_time(server, up):

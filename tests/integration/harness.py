@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -244,6 +245,44 @@ def assert_exactly_once(recs, ids):
     assert not dups, "ids recorded more than once: %s" % dups[:10]
     assert not missing, "%d ids missing, e.g. %s" % (len(missing), missing[:10])
     assert not extra, "unexpected ids: %s" % extra[:10]
+
+
+def free_ports():
+    """A port P with P, P+1 and P+2 free on 127.0.0.1, for a master that is
+    restarted on the same endpoints (its workers find it again)."""
+    for _ in range(200):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        if p > 65000:
+            continue
+        ok = True
+        for q in (p, p + 1, p + 2):
+            t = socket.socket()
+            try:
+                t.bind(("127.0.0.1", q))
+            except OSError:
+                ok = False
+            finally:
+                t.close()
+        if ok:
+            return p
+    raise AssertionError("no three consecutive free ports on 127.0.0.1")
+
+
+def repeats(server):
+    """Requests beyond the first for each Idempotency-Key, and a check that
+    every id always carried the same key."""
+    by_path = {}
+    for r in server.requests():
+        by_path.setdefault(r["path"], []).append(r["idem"])
+    extra = 0
+    for path, keys in by_path.items():
+        assert keys[0], "request without Idempotency-Key: %s" % path
+        assert len(set(keys)) == 1, "id %s carried keys %s" % (path, keys)
+        extra += len(keys) - 1
+    return extra
 
 
 def report(msg):

@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sys
 import time
 
@@ -14,27 +13,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
 
 
-def free_ports():
-    """A port P with P, P+1 and P+2 free on 127.0.0.1."""
-    for _ in range(200):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        p = s.getsockname()[1]
-        s.close()
-        if p > 65000:
-            continue
-        ok = True
-        for q in (p, p + 1, p + 2):
-            t = socket.socket()
-            try:
-                t.bind(("127.0.0.1", q))
-            except OSError:
-                ok = False
-            finally:
-                t.close()
-        if ok:
-            return p
-    raise AssertionError("no three consecutive free ports")
+free_ports = h.free_ports
+repeats = h.repeats
 
 
 def count_lines(path):
@@ -78,20 +58,6 @@ class Job:
 
     def ids(self):
         return ["item-%d" % i for i in range(1, self.n + 1)]
-
-
-def repeats(server):
-    """Requests beyond the first for each Idempotency-Key, and a check that
-    every id always carried the same key."""
-    by_path = {}
-    for r in server.requests():
-        by_path.setdefault(r["path"], []).append(r["idem"])
-    extra = 0
-    for path, keys in by_path.items():
-        assert keys[0], "request without Idempotency-Key: %s" % path
-        assert len(set(keys)) == 1, "id %s carried keys %s" % (path, keys)
-        extra += len(keys) - 1
-    return extra
 
 
 def test_kill_master_five_times(env):
