@@ -27,16 +27,7 @@ static int write_text(const char *path, mode_t mode, const char *text)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
         return -1;
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w <= 0) {
-            close(fd);
-            return -1;
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) != 0) {
+    if (util_write_all(fd, text, strlen(text)) != 0 || fsync(fd) != 0) {
         close(fd);
         return -1;
     }

@@ -43,6 +43,10 @@ int util_parse_size(const char *s, int64_t *out);
 /* Writes a 64-bit FNV-1a hash of data into 16 lowercase hex chars + NUL. */
 void util_hash_hex(const void *data, size_t len, uint64_t seed, char out[17]);
 
+/* Writes all n bytes to fd, retrying short writes and EINTR. Returns 0,
+ * or -1 with errno set (EIO if the fd accepted nothing). */
+int util_write_all(int fd, const void *data, size_t n);
+
 /* Returns the directory of the running executable in buf, or "." */
 void util_self_dir(char *buf, size_t cap);
 

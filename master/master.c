@@ -868,12 +868,9 @@ static char *http_handler(void *ctx, const char *path, int *status,
                 ? json_real((double)(m->total_items - m->state.totals.items) /
                             rate)
                 : json_null());
-        char *s = json_dumps(st, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        char *s =
+            record_json_line(st, JSON_COMPACT | JSON_REAL_PRECISION(6), NULL);
         json_decref(st);
-        size_t n = strlen(s);
-        s = xrealloc(s, n + 2);
-        s[n] = '\n';
-        s[n + 1] = '\0';
         return s;
     }
     *status = 404;
@@ -1486,15 +1483,10 @@ static int write_file_atomic(const char *path, const char *data, size_t len)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w <= 0) {
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        off += (size_t)w;
+    if (util_write_all(fd, data, len) != 0) {
+        close(fd);
+        unlink(tmp);
+        return -1;
     }
     if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -1937,15 +1929,11 @@ static int repair_results(master *m, int redrive)
                     m->cfg->out);
             goto out;
         }
-        size_t off = 0, len = ln.len + 1;
-        while (off < len) {
-            ssize_t w = write(outfd, ln.data + off, len - off);
-            if (w <= 0) {
-                fprintf(stderr, "fanout-master: writing %s: %s\n", tmp,
-                        strerror(errno));
-                goto out;
-            }
-            off += (size_t)w;
+        size_t len = ln.len + 1; /* the line and its newline */
+        if (util_write_all(outfd, ln.data, len) != 0) {
+            fprintf(stderr, "fanout-master: writing %s: %s\n", tmp,
+                    strerror(errno));
+            goto out;
         }
         size += (int64_t)len;
         kept++;

@@ -34,12 +34,19 @@ char *record_format(const record *r, size_t *len)
     }
     if (r->worker)
         json_object_set_new(o, "worker", json_string(r->worker));
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *s = record_json_line(o, JSON_COMPACT | JSON_PRESERVE_ORDER, len);
     json_decref(o);
+    return s;
+}
+
+char *record_json_line(const json_t *o, size_t flags, size_t *len)
+{
+    char *s = json_dumps(o, flags);
     size_t n = strlen(s);
     s = xrealloc(s, n + 2);
     s[n] = '\n';
     s[n + 1] = '\0';
-    *len = n + 1;
+    if (len)
+        *len = n + 1;
     return s;
 }

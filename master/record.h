@@ -12,6 +12,7 @@
 #ifndef FANOUT_RECORD_H
 #define FANOUT_RECORD_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,5 +37,9 @@ typedef struct record {
 
 /* Returns the record as one JSON line ending in '\n' (caller frees). */
 char *record_format(const record *r, size_t *len);
+
+/* Returns o serialised with jansson flags as a heap string ending in '\n'
+ * (caller frees); *len (if given) is its length. Borrows o. */
+char *record_json_line(const json_t *o, size_t flags, size_t *len);
 
 #endif
