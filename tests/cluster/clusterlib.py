@@ -31,13 +31,7 @@ def read_records(out, partial=False):
     written is skipped instead of failing."""
     path = os.path.join(out, "results.jsonl")
     if partial:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
-            return []
-        lines = data.split(b"\n")[:-1]
-        return [json.loads(x) for x in lines if x.strip()]
+        return h.whole_lines(h._read(path) or "")
     return h.results(out)
 
 
@@ -65,8 +59,7 @@ class ApiServer:
         return json.loads(self.lab.http_get(self.host, self.base + "/stats"))
 
     def requests(self):
-        text = h._read(self.logpath) or ""
-        return [json.loads(x) for x in text.splitlines() if x.strip()]
+        return h.whole_lines(h._read(self.logpath) or "")
 
 
 class Job:

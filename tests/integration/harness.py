@@ -114,12 +114,7 @@ class Server:
         return self.get("/stats")
 
     def requests(self):
-        out = []
-        text = _read(self.logpath) or ""
-        for line in text.splitlines():
-            if line.strip():
-                out.append(json.loads(line))
-        return out
+        return whole_lines(_read(self.logpath) or "")
 
 
 class Master:
@@ -213,11 +208,19 @@ class Env:
 
 def _read(path):
     try:
-        with open(path) as f:
+        # errors="replace": a read can end inside a UTF-8 sequence.
+        with open(path, errors="replace") as f:
             t = f.read()
             return t if t else None
     except OSError:
         return None
+
+
+def whole_lines(text):
+    """Parses JSON lines, skipping a last line that has no newline yet: a
+    file read while its writer runs can end inside a line."""
+    text = text[:text.rfind("\n") + 1]
+    return [json.loads(x) for x in text.splitlines() if x.strip()]
 
 
 def results(out_dir):
