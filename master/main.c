@@ -9,14 +9,20 @@
 #include "options.h"
 #include "template.h"
 
+#include "queue.h"
 #include "util.h"
 #include <strings.h>
 
 #define I64MAX INT64_MAX
 
 static const opt_def master_opts[] = {
-    {"input", OPT_STRING, NULL, 0, 0, "FILE",
-     "JSONL items, one object per line ('-' for stdin)"},
+    {"input", OPT_STRING, NULL, 0, 0, "SOURCE",
+     "JSONL items, one object per line ('-' for stdin), or a queue: "
+     "redis://HOST:PORT/STREAM?group=G or azure-queue://ACCOUNT/QUEUE"},
+    {"follow", OPT_FLAG, "false", 0, 1, NULL,
+     "queues: keep waiting for messages when the queue is empty"},
+    {"idle-grace", OPT_DURATION, "5s", 0, 86400000, "DURATION",
+     "queues: finish once the queue has been empty this long"},
     {"url", OPT_STRING, NULL, 0, 0, "TEMPLATE",
      "request URL; {field} is URL-encoded from the item"},
     {"out", OPT_STRING, NULL, 0, 0, "DIR",
@@ -27,7 +33,7 @@ static const opt_def master_opts[] = {
     {"body", OPT_STRING, NULL, 0, 0, "TEMPLATE",
      "request body template (default for POST/PUT/PATCH: the item as JSON)"},
     {"key", OPT_STRING, "id", 0, 0, "FIELD",
-     "item field holding its id (else the line number)"},
+     "item field holding its id (else the line number or message id)"},
     {"rate", OPT_LIST, NULL, 0, 0, "N/UNIT",
      "rate limit, N/s, N/min or N/h; several all hold (default: none)"},
     {"burst", OPT_INT, "1", 1, 1000000, "N", "calls allowed back to back"},
@@ -283,6 +289,20 @@ int main(int argc, char **argv)
     c.log_level = opts_str(o, "log-level");
     c.redrive = (int)opts_num(o, "redrive");
     c.adaptive = (int)opts_num(o, "adaptive");
+    c.follow = (int)opts_num(o, "follow");
+    c.idle_grace_ms = opts_num(o, "idle-grace");
+    if (c.redrive && queue_is_url(c.input)) {
+        fprintf(stderr,
+                "fanout-master: --redrive needs a file --input: a queue's "
+                "messages are gone once acknowledged (enqueue the failed "
+                "items again instead)\n");
+        goto out;
+    }
+    if (c.follow && !queue_is_url(c.input)) {
+        fprintf(stderr, "fanout-master: --follow is for queue inputs "
+                        "(redis://, azure-queue://)\n");
+        goto out;
+    }
     if (c.heartbeat_ms * 2 > c.lease_ms) {
         fprintf(stderr,
                 "fanout-master: --lease (%lld ms) must be at least "

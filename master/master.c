@@ -29,8 +29,10 @@
 #include "log.h"
 #include "progress.h"
 #include "proto.h"
+#include "queue.h"
 #include "record.h"
 #include "ring.h"
+#include "source.h"
 #include "spawn.h"
 #include "store.h"
 #include "template.h"
@@ -69,6 +71,8 @@ typedef struct mitem {
     char *url;           /* rendered URL */
     char *body;          /* rendered body or NULL */
     size_t body_len;     /* its length */
+    char *msg_id;        /* queue message id, or NULL */
+    uint64_t qhandle;    /* what acknowledges it (source_ack) */
 } mitem;
 
 typedef struct mbatch {
@@ -77,6 +81,7 @@ typedef struct mbatch {
     uint32_t done;      /* items committed */
     int64_t end_offset; /* input offset after its last line */
     int64_t next_line;  /* line number after its last line */
+    int acked;          /* queue: acknowledged (complete) */
     mitem *items;       /* n items */
 } mbatch;
 
@@ -101,9 +106,11 @@ typedef struct master {
     template *url_t, *body_t; /* request templates */
     int body_whole_item;      /* POST/PUT without --body: the item */
     uint64_t idem_seed;       /* from the job identity */
-    int in_fd;                /* input */
-    int in_pollable;          /* a pipe or socket: poll it */
-    jsonl *rd;                /* line reader */
+    source *src;              /* input */
+    int queue;                /* it is a queue */
+    json_t *open_ids;         /* queue: message ids open, as keys */
+    char **forget;            /* queue: ids acknowledged, to forget */
+    size_t nforget;           /* their count */
     int src_eof;              /* input exhausted */
     int64_t in_size;          /* regular file size, or -1 */
     int64_t total_items;      /* counted up front, or -1 */
@@ -134,6 +141,7 @@ typedef struct master {
     uint64_t rate_bucket[RATE_BUCKETS]; /* tokens per 100 ms */
     int64_t rate_bucket_t;              /* index time of the newest bucket */
     uint64_t n_bad_frames, n_dup, n_stale, n_redispatch, n_blank;
+    uint64_t n_dup_msgs; /* queue messages delivered while held */
     uint64_t n_throttle_reports;
     int64_t paused_logged_until;      /* last pause we logged */
     int fatal;                        /* a fatal error happened */
@@ -216,6 +224,30 @@ static void item_release(mitem *it)
 {
     FO_FREE(&it->url);
     FO_FREE(&it->body);
+}
+
+/* Frees everything an item holds (its batch is going away). */
+static void item_free(master *m, mitem *it)
+{
+    item_release(it);
+    FO_FREE(&it->key);
+    if (it->msg_id) {
+        json_object_del(m->open_ids, it->msg_id);
+        FO_FREE(&it->msg_id);
+    }
+}
+
+/* Queue: a complete batch's messages are acknowledged, in any order. */
+static void ack_batch(master *m, mbatch *b)
+{
+    if (!m->queue || b->acked || b->done != b->n)
+        return;
+    uint64_t *h = xcalloc(b->n ? b->n : 1, sizeof *h);
+    for (uint32_t i = 0; i < b->n; i++)
+        h[i] = b->items[i].qhandle;
+    source_ack(m->src, h, b->n);
+    free(h);
+    b->acked = 1;
 }
 
 static void rate_add(master *m, int64_t now, uint64_t n)
@@ -404,7 +436,8 @@ static void record_invalid(master *m, mbatch *b, uint32_t idx, const char *id,
                 .batch = b->no,
                 .line = it->line_no,
                 .latency_ms = -1,
-                .error = why};
+                .error = why,
+                .msg_id = it->msg_id};
     size_t len;
     char *line = record_format(&r, &len);
     it->state = IT_COMMITTING;
@@ -445,7 +478,7 @@ static int flush_commit(master *m, int64_t now)
 {
     int head_complete =
         m->batches.len > 0 && batch_at(m, 0)->done == batch_at(m, 0)->n;
-    if (m->cb_len == 0 && !head_complete)
+    if (m->cb_len == 0 && !head_complete && m->nforget == 0)
         return 0;
     int64_t t_start = clock_now_ns();
     store_state ns = m->state;
@@ -458,7 +491,9 @@ static int flush_commit(master *m, int64_t now)
             return fatal(m, "results.write_failed",
                          "results batch over %zu bytes", m->wbuf.max);
         }
-        rows[i] = (store_row){p->ref.batch, p->ref.idx, p->status};
+        mitem *it = find_item(m, p->ref);
+        rows[i] = (store_row){p->ref.batch, p->ref.idx, p->status,
+                              it ? it->msg_id : NULL};
         ns.totals.items++;
         if (p->status == ST_OK)
             ns.totals.ok++;
@@ -507,16 +542,23 @@ static int flush_commit(master *m, int64_t now)
     while (pop < m->batches.len &&
            batch_at(m, pop)->done == batch_at(m, pop)->n) {
         mbatch *b = batch_at(m, pop);
-        ns.cursor.offset = b->end_offset;
-        ns.cursor.line_no = b->next_line;
-        ns.cursor.batch = b->no + 1;
+        if (!m->queue) {
+            ns.cursor.offset = b->end_offset;
+            ns.cursor.line_no = b->next_line;
+            ns.cursor.batch = b->no + 1;
+        }
         pop++;
     }
+    /* A queue has no resume point; the batch numbers it used do not come
+     * back (see open_source). */
+    if (m->queue)
+        ns.cursor.batch = m->bld.no;
     ns.totals.active_ms =
         m->active_base_ms + (now - m->run_start_ns) / FO_NS_PER_MS;
     ns.finished = m->src_eof && pop == m->batches.len && m->bld.n == 0;
     char err[512];
-    if (store_commit(m->st, rows, m->cb_len, &ns, err, sizeof err)) {
+    if (store_commit(m->st, rows, m->cb_len, (const char *const *)m->forget,
+                     m->nforget, &ns, err, sizeof err)) {
         free(rows);
         return fatal(m, "store.commit_failed",
                      "%s (in %s); nothing committed is lost: re-run the "
@@ -526,6 +568,16 @@ static int flush_commit(master *m, int64_t now)
     free(rows);
     observe_commit(m, (double)(clock_now_ns() - t_start) / 1e9);
     m->state = ns;
+    for (size_t i = 0; i < m->nforget; i++)
+        free(m->forget[i]);
+    FO_FREE(&m->forget);
+    m->nforget = 0;
+    /* Only now, with their records durable, may messages be acked. */
+    for (size_t i = 0; m->queue && i < m->cb_len; i++) {
+        mbatch *b = find_batch(m, m->cb[i].ref.batch);
+        if (b)
+            ack_batch(m, b);
+    }
     m->outstanding -= (int64_t)m->cb_len;
     for (size_t i = 0; i < m->cb_len; i++)
         free(m->cb[i].line);
@@ -535,10 +587,8 @@ static int flush_commit(master *m, int64_t now)
     m->cb_len = 0;
     for (size_t i = 0; i < pop; i++) {
         mbatch *b = batch_at(m, 0);
-        for (uint32_t k = 0; k < b->n; k++) {
-            item_release(&b->items[k]);
-            free(b->items[k].key);
-        }
+        for (uint32_t k = 0; k < b->n; k++)
+            item_free(m, &b->items[k]);
         free(b->items);
         ring_pop(&m->batches);
     }
@@ -595,7 +645,8 @@ static void on_result(master *m, proto_msg *r, int64_t now)
                   .error = r->u.result.error,
                   .response = r->u.result.response,
                   .response_len = r->u.result.response_len,
-                  .worker = r->u.result.worker};
+                  .worker = r->u.result.worker,
+                  .msg_id = it->msg_id};
     size_t len;
     char *line = record_format(&rec, &len);
     it->state = IT_COMMITTING;
@@ -1162,34 +1213,32 @@ static int prev_committed(master *m, uint64_t batch, uint32_t idx)
 }
 
 /* The item's id as a heap string: the --key field when it is a string or
- * an integer, else the line number (*bad set when the field has another
- * type). Ids are as long as the field, never cut. */
-static char *item_key(const json_t *obj, const char *field, int64_t line,
-                      int *bad)
+ * an integer, else fallback (the line number, or the message id) with *bad
+ * set when the field has another type. Ids are as long as the field. */
+static char *item_key(const json_t *obj, const char *field,
+                      const char *fallback, int *bad)
 {
     const json_t *v = json_object_get(obj, field);
     char num[32];
     *bad = 0;
     if (json_is_string(v))
         return xstrndup(json_string_value(v), json_string_length(v));
-    if (json_is_integer(v))
-        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT,
-                 json_integer_value(v));
-    else
-        snprintf(num, sizeof num, "%" PRId64, line);
     *bad = v && !json_is_null(v) && !json_is_integer(v);
+    if (!json_is_integer(v))
+        return xstrdup(fallback);
+    snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     return xstrdup(num);
 }
 
 /* Renders the request for an item; returns 0, or -1 with a reason. */
-static int render(master *m, const json_t *obj, mitem *it, char *why,
-                  size_t cap)
+static int render(master *m, const json_t *obj, mitem *it, const char *where,
+                  char *why, size_t cap)
 {
     char err[300];
     fo_buf b;
     buf_init(&b, (size_t)m->cfg->max_line_bytes + 65536);
     if (template_render(m->url_t, obj, TEMPLATE_URL, &b, err, sizeof err)) {
-        snprintf(why, cap, "line %" PRId64 ": --url: %s", it->line_no, err);
+        snprintf(why, cap, "%s: --url: %s", where, err);
         buf_fini(&b);
         return -1;
     }
@@ -1198,8 +1247,7 @@ static int render(master *m, const json_t *obj, mitem *it, char *why,
         buf_init(&b, (size_t)m->cfg->max_line_bytes * 2 + 65536);
         if (template_render(m->body_t, obj, TEMPLATE_JSON, &b, err,
                             sizeof err)) {
-            snprintf(why, cap, "line %" PRId64 ": --body: %s", it->line_no,
-                     err);
+            snprintf(why, cap, "%s: --body: %s", where, err);
             buf_fini(&b);
             FO_FREE(&it->url);
             return -1;
@@ -1227,11 +1275,20 @@ static void close_batch(master *m, int64_t now)
     memset(b, 0, sizeof *b);
     m->bld_cap = 0;
     b->no = rb->no + 1;
+    /* Queue messages whose records an earlier run committed. */
+    ack_batch(m, rb);
     (void)now;
 }
 
-static void add_line(master *m, const jsonl_line *ln, fo_err rc, int64_t now)
+static void add_line(master *m, const source_item *ln, int64_t now)
 {
+    fo_err rc = ln->rc;
+    if (ln->msg_id && json_object_get(m->open_ids, ln->msg_id)) {
+        /* Delivered again while we still hold it (its lease ran out). */
+        m->n_dup_msgs++;
+        source_release(m->src, ln->handle);
+        return;
+    }
     mbatch *b = &m->bld;
     if (b->n == m->bld_cap) {
         m->bld_cap = m->bld_cap ? m->bld_cap * 2 : 16;
@@ -1244,25 +1301,42 @@ static void add_line(master *m, const jsonl_line *ln, fo_err rc, int64_t now)
     it->line_no = ln->line_no;
     b->end_offset = ln->end_offset;
     b->next_line = ln->line_no + 1;
+    char where[200], line_key[160];
+    if (ln->msg_id) {
+        it->msg_id = xstrdup(ln->msg_id);
+        it->qhandle = ln->handle;
+        json_object_set_new(m->open_ids, ln->msg_id, json_true());
+        snprintf(where, sizeof where, "message %.150s", ln->msg_id);
+        snprintf(line_key, sizeof line_key, "%.150s", ln->msg_id);
+    } else {
+        snprintf(where, sizeof where, "line %" PRId64, ln->line_no);
+        snprintf(line_key, sizeof line_key, "%" PRId64, ln->line_no);
+    }
 
-    if (prev_committed(m, b->no, idx) ||
-        (store_repairing(m->st) && store_present(m->st, ln->line_no))) {
+    if (ln->msg_id
+            ? store_message_done(m->st, ln->msg_id)
+            : (prev_committed(m, b->no, idx) ||
+               (store_repairing(m->st) && store_present(m->st, ln->line_no)))) {
         it->state = IT_DONE;
         b->done++;
-        char k[32];
-        snprintf(k, sizeof k, "%" PRId64, ln->line_no);
-        it->key = xstrdup(k);
+        it->key = xstrdup(line_key);
+        if (ln->msg_id)
+            LOG_DEBUG("source.redelivered",
+                      "%s is recorded already; acknowledging it", where);
         return;
     }
     m->outstanding++;
     char why[600];
-    char line_key[32];
-    snprintf(line_key, sizeof line_key, "%" PRId64, ln->line_no);
+    if (rc == FO_EINVAL) {
+        snprintf(why, sizeof why, "%s: %s", where, ln->bad);
+        it->key = xstrdup(line_key);
+        record_invalid(m, b, idx, line_key, why, now);
+        return;
+    }
     if (rc == FO_ETOOBIG) {
         snprintf(why, sizeof why,
-                 "line %" PRId64 " is longer than --max-line-bytes (%" PRId64
-                 " bytes)",
-                 ln->line_no, m->cfg->max_line_bytes);
+                 "%s is longer than --max-line-bytes (%" PRId64 " bytes)",
+                 where, m->cfg->max_line_bytes);
         it->key = xstrdup(line_key);
         record_invalid(m, b, idx, line_key, why, now);
         return;
@@ -1272,22 +1346,19 @@ static void add_line(master *m, const jsonl_line *ln, fo_err rc, int64_t now)
      * than a syntax error. */
     json_t *obj = json_loadb(ln->data, ln->len, JSON_DECODE_ANY, &jerr);
     if (!obj) {
-        snprintf(why, sizeof why,
-                 "line %" PRId64 " is not valid JSON: %s "
-                 "(column %d)",
-                 ln->line_no, jerr.text, jerr.column);
+        snprintf(why, sizeof why, "%s is not valid JSON: %s (column %d)", where,
+                 jerr.text, jerr.column);
     } else if (!json_is_object(obj)) {
-        snprintf(why, sizeof why, "line %" PRId64 " is not a JSON object",
-                 ln->line_no);
+        snprintf(why, sizeof why, "%s is not a JSON object", where);
     } else {
         int bad;
-        it->key = item_key(obj, m->cfg->key, ln->line_no, &bad);
+        it->key = item_key(obj, m->cfg->key, line_key, &bad);
         if (bad)
             snprintf(why, sizeof why,
-                     "line %" PRId64 ": field '%s' (the "
-                     "item id, --key) is not a string or integer",
-                     ln->line_no, m->cfg->key);
-        else if (render(m, obj, it, why, sizeof why) == 0) {
+                     "%s: field '%s' (the item id, --key) is not a string "
+                     "or integer",
+                     where, m->cfg->key);
+        else if (render(m, obj, it, where, why, sizeof why) == 0) {
             json_decref(obj);
             it->state = IT_PENDING;
             return;
@@ -1318,24 +1389,30 @@ static int read_input(master *m, int64_t now)
 {
     int64_t win = window(m);
     while (!m->src_eof && m->outstanding < win) {
-        jsonl_line ln;
-        fo_err rc = jsonl_next(m->rd, &ln);
-        if (rc == FO_EAGAIN)
+        source_item ln;
+        int rc = source_next(m->src, win - m->outstanding, &ln, now);
+        if (rc == SOURCE_AGAIN) {
+            /* A queue's batch is what is there, up to --batch-size. A
+             * file's batches are always whole (but the last): the rows of
+             * an earlier run are keyed by batch and index. */
+            if (m->queue)
+                close_batch(m, now);
             return 0;
-        if (rc == FO_EEOF) {
+        }
+        if (rc == SOURCE_EOF) {
             m->src_eof = 1;
             close_batch(m, now);
             LOG_INFO("source.eof", "end of input %s", m->cfg->input);
             return 0;
         }
-        if (rc == FO_EIO)
+        if (rc == SOURCE_ERROR)
             return fatal(m, "source.read_failed", "reading --input %s: %s",
-                         m->cfg->input, strerror(errno));
-        if (rc == FO_OK && is_blank(ln.data, ln.len)) {
+                         m->cfg->input, source_error(m->src));
+        if (ln.rc == FO_OK && !ln.msg_id && is_blank(ln.data, ln.len)) {
             m->n_blank++;
             continue;
         }
-        add_line(m, &ln, rc, now);
+        add_line(m, &ln, now);
         if (m->bld.n >= (uint32_t)m->cfg->batch_size)
             close_batch(m, now);
     }
@@ -1355,9 +1432,11 @@ static void dispatch(master *m, int64_t now)
         if (it && it->state == IT_PENDING && it->url) {
             proto_msg w = {.type = PROTO_WORK, .epoch = store_epoch(m->st)};
             /* Stable across retries, re-dispatch and restarts: derived
-             * from the job's identity, the line and the id. */
+             * from the job's identity, the line and the id (or the
+             * message id, for a queue). */
             char idem[17], idem_full[48];
-            util_hash_hex(it->key, strlen(it->key),
+            const char *ik = it->msg_id ? it->msg_id : it->key;
+            util_hash_hex(ik, strlen(ik),
                           m->idem_seed ^
                               ((uint64_t)it->line_no * 0x9E3779B97F4A7C15ULL),
                           idem);
@@ -1423,6 +1502,23 @@ static void scan_leases(master *m, int64_t now)
             }
         }
     }
+}
+
+/* Queue: ids whose acknowledgement the queue confirmed are forgotten in
+ * the store with the next commit. */
+static void take_acked(master *m, int64_t now)
+{
+    source_tick(m->src, now, m->batches.len > 0 || m->bld.n > 0);
+    size_t n;
+    char **ids = source_take_acked(m->src, &n);
+    if (!n) {
+        free(ids);
+        return;
+    }
+    m->forget = xrealloc(m->forget, (m->nforget + n) * sizeof *m->forget);
+    memcpy(m->forget + m->nforget, ids, n * sizeof *ids);
+    m->nforget += n;
+    free(ids);
 }
 
 static void tick(master *m, int64_t now)
@@ -1732,8 +1828,23 @@ static char *build_identity(const master_config *c)
     json_t *o = json_object();
     char abs[4096];
     const char *in = c->input;
-    if (strcmp(in, "-") != 0 && realpath(in, abs))
+    if (queue_is_url(in)) {
+        /* The queue without credentials or tunables (lease= may change
+         * between runs): scheme, host, queue, and the Redis group. */
+        const char *hs = strstr(in, "://") + 3;
+        const char *at = strchr(hs, '@'), *q = strchr(hs, '?');
+        if (at && (!q || at < q))
+            hs = at + 1;
+        char group[256] = "";
+        queue_url_param(in, "group", group, sizeof group);
+        snprintf(abs, sizeof abs, "%.*s%.*s%s%s",
+                 (int)(strstr(in, "://") + 3 - in), in,
+                 (int)(q && q > hs ? q - hs : (int)strlen(hs)), hs,
+                 group[0] ? "?group=" : "", group);
         in = abs;
+    } else if (strcmp(in, "-") != 0 && realpath(in, abs)) {
+        in = abs;
+    }
     json_object_set_new(o, "input", json_string(in));
     json_object_set_new(o, "url", json_string(c->url));
     json_object_set_new(o, "method", json_string(c->method));
@@ -1754,94 +1865,39 @@ static void collect_row(void *ctx, const store_row *row)
     m->prev[m->nprev++] = *row;
 }
 
-/* Counts non-empty lines of a regular file without moving its offset. */
-static int64_t count_items(int fd, int64_t from, int64_t size)
-{
-    char buf[1 << 16];
-    int64_t n = 0, off = from;
-    int nonempty = 0;
-    while (off < size) {
-        ssize_t r = pread(fd, buf, sizeof buf, off);
-        if (r <= 0)
-            return -1;
-        for (ssize_t i = 0; i < r; i++) {
-            if (buf[i] == '\n') {
-                n += nonempty;
-                nonempty = 0;
-            } else if (buf[i] != ' ' && buf[i] != '\r' && buf[i] != '\t') {
-                nonempty = 1;
-            }
-        }
-        off += r;
-    }
-    return n + nonempty;
-}
-
-static int open_input(master *m)
+static int open_source(master *m)
 {
     const master_config *c = m->cfg;
     const store_cursor *cur = &m->state.cursor;
-    if (strcmp(c->input, "-") == 0) {
-        m->in_fd = STDIN_FILENO;
-    } else {
-        m->in_fd = open(c->input, O_RDONLY | O_CLOEXEC);
-        if (m->in_fd < 0) {
-            fprintf(stderr, "fanout-master: --input %s: %s\n", c->input,
-                    strerror(errno));
-            return EXIT_USAGE;
-        }
+    source_cfg sc = {.input = c->input,
+                     .max_line_bytes = c->max_line_bytes,
+                     .follow = c->follow,
+                     .idle_grace_ms = c->idle_grace_ms,
+                     .timeout_ms = 10000,
+                     .zctx = m->zctx,
+                     .st = m->st};
+    char err[1024];
+    int code = EXIT_FATAL;
+    m->src = source_open(&sc, cur, err, sizeof err, &code);
+    if (!m->src) {
+        fprintf(stderr, "fanout-master: %s\n", err);
+        return code;
     }
-    struct stat sb;
-    m->in_size = -1;
+    m->queue = source_is_queue(m->src);
+    m->in_size = source_size(m->src);
     m->total_items = -1;
-    if (fstat(m->in_fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
-        m->in_size = sb.st_size;
-        if (sb.st_size < cur->offset) {
-            fprintf(stderr,
-                    "fanout-master: --input %s is %lld bytes, but "
-                    "the job in %s had already read %lld: the input"
-                    " changed; use a new --out to start over\n",
-                    c->input, (long long)sb.st_size, c->out,
-                    (long long)cur->offset);
-            return EXIT_USAGE;
-        }
-        if (lseek(m->in_fd, cur->offset, SEEK_SET) < 0) {
-            fprintf(stderr, "fanout-master: --input %s: seek: %s\n", c->input,
-                    strerror(errno));
-            return EXIT_FATAL;
-        }
-        if (sb.st_size <= COUNT_LINES_MAX_BYTES) {
-            int64_t rest = count_items(m->in_fd, cur->offset, sb.st_size);
-            /* Records already made for lines past the cursor (open batches,
-             * or every present line of a repair) are in both counts. */
-            if (rest >= 0)
-                m->total_items =
-                    rest + (store_repairing(m->st) ? 0 : m->state.totals.items);
-        }
-    } else {
-        /* A pipe cannot seek: skip what earlier runs already read. */
-        char buf[1 << 16];
-        int64_t left = cur->offset;
-        while (left > 0) {
-            ssize_t r =
-                read(m->in_fd, buf,
-                     left < (int64_t)sizeof buf ? (size_t)left : sizeof buf);
-            if (r <= 0) {
-                fprintf(stderr,
-                        "fanout-master: --input -: ended before "
-                        "the resume point (byte %lld)\n",
-                        (long long)cur->offset);
-                return EXIT_USAGE;
-            }
-            left -= r;
-        }
-        m->in_pollable = 1;
-        int fl = fcntl(m->in_fd, F_GETFL);
-        fcntl(m->in_fd, F_SETFL, fl | O_NONBLOCK);
-    }
-    m->rd = jsonl_new(m->in_fd, (size_t)c->max_line_bytes, cur->offset,
-                      cur->line_no);
+    int64_t rest = source_count_rest(m->src);
+    /* Records already made for lines past the cursor (open batches, or
+     * every present line of a repair) are in both counts. */
+    if (rest >= 0)
+        m->total_items =
+            rest + (store_repairing(m->st) ? 0 : m->state.totals.items);
     m->bld.no = cur->batch;
+    /* A queue has no resume point, and an earlier run may have used batch
+     * numbers past the last commit: start beyond any of them, so that a
+     * late result of that run never matches a new item. */
+    if (m->queue)
+        m->bld.no = cur->batch + WINDOW_MAX + 1;
     return 0;
 }
 
@@ -1989,6 +2045,15 @@ static int open_results(master *m)
     if (fstat(m->results_fd, &sb) != 0)
         return EXIT_FATAL;
     int64_t good = m->state.results_size;
+    if (sb.st_size < good && queue_is_url(m->cfg->input)) {
+        fprintf(stderr,
+                "fanout-master: %s is %lld bytes but %lld were committed "
+                "(cut short or replaced outside fanout); the queue's "
+                "messages are acknowledged and cannot be read again: "
+                "restore the file, or use a new --out\n",
+                path, (long long)sb.st_size, (long long)good);
+        return EXIT_FATAL;
+    }
     if (sb.st_size < good || m->cfg->redrive) {
         if (!m->cfg->redrive)
             LOG_WARN("results.short",
@@ -2156,7 +2221,8 @@ static int run_loop(master *m)
                 store_state ns = m->state;
                 ns.finished = 1;
                 char err[512];
-                if (store_commit(m->st, NULL, 0, &ns, err, sizeof err)) {
+                if (store_commit(m->st, NULL, 0, NULL, 0, &ns, err,
+                                 sizeof err)) {
                     LOG_ERROR("store.commit_failed", "%s", err);
                     return EXIT_FATAL;
                 }
@@ -2166,6 +2232,8 @@ static int run_loop(master *m)
         }
         if (now >= m->next_tick_ns) {
             tick(m, now);
+            if (m->nforget && !m->cb_len && flush_commit(m, now) < 0)
+                return EXIT_FATAL;
             show_progress(m, now, 0);
             m->next_tick_ns = now + TICK_NS;
         }
@@ -2192,12 +2260,15 @@ static int run_loop(master *m)
         }
         long timeout =
             (long)((deadline - now + FO_NS_PER_MS - 1) / FO_NS_PER_MS);
+        void *psock = NULL;
+        int pfd = -1;
+        int pollable = source_pollable(m->src, &psock, &pfd);
         /* A commit just made room in the window, or items wait for a free
          * push: go round again at once rather than sleep until the next
          * event. Each of these runs dry in one turn, so this never spins. */
         if (!m->stopping && budget_live(m->bud, NULL) > 0 &&
             now >= m->dispatch_after_ns &&
-            ((!m->src_eof && !m->in_pollable && m->outstanding < window(m)) ||
+            ((!m->src_eof && !pollable && m->outstanding < window(m)) ||
              (m->dq.len && !m->push_blocked)))
             timeout = 0;
         if (timeout < 0)
@@ -2209,9 +2280,10 @@ static int run_loop(master *m)
             pi[n++] = (zmq_pollitem_t){m->push, 0, ZMQ_POLLOUT, 0};
         if (m->zap)
             pi[n++] = (zmq_pollitem_t){m->zap, 0, ZMQ_POLLIN, 0};
-        if (m->in_pollable && !m->src_eof && !m->stopping &&
-            m->outstanding < window(m))
-            pi[n++] = (zmq_pollitem_t){NULL, m->in_fd, ZMQ_POLLIN, 0};
+        /* A queue's thread also reports acknowledgements: poll it always. */
+        if (pollable && !m->stopping &&
+            (m->queue || (!m->src_eof && m->outstanding < window(m))))
+            pi[n++] = (zmq_pollitem_t){psock, pfd, ZMQ_POLLIN, 0};
         int http_first = n;
         if (m->http)
             n += (int)httpd_pollitems(m->http, pi + n, 48 - (size_t)n);
@@ -2233,6 +2305,8 @@ static int run_loop(master *m)
                            now);
         handle_control(m, now);
         handle_results(m, now);
+        if (m->queue)
+            take_acked(m, now);
     }
 }
 
@@ -2242,8 +2316,8 @@ int master_run(const master_config *cfg)
     master *m = &ms;
     memset(m, 0, sizeof *m);
     m->cfg = cfg;
-    m->in_fd = -1;
     m->results_fd = -1;
+    m->open_ids = json_object();
     m->run_start_ns = clock_now_ns();
     ring_init(&m->batches, sizeof(mbatch));
     ring_init(&m->dq, sizeof(proto_ref));
@@ -2345,6 +2419,9 @@ int master_run(const master_config *cfg)
 
     if ((rc = open_results(m)) != 0)
         goto out;
+    /* A queue's job is never over: a new run reads what came since. */
+    if (m->state.finished && queue_is_url(cfg->input))
+        m->state.finished = 0;
     if (m->state.finished) {
         LOG_INFO("job.finished",
                  "the job in %s is already complete; "
@@ -2354,7 +2431,8 @@ int master_run(const master_config *cfg)
         rc = exit_status(&m->state.totals);
         goto out;
     }
-    if ((rc = open_input(m)) != 0)
+    m->zctx = zmq_ctx_new();
+    if ((rc = open_source(m)) != 0)
         goto out;
     rc = EXIT_FATAL;
     if (store_each_row(m->st, collect_row, m) != FO_OK) {
@@ -2376,7 +2454,6 @@ int master_run(const master_config *cfg)
         snprintf(host, sizeof host, "127.0.0.1");
     int64_t port = 0;
     util_parse_i64(colon + 1, 0, 65533, &port);
-    m->zctx = zmq_ctx_new();
     if (cfg->curve_secret && (rc = start_curve(m)) != 0)
         goto out;
     rc = EXIT_FATAL;
@@ -2422,12 +2499,15 @@ int master_run(const master_config *cfg)
     }
     if (store_epoch(m->st) > 1 && (m->state.totals.items > 0 || m->nprev > 0))
         m->dispatch_after_ns = clock_now_ns() + RESUME_GRACE_NS;
+    char resume[64] = "";
+    if (!m->queue)
+        snprintf(resume, sizeof resume, " at line %" PRId64,
+                 m->state.cursor.line_no);
     LOG_INFO("master.started",
              "epoch %" PRIu64 ", control %s, work %s, "
-             "results %s; resuming at line %" PRId64 " (%" PRId64
-             " items already recorded)",
-             store_epoch(m->st), m->ctl_ep, m->work_ep, m->result_ep,
-             m->state.cursor.line_no, m->state.totals.items);
+             "results %s; resuming%s (%" PRId64 " items already recorded)",
+             store_epoch(m->st), m->ctl_ep, m->work_ep, m->result_ep, resume,
+             m->state.totals.items);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -2457,6 +2537,13 @@ int master_run(const master_config *cfg)
     int64_t now = clock_now_ns();
     if (m->cb_len && !m->fatal)
         (void)flush_commit(m, now);
+    if (m->queue && !m->fatal) {
+        /* Wait for the last acknowledgements, and forget them. */
+        source_drain(m->src, 10000);
+        take_acked(m, now);
+        if (m->nforget)
+            (void)flush_commit(m, now);
+    }
     show_progress(m, now, 1);
     progress_finish(m->pmode);
     if (loop == EXIT_ALL_OK) {
@@ -2469,22 +2556,21 @@ int master_run(const master_config *cfg)
         if (loop < 0)
             print_summary(m, 0);
         rc = EXIT_FATAL;
+        /* Following a queue has no end but a signal. */
+        if (loop < 0 && cfg->follow && !m->fatal)
+            rc = exit_status(&m->state.totals);
     }
 out:
     if (m->spawned.n)
         spawn_stop(&m->spawned, 5000);
     for (size_t i = 0; i < m->batches.len; i++) {
         mbatch *b = batch_at(m, i);
-        for (uint32_t k = 0; k < b->n; k++) {
-            item_release(&b->items[k]);
-            free(b->items[k].key);
-        }
+        for (uint32_t k = 0; k < b->n; k++)
+            item_free(m, &b->items[k]);
         free(b->items);
     }
-    for (uint32_t k = 0; k < m->bld.n; k++) {
-        item_release(&m->bld.items[k]);
-        free(m->bld.items[k].key);
-    }
+    for (uint32_t k = 0; k < m->bld.n; k++)
+        item_free(m, &m->bld.items[k]);
     free(m->bld.items);
     for (size_t i = 0; i < m->cb_len; i++)
         free(m->cb[i].line);
@@ -2493,9 +2579,11 @@ out:
     ring_fini(&m->dq);
     free(m->prev);
     free(m->job_json);
-    jsonl_destroy(&m->rd);
-    if (m->in_fd > STDIN_FILENO)
-        close(m->in_fd);
+    source_close(&m->src, 0);
+    json_decref(m->open_ids);
+    for (size_t i = 0; i < m->nforget; i++)
+        free(m->forget[i]);
+    free(m->forget);
     if (m->results_fd >= 0)
         close(m->results_fd);
     template_destroy(&m->url_t);

@@ -18,7 +18,7 @@
 #define EXIT_FATAL 3
 
 typedef struct master_config {
-    const char *input;    /* path or "-" */
+    const char *input;    /* path, "-", or a queue URL */
     const char *url;      /* URL template */
     const char *method;   /* HTTP method */
     char *const *headers; /* "K: V" templates (env expanded on worker) */
@@ -53,6 +53,8 @@ typedef struct master_config {
     const char *log_level;            /* for spawned workers */
     int redrive;                      /* re-run items whose record is failed */
     int adaptive;                     /* AIMD on push-back */
+    int follow;                       /* queues: wait when empty */
+    int64_t idle_grace_ms;            /* queues: empty this long = end */
     const char *curve_secret;         /* master key pair file, or NULL */
     const char *curve_allow;          /* directory of admitted .pub keys */
     const char *metrics;              /* HOST:PORT for /metrics, or NULL */

@@ -79,16 +79,18 @@ void progress_show(progress_mode mode, const progress_snapshot *p,
     if (frac > 0 && frac <= 1 && p->rate_per_s > 0 && p->total >= 0)
         remaining = (double)(p->total - p->done) / p->rate_per_s;
     fmt_eta(eta, sizeof eta, remaining);
+    char pct[16] = "";
+    if (frac >= 0) /* unknown for a queue */
+        snprintf(pct, sizeof pct, " %5.1f%%", frac * 100);
     char line[512];
-    int n = snprintf(line, sizeof line,
-                     "%s %5.1f%%  %.1f/s%s  ok %" PRId64 "  failed %" PRId64
-                     "  invalid %" PRId64 "  retries %" PRId64
-                     "  throttled %" PRId64 "%s  workers %" PRId64
-                     "  in flight %" PRId64 "  ETA %s",
-                     count, frac >= 0 ? frac * 100 : 0.0, p->rate_per_s, limit,
-                     p->ok, p->failed, p->invalid, p->retries, p->throttled,
-                     p->paused ? "  PAUSED (API push-back)" : "", p->workers,
-                     p->inflight, eta);
+    int n = snprintf(
+        line, sizeof line,
+        "%s%s  %.1f/s%s  ok %" PRId64 "  failed %" PRId64 "  invalid %" PRId64
+        "  retries %" PRId64 "  throttled %" PRId64 "%s  workers %" PRId64
+        "  in flight %" PRId64 "  ETA %s",
+        count, pct, p->rate_per_s, limit, p->ok, p->failed, p->invalid,
+        p->retries, p->throttled, p->paused ? "  PAUSED (API push-back)" : "",
+        p->workers, p->inflight, eta);
     if (n < 0)
         return;
     char out[600];

@@ -16,7 +16,10 @@ char *record_format(const record *r, size_t *len)
     if (r->throttled)
         json_object_set_new(o, "throttled", json_integer(r->throttled));
     json_object_set_new(o, "batch", json_integer((json_int_t)r->batch));
-    json_object_set_new(o, "line", json_integer(r->line));
+    if (r->msg_id)
+        json_object_set_new(o, "message_id", json_string(r->msg_id));
+    else
+        json_object_set_new(o, "line", json_integer(r->line));
     if (r->latency_ms >= 0)
         json_object_set_new(o, "latency_ms", json_integer(r->latency_ms));
     if (r->error)

@@ -33,6 +33,7 @@ typedef struct record {
     const char *response; /* response body or NULL */
     size_t response_len;  /* its length */
     const char *worker;   /* worker id or NULL */
+    const char *msg_id;   /* queue message id (instead of line) or NULL */
 } record;
 
 /* Returns the record as one JSON line ending in '\n' (caller frees). */

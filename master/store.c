@@ -15,6 +15,9 @@ struct store {
     sqlite3_stmt *padd; /* add a present line */
     sqlite3_stmt *pget; /* look one up */
     sqlite3_stmt *pdel; /* drop those below the cursor */
+    sqlite3_stmt *qins; /* insert a queue message's row */
+    sqlite3_stmt *qget; /* look one up */
+    sqlite3_stmt *qdel; /* forget one */
     int repairing;      /* the present set is not empty */
     uint64_t epoch;     /* this open's epoch */
     store_state state;  /* last committed state */
@@ -25,7 +28,9 @@ static const char *const schema =
     "CREATE TABLE IF NOT EXISTS done(batch INTEGER NOT NULL,"
     " idx INTEGER NOT NULL, status INTEGER NOT NULL,"
     " PRIMARY KEY(batch, idx)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS present(line INTEGER PRIMARY KEY);";
+    "CREATE TABLE IF NOT EXISTS present(line INTEGER PRIMARY KEY);"
+    "CREATE TABLE IF NOT EXISTS qdone(id TEXT PRIMARY KEY,"
+    " status INTEGER NOT NULL) WITHOUT ROWID;";
 
 static int64_t meta_int(store *s, const char *k, int64_t def)
 {
@@ -167,7 +172,15 @@ fo_err store_open(const char *dir, const char *identity, store **out, char *err,
         sqlite3_prepare_v2(s->db, "SELECT 1 FROM present WHERE line=?", -1,
                            &s->pget, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "DELETE FROM present WHERE line < ?", -1,
-                           &s->pdel, NULL) != SQLITE_OK) {
+                           &s->pdel, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO qdone(id,status) "
+                           "VALUES(?,?)",
+                           -1, &s->qins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "SELECT 1 FROM qdone WHERE id=?", -1,
+                           &s->qget, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "DELETE FROM qdone WHERE id=?", -1, &s->qdel,
+                           NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
@@ -220,6 +233,9 @@ void store_close(store **sp)
     sqlite3_finalize(s->padd);
     sqlite3_finalize(s->pget);
     sqlite3_finalize(s->pdel);
+    sqlite3_finalize(s->qins);
+    sqlite3_finalize(s->qget);
+    sqlite3_finalize(s->qdel);
     sqlite3_close(s->db);
     FO_FREE(sp);
 }
@@ -247,19 +263,43 @@ fo_err store_each_row(store *s, void (*fn)(void *ctx, const store_row *row),
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         store_row row = {(uint64_t)sqlite3_column_int64(st, 0),
                          (uint32_t)sqlite3_column_int64(st, 1),
-                         sqlite3_column_int(st, 2)};
+                         sqlite3_column_int(st, 2), NULL};
         fn(ctx, &row);
     }
     sqlite3_finalize(st);
     return r == SQLITE_DONE ? FO_OK : FO_ESTORE;
 }
 
+int store_message_done(store *s, const char *id)
+{
+    sqlite3_reset(s->qget);
+    sqlite3_bind_text(s->qget, 1, id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(s->qget);
+    sqlite3_reset(s->qget);
+    return r == SQLITE_ROW;
+}
+
 fo_err store_commit(store *s, const store_row *rows, size_t n,
+                    const char *const *forget, size_t nforget,
                     const store_state *st, char *err, size_t errlen)
 {
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
+    for (size_t i = 0; i < nforget; i++) {
+        sqlite3_reset(s->qdel);
+        sqlite3_bind_text(s->qdel, 1, forget[i], -1, SQLITE_STATIC);
+        if (sqlite3_step(s->qdel) != SQLITE_DONE)
+            goto fail;
+    }
     for (size_t i = 0; i < n; i++) {
+        if (rows[i].msg_id) {
+            sqlite3_reset(s->qins);
+            sqlite3_bind_text(s->qins, 1, rows[i].msg_id, -1, SQLITE_STATIC);
+            sqlite3_bind_int(s->qins, 2, rows[i].status);
+            if (sqlite3_step(s->qins) != SQLITE_DONE)
+                goto fail;
+            continue;
+        }
         sqlite3_reset(s->ins);
         sqlite3_bind_int64(s->ins, 1, (int64_t)rows[i].batch);
         sqlite3_bind_int64(s->ins, 2, rows[i].idx);

@@ -49,11 +49,15 @@ typedef struct store_state {
     int finished;         /* the job is complete */
 } store_state;
 
-/* One committed item. */
+/* One committed item. An item from a queue is keyed by its message id
+ * instead of its place: the row says its record is committed, and stays
+ * until the queue confirms the message is acknowledged (forget), so a
+ * message delivered again after a crash is acknowledged, not run again. */
 typedef struct store_row {
-    uint64_t batch; /* its batch */
-    uint32_t idx;   /* its index */
-    int status;     /* 0 ok, 1 failed, 2 invalid */
+    uint64_t batch;     /* its batch */
+    uint32_t idx;       /* its index */
+    int status;         /* 0 ok, 1 failed, 2 invalid */
+    const char *msg_id; /* queue message id, or NULL */
 } store_row;
 
 /* Opens or creates DIR/state.db. identity is a JSON object describing the
@@ -72,10 +76,16 @@ const store_state *store_get_state(const store *s);
 FO_WUR fo_err store_each_row(store *s,
                              void (*fn)(void *ctx, const store_row *row),
                              void *ctx);
-/* Commits rows and the new state in one durable transaction. Returns FO_OK
- * or FO_ESTORE with err (disk full, I/O error): the caller must stop. */
+/* Commits rows and the new state in one durable transaction, and forgets
+ * the queue messages whose acknowledgement the queue confirmed. Returns
+ * FO_OK or FO_ESTORE with err (disk full, I/O error): the caller must
+ * stop. */
 FO_WUR fo_err store_commit(store *s, const store_row *rows, size_t n,
+                           const char *const *forget, size_t nforget,
                            const store_state *st, char *err, size_t errlen);
+/* 1 when the queue message's record is committed and its acknowledgement
+ * not yet confirmed. */
+int store_message_done(store *s, const char *id);
 /* A stored setting (e.g. a rate changed at run time), or NULL; the string
  * is the caller's to free. */
 char *store_get_setting(store *s, const char *key);

@@ -1,0 +1,182 @@
+/*
+ * queue.c - what the queue drivers share: picking one by URL, query
+ * parameters, and turning a message's text into an item.
+ */
+#include "fmacros.h"
+#include "queue.h"
+#include "util.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int queue_is_url(const char *input)
+{
+    return strncmp(input, "redis://", 8) == 0 ||
+           strncmp(input, "azure-queue://", 14) == 0;
+}
+
+queue_driver *queue_open(const char *input, const queue_opts *o, char *err,
+                         size_t errlen)
+{
+    if (strncmp(input, "redis://", 8) == 0)
+        return queue_redis_open(input, o, err, errlen);
+    if (strncmp(input, "azure-queue://", 14) == 0)
+        return queue_azure_open(input, o, err, errlen);
+    snprintf(err, errlen, "not a queue URL: %s", input);
+    return NULL;
+}
+
+void queue_msg_fini(queue_msg *m)
+{
+    free(m->id);
+    free(m->receipt);
+    free(m->body);
+    free(m->bad);
+    memset(m, 0, sizeof *m);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int queue_url_param(const char *url, const char *name, char *buf, size_t cap)
+{
+    const char *q = strchr(url, '?');
+    size_t nl = strlen(name);
+    while (q) {
+        q++;
+        const char *end = q + strcspn(q, "&");
+        if ((size_t)(end - q) >= nl && strncmp(q, name, nl) == 0 &&
+            (q[nl] == '=' || q + nl == end)) {
+            const char *v = q[nl] == '=' ? q + nl + 1 : end;
+            size_t o = 0;
+            while (v < end) {
+                int c = (unsigned char)*v;
+                if (c == '%' && end - v >= 3 && hexval(v[1]) >= 0 &&
+                    hexval(v[2]) >= 0) {
+                    c = hexval(v[1]) * 16 + hexval(v[2]);
+                    v += 3;
+                } else {
+                    c = c == '+' ? ' ' : c;
+                    v++;
+                }
+                if (o + 1 >= cap)
+                    return -1;
+                buf[o++] = (char)c;
+            }
+            buf[o] = '\0';
+            return 1;
+        }
+        q = *end ? end : NULL;
+    }
+    return 0;
+}
+
+static int b64val(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+/* Decodes standard or URL-safe base64 (padding optional, whitespace
+ * ignored) into a new NUL-terminated buffer; NULL when it is not base64. */
+static char *b64_decode(const char *s, size_t len, size_t *out_len)
+{
+    char *out = xmalloc(len / 4 * 3 + 4);
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0, pad = 0;
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+            continue;
+        if (c == '=') {
+            pad++;
+            continue;
+        }
+        int v = b64val(c);
+        if (v < 0 || pad) {
+            free(out);
+            return NULL;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    if (pad > 2 || bits >= 6) {
+        free(out);
+        return NULL;
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+static int is_object_text(const char *s, size_t len)
+{
+    json_t *o = json_loadb(s, len, 0, NULL);
+    int ok = json_is_object(o);
+    json_decref(o);
+    return ok;
+}
+
+void queue_set_body(queue_msg *m, const char *text, size_t len,
+                    const char *mode, size_t max_bytes)
+{
+    char why[160];
+    if (len > max_bytes * 2 + 8) {
+        m->too_big = 1;
+        return;
+    }
+    int try_plain = strcmp(mode, "base64") != 0;
+    int try_b64 = strcmp(mode, "none") != 0;
+    if (try_plain && (!try_b64 || is_object_text(text, len))) {
+        if (len > max_bytes) {
+            m->too_big = 1;
+            return;
+        }
+        m->body = xstrndup(text, len);
+        m->len = len;
+        return;
+    }
+    size_t dl = 0;
+    char *d = try_b64 ? b64_decode(text, len, &dl) : NULL;
+    if (d && dl > max_bytes) {
+        free(d);
+        m->too_big = 1;
+        return;
+    }
+    if (d && (!try_plain || is_object_text(d, dl))) {
+        m->body = d;
+        m->len = dl;
+        return;
+    }
+    free(d);
+    snprintf(why, sizeof why, "%s",
+             !try_b64     ? "the message is not a JSON object"
+             : !try_plain ? "the message is not base64 of a JSON object"
+                          : "the message is neither a JSON object nor "
+                            "base64 of one");
+    m->bad = xstrdup(why);
+}
