@@ -108,7 +108,10 @@ typedef struct master {
     uint64_t idem_seed;       /* from the job identity */
     source *src;              /* input */
     int queue;                /* it is a queue */
-    json_t *open_ids;         /* queue: message ids open, as keys */
+    json_t *open_ids;         /* queue: open items by Idempotency-Key */
+    ring orphans;             /* queue: results for items not pulled yet */
+    json_t *orphan_ix;        /* the same, by Idempotency-Key */
+    size_t orphan_bytes;      /* their response bytes */
     char **forget;            /* queue: ids acknowledged, to forget */
     size_t nforget;           /* their count */
     int src_eof;              /* input exhausted */
@@ -142,6 +145,7 @@ typedef struct master {
     int64_t rate_bucket_t;              /* index time of the newest bucket */
     uint64_t n_bad_frames, n_dup, n_stale, n_redispatch, n_blank;
     uint64_t n_dup_msgs; /* queue messages delivered while held */
+    uint64_t n_orphans_used, n_orphans_dropped;
     uint64_t n_throttle_reports;
     int64_t paused_logged_until;      /* last pause we logged */
     int fatal;                        /* a fatal error happened */
@@ -226,13 +230,28 @@ static void item_release(mitem *it)
     FO_FREE(&it->body);
 }
 
+/* The item's Idempotency-Key: the same for every attempt, re-dispatch and
+ * restart, derived from the job's identity, the line and the id (for a
+ * queue, the message id). */
+static void idem_key(const master *m, const mitem *it, char out[48])
+{
+    char h[17];
+    const char *k = it->msg_id ? it->msg_id : it->key;
+    util_hash_hex(
+        k, strlen(k),
+        m->idem_seed ^ ((uint64_t)it->line_no * 0x9E3779B97F4A7C15ULL), h);
+    snprintf(out, 48, "fo-%016" PRIx64 "-%s", m->idem_seed, h);
+}
+
 /* Frees everything an item holds (its batch is going away). */
 static void item_free(master *m, mitem *it)
 {
     item_release(it);
     FO_FREE(&it->key);
     if (it->msg_id) {
-        json_object_del(m->open_ids, it->msg_id);
+        char idem[48];
+        idem_key(m, it, idem);
+        json_object_del(m->open_ids, idem);
         FO_FREE(&it->msg_id);
     }
 }
@@ -595,9 +614,118 @@ static int flush_commit(master *m, int64_t now)
     return 0;
 }
 
+/* ---- results of a previous run (queues) ------------------------------
+ *
+ * A worker resends the results of calls that were in flight when the
+ * master died. For a file the restarted master reads the same lines into
+ * the same batches and takes them; a queue's messages come back in another
+ * order (Redis at once, Azure when their leases end), so such a result is
+ * matched by its Idempotency-Key, derived from the message id: it waits
+ * here, bounded in count, bytes and time, until its message is pulled
+ * again, and is recorded instead of calling the API a second time. */
+
+#define ORPHANS_MAX 10000
+#define ORPHAN_BYTES_MAX ((size_t)64 << 20)
+#define ORPHAN_TTL_NS (300LL * 1000 * FO_NS_PER_MS)
+
+typedef struct orphan {
+    proto_msg r;  /* the RESULT */
+    int64_t t_ns; /* when it arrived */
+    int used;     /* taken (r is empty) */
+} orphan;
+
+static orphan *orphan_at(master *m, size_t i)
+{
+    return *(orphan **)ring_at(&m->orphans, i);
+}
+
+static void orphan_pop(master *m)
+{
+    orphan *o = orphan_at(m, 0);
+    if (!o->used) {
+        m->n_orphans_dropped++;
+        json_object_del(m->orphan_ix, o->r.u.result.idem_key);
+        m->orphan_bytes -= o->r.u.result.response_len;
+        proto_msg_fini(&o->r);
+    }
+    free(o);
+    ring_pop(&m->orphans);
+}
+
+static void expire_orphans(master *m, int64_t now)
+{
+    while (m->orphans.len && (orphan_at(m, 0)->used ||
+                              now - orphan_at(m, 0)->t_ns > ORPHAN_TTL_NS))
+        orphan_pop(m);
+}
+
+/* Keeps r (moved out: r is left empty) until its message comes back. */
+static void stash_orphan(master *m, proto_msg *r, int64_t now)
+{
+    expire_orphans(m, now);
+    if (json_object_get(m->orphan_ix, r->u.result.idem_key)) {
+        m->n_stale++;
+        return;
+    }
+    while (m->orphans.len &&
+           (m->orphans.len >= ORPHANS_MAX ||
+            m->orphan_bytes + r->u.result.response_len > ORPHAN_BYTES_MAX))
+        orphan_pop(m);
+    orphan *o = xcalloc(1, sizeof *o);
+    o->r = *r;
+    memset(r, 0, sizeof *r);
+    o->t_ns = now;
+    *(orphan **)ring_push(&m->orphans) = o;
+    json_object_set_new(m->orphan_ix, o->r.u.result.idem_key,
+                        json_integer((json_int_t)(intptr_t)o));
+    m->orphan_bytes += o->r.u.result.response_len;
+    LOG_DEBUG("result.orphan",
+              "result for id %s of an earlier run kept until its message "
+              "comes back",
+              o->r.u.result.key);
+}
+
+static void on_result(master *m, proto_msg *r, int64_t now);
+
+/* A new queue item whose result an earlier run's call already produced:
+ * record that result. */
+static void take_orphan(master *m, mbatch *b, uint32_t idx, int64_t now)
+{
+    char idem[48];
+    idem_key(m, &b->items[idx], idem);
+    json_t *v = json_object_get(m->orphan_ix, idem);
+    if (!v)
+        return;
+    orphan *o = (orphan *)(intptr_t)json_integer_value(v);
+    json_object_del(m->orphan_ix, idem);
+    o->used = 1;
+    m->orphan_bytes -= o->r.u.result.response_len;
+    o->r.u.result.ref = (proto_ref){b->no, idx};
+    m->n_orphans_used++;
+    LOG_DEBUG("result.recovered",
+              "id %s: recorded the result an earlier run's call produced",
+              b->items[idx].key);
+    on_result(m, &o->r, now);
+    proto_msg_fini(&o->r);
+}
+
 static void on_result(master *m, proto_msg *r, int64_t now)
 {
     mitem *it = find_item(m, r->u.result.ref);
+    if (m->queue && r->u.result.idem_key &&
+        (!it || strcmp(it->key, r->u.result.key) != 0)) {
+        json_t *v = json_object_get(m->open_ids, r->u.result.idem_key);
+        uint64_t packed = v ? (uint64_t)json_integer_value(v) : 0;
+        it = v ? find_item(
+                     m, (proto_ref){packed >> 20, (uint32_t)(packed & 0xfffff)})
+               : NULL;
+        if (!it) {
+            stash_orphan(m, r, now);
+            return;
+        }
+        r->u.result.ref =
+            (proto_ref){packed >> 20, (uint32_t)(packed & 0xfffff)};
+    }
     if (!it) {
         m->n_stale++;
         LOG_DEBUG("result.stale",
@@ -1269,6 +1397,9 @@ static void close_batch(master *m, int64_t now)
         return;
     *(mbatch *)ring_push(&m->batches) = *b;
     mbatch *rb = batch_at(m, m->batches.len - 1);
+    for (uint32_t i = 0; m->orphans.len && i < rb->n; i++)
+        if (rb->items[i].state == IT_PENDING && rb->items[i].msg_id)
+            take_orphan(m, rb, i, now);
     for (uint32_t i = 0; i < rb->n; i++)
         if (rb->items[i].state == IT_PENDING)
             dq_push(m, (proto_ref){rb->no, i});
@@ -1283,7 +1414,12 @@ static void close_batch(master *m, int64_t now)
 static void add_line(master *m, const source_item *ln, int64_t now)
 {
     fo_err rc = ln->rc;
-    if (ln->msg_id && json_object_get(m->open_ids, ln->msg_id)) {
+    char idem[48] = "";
+    if (ln->msg_id) {
+        mitem probe = {.msg_id = (char *)ln->msg_id, .line_no = ln->line_no};
+        idem_key(m, &probe, idem);
+    }
+    if (ln->msg_id && json_object_get(m->open_ids, idem)) {
         /* Delivered again while we still hold it (its lease ran out). */
         m->n_dup_msgs++;
         source_release(m->src, ln->handle);
@@ -1305,7 +1441,9 @@ static void add_line(master *m, const source_item *ln, int64_t now)
     if (ln->msg_id) {
         it->msg_id = xstrdup(ln->msg_id);
         it->qhandle = ln->handle;
-        json_object_set_new(m->open_ids, ln->msg_id, json_true());
+        json_object_set_new(
+            m->open_ids, idem,
+            json_integer((json_int_t)((b->no << 20) | (uint64_t)idx)));
         snprintf(where, sizeof where, "message %.150s", ln->msg_id);
         snprintf(line_key, sizeof line_key, "%.150s", ln->msg_id);
     } else {
@@ -1431,17 +1569,8 @@ static void dispatch(master *m, int64_t now)
         mitem *it = find_item(m, ref);
         if (it && it->state == IT_PENDING && it->url) {
             proto_msg w = {.type = PROTO_WORK, .epoch = store_epoch(m->st)};
-            /* Stable across retries, re-dispatch and restarts: derived
-             * from the job's identity, the line and the id (or the
-             * message id, for a queue). */
-            char idem[17], idem_full[48];
-            const char *ik = it->msg_id ? it->msg_id : it->key;
-            util_hash_hex(ik, strlen(ik),
-                          m->idem_seed ^
-                              ((uint64_t)it->line_no * 0x9E3779B97F4A7C15ULL),
-                          idem);
-            snprintf(idem_full, sizeof idem_full, "fo-%016" PRIx64 "-%s",
-                     m->idem_seed, idem);
+            char idem_full[48];
+            idem_key(m, it, idem_full);
             w.u.work.ref = ref;
             w.u.work.key = it->key;
             w.u.work.url = it->url;
@@ -1523,6 +1652,7 @@ static void take_acked(master *m, int64_t now)
 
 static void tick(master *m, int64_t now)
 {
+    expire_orphans(m, now);
     int64_t lease_ns = m->cfg->lease_ms * FO_NS_PER_MS;
     for (size_t i = 0; i < budget_capacity(m->bud); i++) {
         budget_worker *w = budget_at(m->bud, i);
@@ -2318,6 +2448,8 @@ int master_run(const master_config *cfg)
     m->cfg = cfg;
     m->results_fd = -1;
     m->open_ids = json_object();
+    m->orphan_ix = json_object();
+    ring_init(&m->orphans, sizeof(orphan *));
     m->run_start_ns = clock_now_ns();
     ring_init(&m->batches, sizeof(mbatch));
     ring_init(&m->dq, sizeof(proto_ref));
@@ -2537,6 +2669,11 @@ int master_run(const master_config *cfg)
     int64_t now = clock_now_ns();
     if (m->cb_len && !m->fatal)
         (void)flush_commit(m, now);
+    if (m->n_orphans_used)
+        LOG_INFO("result.recovered",
+                 "%" PRIu64 " calls in flight when an earlier run stopped "
+                 "were recorded from their results, not made again",
+                 m->n_orphans_used);
     if (m->queue && !m->fatal) {
         /* Wait for the last acknowledgements, and forget them. */
         source_drain(m->src, 10000);
@@ -2581,6 +2718,10 @@ out:
     free(m->job_json);
     source_close(&m->src, 0);
     json_decref(m->open_ids);
+    while (m->orphans.len)
+        orphan_pop(m);
+    ring_fini(&m->orphans);
+    json_decref(m->orphan_ix);
     for (size_t i = 0; i < m->nforget; i++)
         free(m->forget[i]);
     free(m->forget);

@@ -81,7 +81,7 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &snk, sbuf_write);
     static const size_t nfields[] = {0, 4, 1,  2, 3, 3, 2, 1,
-                                     0, 6, 11, 0, 1, 4, 1, 1};
+                                     0, 6, 12, 0, 1, 4, 1, 1};
     if (m->type < 1 || m->type > PROTO_CTL_REPLY)
         return FO_EINVAL;
     msgpack_pack_array(&pk, 3 + nfields[m->type]);
@@ -154,6 +154,7 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
         pack_str(&pk, m->u.result.error);
         pack_bin(&pk, m->u.result.response, m->u.result.response_len);
         pack_str(&pk, m->u.result.worker);
+        pack_str(&pk, m->u.result.idem_key);
         break;
     default:
         break;
@@ -556,6 +557,9 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
                                         &m->u.result.response_len);
         m->u.result.worker =
             rd_bytes(&r, "worker", PROTO_MAX_TEXT_BYTES, 0, NULL);
+        if (r.i < r.n) /* optional */
+            m->u.result.idem_key =
+                rd_bytes(&r, "idem_key", PROTO_MAX_TEXT_BYTES, 1, NULL);
         break;
     default:
         snprintf(err, errlen, "unknown message type %d", m->type);
@@ -605,6 +609,7 @@ void proto_msg_fini(proto_msg *m)
         free(m->u.result.error);
         free(m->u.result.response);
         free(m->u.result.worker);
+        free(m->u.result.idem_key);
         break;
     default:
         break;

@@ -131,6 +131,9 @@ typedef struct proto_msg {
             char *response;       /* response body (may hold NULs) */
             size_t response_len;  /* its length */
             char *worker;         /* worker id */
+            char *idem_key;       /* the WORK's Idempotency-Key, or NULL
+                                     (optional, last: older workers omit
+                                     it) */
         } result;
     } u;
 } proto_msg;

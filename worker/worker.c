@@ -365,6 +365,7 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
     m.u.result.response = (char *)body;
     m.u.result.response_len = body_len;
     m.u.result.worker = w->id;
+    m.u.result.idem_key = it->idem;
     outframe *f = xcalloc(1, sizeof *f);
     buf_init(&f->frame, PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
     if (proto_encode(&m, &f->frame) != FO_OK) {

@@ -266,9 +266,11 @@ static void test_round_trip_result(void **state)
     in.u.result.response = (char *)resp;
     in.u.result.response_len = sizeof resp - 1;
     in.u.result.worker = "w1";
+    in.u.result.idem_key = "fo-1-2";
     fo_buf f;
     proto_msg out;
     round_trip(&in, &f, &out);
+    assert_string_equal(out.u.result.idem_key, "fo-1-2");
     assert_int_equal(out.u.result.ref.batch, 9);
     assert_int_equal(out.u.result.ref.idx, 10);
     assert_string_equal(out.u.result.key, "k");
@@ -294,6 +296,18 @@ static void test_round_trip_result(void **state)
     assert_null(out.u.result.error);
     assert_null(out.u.result.response);
     assert_int_equal(out.u.result.response_len, 0);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    /* A RESULT from an older worker, without idem_key, still decodes. */
+    in.u.result.idem_key = NULL;
+    buf_init(&f, BIG_CAP);
+    assert_fo(FO_OK, proto_encode(&in, &f));
+    assert_int_equal((unsigned char)f.data[0], 0x9f); /* 15 elements */
+    f.data[0] = (char)0x9e;                           /* say 14 */
+    f.len--; /* and drop the trailing nil */
+    assert_fo(FO_OK, decode(f.data, f.len, &out));
+    assert_null(out.u.result.idem_key);
+    assert_string_equal(out.u.result.worker, "w1");
     proto_msg_fini(&out);
     buf_fini(&f);
 }
