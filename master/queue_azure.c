@@ -27,7 +27,7 @@
 
 #define AZ_VERSION "2021-12-02"           /* x-ms-version; Azurite knows it */
 #define AZ_BATCH_MAX 32                   /* Get Messages returns at most 32 */
-#define AZ_LEASE_MAX_S (7 * 86400)        /* the longest visibility timeout */
+#define AZ_LEASE_MAX_S (7LL * 86400)      /* the longest visibility timeout */
 #define AZ_RESPONSE_MAX_BYTES (64u << 20) /* a Get Messages response */
 #define AZ_ERROR_MAX_BYTES (64u << 10)    /* any other response body */
 #define AZ_CONNECT_MAX_MS 5000            /* connect timeout cap */
