@@ -108,6 +108,7 @@ typedef struct master {
     uint64_t idem_seed;       /* from the job identity */
     source *src;              /* input */
     int queue;                /* it is a queue */
+    char input_shown[1024];   /* --input without credentials */
     json_t *open_ids;         /* queue: open items by Idempotency-Key */
     ring orphans;             /* queue: results for items not pulled yet */
     json_t *orphan_ix;        /* the same, by Idempotency-Key */
@@ -146,6 +147,8 @@ typedef struct master {
     uint64_t n_bad_frames, n_dup, n_stale, n_redispatch, n_blank;
     uint64_t n_dup_msgs; /* queue messages delivered while held */
     uint64_t n_orphans_used, n_orphans_dropped;
+    uint64_t n_redelivered; /* queue messages found recorded already */
+    uint64_t n_acked;       /* queue acknowledgements confirmed */
     uint64_t n_throttle_reports;
     int64_t paused_logged_until;      /* last pause we logged */
     int fatal;                        /* a fatal error happened */
@@ -883,6 +886,7 @@ static json_t *status_json(master *m, int64_t now)
                         json_integer((json_int_t)store_epoch(m->st)));
     json_object_set_new(o, "items", json_integer(t->items));
     json_object_set_new(o, "total", json_integer(m->total_items));
+    json_object_set_new(o, "source", json_string(m->input_shown));
     json_object_set_new(o, "items_ok", json_integer(t->ok));
     json_object_set_new(o, "items_failed", json_integer(t->failed));
     json_object_set_new(o, "items_invalid", json_integer(t->invalid));
@@ -986,6 +990,20 @@ static char *render_metrics(master *m, int64_t now)
            "Input bytes not yet acknowledged (-1 for a stream).",
            m->in_size >= 0 ? (double)(m->in_size - m->state.cursor.offset)
                            : -1);
+    metric(&b, "fanout_source_acks_total", "counter",
+           "Queue messages whose acknowledgement the queue confirmed.",
+           (double)m->n_acked);
+    metric(&b, "fanout_source_redelivered_total", "counter",
+           "Queue messages delivered again although already recorded "
+           "(acknowledged, not run).",
+           (double)m->n_redelivered);
+    metric(&b, "fanout_source_duplicate_deliveries_total", "counter",
+           "Queue messages delivered again while still being worked on.",
+           (double)m->n_dup_msgs);
+    metric(&b, "fanout_recovered_results_total", "counter",
+           "Results of calls in flight at an earlier run's end, recorded "
+           "without calling again (queue sources).",
+           (double)m->n_orphans_used);
     metric(&b, "fanout_redispatched_total", "counter",
            "Items sent again after a lease expired or a worker left.",
            (double)m->n_redispatch);
@@ -1458,6 +1476,7 @@ static void add_line(master *m, const source_item *ln, int64_t now)
         it->state = IT_DONE;
         b->done++;
         it->key = xstrdup(line_key);
+        m->n_redelivered += ln->msg_id != NULL;
         if (ln->msg_id)
             LOG_DEBUG("source.redelivered",
                       "%s is recorded already; acknowledging it", where);
@@ -1540,12 +1559,12 @@ static int read_input(master *m, int64_t now)
         if (rc == SOURCE_EOF) {
             m->src_eof = 1;
             close_batch(m, now);
-            LOG_INFO("source.eof", "end of input %s", m->cfg->input);
+            LOG_INFO("source.eof", "end of input %s", m->input_shown);
             return 0;
         }
         if (rc == SOURCE_ERROR)
             return fatal(m, "source.read_failed", "reading --input %s: %s",
-                         m->cfg->input, source_error(m->src));
+                         m->input_shown, source_error(m->src));
         if (ln.rc == FO_OK && !ln.msg_id && is_blank(ln.data, ln.len)) {
             m->n_blank++;
             continue;
@@ -1644,6 +1663,7 @@ static void take_acked(master *m, int64_t now)
         free(ids);
         return;
     }
+    m->n_acked += n;
     m->forget = xrealloc(m->forget, (m->nforget + n) * sizeof *m->forget);
     memcpy(m->forget + m->nforget, ids, n * sizeof *ids);
     m->nforget += n;
@@ -1959,18 +1979,9 @@ static char *build_identity(const master_config *c)
     char abs[4096];
     const char *in = c->input;
     if (queue_is_url(in)) {
-        /* The queue without credentials or tunables (lease= may change
-         * between runs): scheme, host, queue, and the Redis group. */
-        const char *hs = strstr(in, "://") + 3;
-        const char *at = strchr(hs, '@'), *q = strchr(hs, '?');
-        if (at && (!q || at < q))
-            hs = at + 1;
-        char group[256] = "";
-        queue_url_param(in, "group", group, sizeof group);
-        snprintf(abs, sizeof abs, "%.*s%.*s%s%s",
-                 (int)(strstr(in, "://") + 3 - in), in,
-                 (int)(q && q > hs ? q - hs : (int)strlen(hs)), hs,
-                 group[0] ? "?group=" : "", group);
+        /* Without credentials or tunables (lease= may change between
+         * runs). */
+        queue_url_public(in, abs, sizeof abs);
         in = abs;
     } else if (strcmp(in, "-") != 0 && realpath(in, abs)) {
         in = abs;
@@ -2014,6 +2025,10 @@ static int open_source(master *m)
         return code;
     }
     m->queue = source_is_queue(m->src);
+    if (m->queue)
+        queue_url_public(c->input, m->input_shown, sizeof m->input_shown);
+    else
+        snprintf(m->input_shown, sizeof m->input_shown, "%s", c->input);
     m->in_size = source_size(m->src);
     m->total_items = -1;
     int64_t rest = source_count_rest(m->src);

@@ -28,6 +28,22 @@ queue_driver *queue_open(const char *input, const queue_opts *o, char *err,
     return NULL;
 }
 
+void queue_url_public(const char *url, char *out, size_t cap)
+{
+    const char *sep = strstr(url, "://");
+    const char *hs = sep ? sep + 3 : url;
+    size_t rest = strcspn(hs, "?");
+    const char *at = memchr(hs, '@', rest);
+    if (at) {
+        rest -= (size_t)(at + 1 - hs);
+        hs = at + 1;
+    }
+    char group[256] = "";
+    queue_url_param(url, "group", group, sizeof group);
+    snprintf(out, cap, "%.*s%.*s%s%s", (int)(sep ? sep + 3 - url : 0), url,
+             (int)rest, hs, group[0] ? "?group=" : "", group);
+}
+
 void queue_msg_fini(queue_msg *m)
 {
     free(m->id);

@@ -97,6 +97,10 @@ queue_driver *queue_redis_open(const char *url, const queue_opts *o, char *err,
 queue_driver *queue_azure_open(const char *url, const queue_opts *o, char *err,
                                size_t errlen);
 
+/* The queue URL without credentials or options, but the Redis group:
+ * what identifies the queue, safe to log and show. */
+void queue_url_public(const char *url, char *out, size_t cap);
+
 /* Frees a message's strings and zeroes it. */
 void queue_msg_fini(queue_msg *m);
 

@@ -55,6 +55,21 @@ static void test_is_url(void **state)
     assert_false(queue_is_url("-"));
 }
 
+static void test_public_url_hides_credentials_and_options(void **state)
+{
+    (void)state;
+    char b[256];
+    queue_url_public("redis://user:s3cret@h:6379/jobs?lease=5s&group=g", b,
+                     sizeof b);
+    assert_string_equal(b, "redis://h:6379/jobs?group=g");
+    queue_url_public("redis://:pw@h/jobs?group=g", b, sizeof b);
+    assert_string_equal(b, "redis://h/jobs?group=g");
+    queue_url_public("azure-queue://acct/q?endpoint=http://x@y/z", b, sizeof b);
+    assert_string_equal(b, "azure-queue://acct/q");
+    queue_url_public("azure-queue://acct/q", b, sizeof b);
+    assert_string_equal(b, "azure-queue://acct/q");
+}
+
 static void body(const char *text, const char *mode, size_t cap, queue_msg *m)
 {
     memset(m, 0, sizeof *m);
@@ -119,6 +134,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_params_are_found_and_decoded),
         cmocka_unit_test(test_is_url),
+        cmocka_unit_test(test_public_url_hides_credentials_and_options),
         cmocka_unit_test(test_plain_and_base64_bodies),
         cmocka_unit_test(test_bad_and_oversized_bodies),
     };
