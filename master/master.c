@@ -121,6 +121,7 @@ typedef struct master {
     ring batches;             /* open batches (mbatch), oldest first */
     mbatch bld;               /* batch being read */
     size_t bld_cap;           /* its items allocated */
+    uint32_t bld_queued;      /* of its items, those already queued */
     ring dq;                  /* items to push (proto_ref) */
     int push_blocked;         /* last push would block */
     store_row *prev;          /* rows committed by an earlier run */
@@ -205,6 +206,9 @@ static mbatch *batch_at(master *m, size_t i)
 
 static mbatch *find_batch(master *m, uint64_t no)
 {
+    /* The batch being read: a pipe's items go out before it is full. */
+    if (m->bld.n && no == m->bld.no)
+        return &m->bld;
     if (m->batches.len == 0)
         return NULL;
     uint64_t base = batch_at(m, 0)->no;
@@ -1418,9 +1422,10 @@ static void close_batch(master *m, int64_t now)
     for (uint32_t i = 0; m->orphans.len && i < rb->n; i++)
         if (rb->items[i].state == IT_PENDING && rb->items[i].msg_id)
             take_orphan(m, rb, i, now);
-    for (uint32_t i = 0; i < rb->n; i++)
+    for (uint32_t i = m->bld_queued; i < rb->n; i++)
         if (rb->items[i].state == IT_PENDING)
             dq_push(m, (proto_ref){rb->no, i});
+    m->bld_queued = 0;
     memset(b, 0, sizeof *b);
     m->bld_cap = 0;
     b->no = rb->no + 1;
@@ -1552,8 +1557,16 @@ static int read_input(master *m, int64_t now)
             /* A queue's batch is what is there, up to --batch-size. A
              * file's batches are always whole (but the last): the rows of
              * an earlier run are keyed by batch and index. */
-            if (m->queue)
+            if (m->queue) {
                 close_batch(m, now);
+            } else {
+                /* A pipe that has nothing more now: send what the batch
+                 * holds so far without closing it. */
+                for (uint32_t i = m->bld_queued; i < m->bld.n; i++)
+                    if (m->bld.items[i].state == IT_PENDING)
+                        dq_push(m, (proto_ref){m->bld.no, i});
+                m->bld_queued = m->bld.n;
+            }
             return 0;
         }
         if (rc == SOURCE_EOF) {
@@ -1629,8 +1642,8 @@ static void dispatch(master *m, int64_t now)
 static void scan_leases(master *m, int64_t now)
 {
     int64_t unclaimed_ns = m->cfg->heartbeat_ms * FO_NS_PER_MS * 5 / 2;
-    for (size_t i = 0; i < m->batches.len; i++) {
-        mbatch *b = batch_at(m, i);
+    for (size_t i = 0; i <= m->batches.len; i++) {
+        mbatch *b = i < m->batches.len ? batch_at(m, i) : &m->bld;
         for (uint32_t k = 0; k < b->n; k++) {
             mitem *it = &b->items[k];
             if (it->state != IT_SENT)

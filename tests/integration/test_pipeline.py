@@ -200,6 +200,28 @@ def test_stdin_input_and_completed_job_rerun(env):
     assert len(h.results(out)) == 50
 
 
+def test_a_slow_pipe_is_not_held_back_by_the_batch_size(env):
+    """Items from a pipe that has nothing more for now are sent at once,
+    not when --batch-size of them have arrived."""
+    s = env.server()
+    out = env.path("out")
+    m = env.master("--input", "-", "--out", out, "--url",
+                   s.base + "/x/{id}", "--spawn-workers", "1",
+                   "--batch-size", "10", stdin=subprocess.PIPE)
+    pipe = m.proc.p.stdin
+    pipe.write(b"".join(b'{"id":"early-%d"}\n' % i for i in range(3)))
+    pipe.flush()
+    h.wait_for(lambda: os.path.exists(os.path.join(out, "results.jsonl"))
+               and len(h.results(out)) == 3, 20,
+               "the first 3 of a batch of 10 to be recorded")
+    pipe.write(b"".join(b'{"id":"late-%d"}\n' % i for i in range(12)))
+    pipe.close()
+    assert m.proc.wait(60) == 0
+    h.assert_exactly_once(h.results(out),
+                          ["early-%d" % i for i in range(3)] +
+                          ["late-%d" % i for i in range(12)])
+
+
 def test_usage_errors_name_the_flag(env):
     master = os.path.join(h.BIN, "fanout-master")
     base = ["--input", env.write_items("i.jsonl", 1), "--out",
