@@ -80,6 +80,10 @@ static redisReply *cmd(redis_q *q, int argc, const char **argv,
     }
     if (r->type == REDIS_REPLY_ERROR) {
         reply_err(q, r, what, err, errlen);
+        /* The stream or group was deleted under us: reconnecting creates
+         * them again (the entries it held are gone with it). */
+        if (!strncmp(r->str, "NOGROUP", 7))
+            drop_conn(q);
         freeReplyObject(r);
         return NULL;
     }
