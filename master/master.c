@@ -1475,7 +1475,7 @@ static void add_line(master *m, const source_item *ln, int64_t now)
     }
 
     if (ln->msg_id
-            ? store_message_done(m->st, ln->msg_id)
+            ? !ln->first && store_message_done(m->st, ln->msg_id)
             : (prev_committed(m, b->no, idx) ||
                (store_repairing(m->st) && store_present(m->st, ln->line_no)))) {
         it->state = IT_DONE;

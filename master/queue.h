@@ -33,7 +33,9 @@ typedef struct queue_msg {
     int too_big;        /* the body was over the size cap */
     char *bad;          /* why the message is not an item (e.g. "base64 body
                            does not decode"), or NULL */
-    int64_t deliveries; /* times delivered, when the queue says (else 0) */
+    int64_t deliveries; /* times delivered, when the queue says (else 0);
+                           1 spares the master a store lookup: a first
+                           delivery cannot have a record yet */
 } queue_msg;
 
 /* Per-message outcomes of ack and renew. */

@@ -207,9 +207,11 @@ static void ack_ids(redis_q *q, const char *const *ids, size_t n)
     free(a);
 }
 
-/* Appends the entries of an entry list to out. */
+/* Appends the entries of an entry list to out; first: they are new
+ * entries (XREADGROUP >), delivered for the first time. */
 static void take_entries(redis_q *q, const redisReply *list, queue_msg *out,
-                         size_t *n, size_t max, char *last_id, size_t idcap)
+                         size_t *n, size_t max, char *last_id, size_t idcap,
+                         int first)
 {
     const char *gone[64];
     size_t ngone = 0;
@@ -219,6 +221,7 @@ static void take_entries(redis_q *q, const redisReply *list, queue_msg *out,
             e->element[0]->type == REDIS_REPLY_STRING && last_id)
             snprintf(last_id, idcap, "%s", e->element[0]->str);
         if (take_entry(q, e, &out[*n]) == 0) {
+            out[*n].deliveries = first;
             (*n)++;
         } else {
             queue_msg_fini(&out[*n]);
@@ -248,9 +251,9 @@ static int read_group(redis_q *q, const char *id, size_t max, queue_msg *out,
         r->element[0]->elements >= 2) {
         const redisReply *list = r->element[0]->element[1];
         *got = list->elements;
-        take_entries(q, list, out, n, max,
-                     strcmp(id, ">") ? q->pel_cursor : NULL,
-                     sizeof q->pel_cursor);
+        int fresh = !strcmp(id, ">");
+        take_entries(q, list, out, n, max, fresh ? NULL : q->pel_cursor,
+                     sizeof q->pel_cursor, fresh);
     } else {
         *got = 0;
     }
@@ -275,7 +278,7 @@ static int claim_sweep(redis_q *q, size_t max, queue_msg *out, size_t *n,
         r->element[0]->type == REDIS_REPLY_STRING) {
         snprintf(q->claim_cursor, sizeof q->claim_cursor, "%s",
                  r->element[0]->str);
-        take_entries(q, r->element[1], out, n, max, NULL, 0);
+        take_entries(q, r->element[1], out, n, max, NULL, 0, 0);
     }
     freeReplyObject(r);
     if (!strcmp(q->claim_cursor, "0-0"))

@@ -51,6 +51,7 @@ typedef struct source_item {
     int64_t end_offset; /* file: the offset after it; queue: 0 */
     const char *msg_id; /* queue: the message id; file: NULL */
     uint64_t handle;    /* queue: what source_ack() takes */
+    int first;          /* queue: its first delivery (no record yet) */
 } source_item;
 
 enum { SOURCE_ITEM, SOURCE_AGAIN, SOURCE_EOF, SOURCE_ERROR };

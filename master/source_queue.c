@@ -53,6 +53,7 @@ typedef struct qdeliv {
     char *id, *body, *bad;
     size_t len;
     int too_big;
+    int first; /* first delivery */
 } qdeliv;
 
 typedef struct qcmd {
@@ -239,6 +240,7 @@ static void t_pull(qthread *t, int64_t now)
         d->len = ms[i].len;
         d->bad = ms[i].bad;
         d->too_big = ms[i].too_big;
+        d->first = ms[i].deliveries == 1;
         ms[i].body = ms[i].bad = NULL;
         s->m = ms[i];
         s->state = SL_HELD;
@@ -643,7 +645,8 @@ int squeue_next(squeue *q, int64_t want, source_item *it, int64_t now)
                                       : (q->cur.bad ? FO_EINVAL : FO_OK),
                             .bad = q->cur.bad,
                             .msg_id = q->cur.id,
-                            .handle = q->cur.handle};
+                            .handle = q->cur.handle,
+                            .first = q->cur.first};
         return SOURCE_ITEM;
     }
     if (q->eof)
