@@ -165,6 +165,46 @@ def test_redis_kill_master_and_restart(env):
     assert s.stats()["status"].get("429", 0) == 0
 
 
+def test_redis_recorded_but_unacknowledged_entries_are_not_run_again(env):
+    """Redis stops answering (SIGSTOP), so XACKs hang while records keep
+    being committed; then the master is killed. The restarted master reads
+    those entries back from the group's pending list, finds their records
+    committed, and acknowledges them without calling the API again."""
+    n = 200
+    r = ql.Redis(env)
+    s = env.server()
+    ids = ["u-%d" % i for i in range(1, n + 1)]
+    r.xadd_many("jobs", [{"id": i} for i in ids])
+    job = redis_job(env, r, s, "jobs", "--idle-grace", GRACE, "--rate",
+                    "100/s", "--spawn-workers", "1", "--log-level", "debug")
+    job.start()
+    job.wait_results(20, 60)
+    r.proc.signal(signal.SIGSTOP)
+    try:
+        # Every entry was pulled at once (the window is larger than n):
+        # records go on being committed while the acknowledgements hang.
+        job.wait_results(60, 60)
+        job.master.signal(signal.SIGKILL)
+        job.master.wait(10)
+    finally:
+        r.proc.signal(signal.SIGCONT)
+    before = {x["id"] for x in h.results(job.out)}
+    pending = r.xpending_count("jobs", "g")
+    job.start()
+    status = job.finish(90)
+    assert status == 0, job.master.text()[-3000:]
+    h.assert_exactly_once(h.results(job.out), ids)
+    assert r.xpending_count("jobs", "g") == 0
+    calls = ql.per_id_calls(s)
+    again = sorted(i for i in before if calls.get(i, 0) != 1)
+    assert not again, "recorded before the kill, called again: %s" % again
+    redelivered = job.master.text().count("source.redelivered:")
+    h.report("redis stopped, master killed with %d records and %d entries "
+             "pending: %d recorded entries came back and were acknowledged "
+             "without a call" % (len(before), pending, redelivered))
+    assert redelivered > 0, "no committed-but-unacknowledged entry came back"
+
+
 def test_redis_takes_over_entries_of_a_dead_consumer(env):
     """Entries pending under another consumer for longer than &lease are
     taken over (XAUTOCLAIM) and run once."""
