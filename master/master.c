@@ -1227,6 +1227,9 @@ static void handle_control(master *m, int64_t now)
         if (msg.type == PROTO_CTL) {
             handle_ctl(m, id, idlen, msg.u.ctl.json, now);
         } else if (msg.type == PROTO_HELLO) {
+            /* HELLOs a worker queued while it could not reach us arrive
+             * together: the first one joins it, the others rejoin. */
+            int known = w != NULL;
             w = budget_join(m->bud, id, idlen, now);
             if (!w) {
                 LOG_WARN("worker.refused",
@@ -1243,9 +1246,10 @@ static void handle_control(master *m, int64_t now)
                                  .epoch = store_epoch(m->st)};
                 job.u.job.job_json = m->job_json;
                 send_to(m, w, &job);
-                LOG_INFO("worker.joined",
-                         "worker %s (host %s, pid %" PRId64 ", concurrency %u)",
-                         w->name, w->host, w->pid, w->concurrency);
+                LOG_AT(known ? LOG_LVL_DEBUG : LOG_LVL_INFO,
+                       known ? "worker.rejoined" : "worker.joined",
+                       "worker %s (host %s, pid %" PRId64 ", concurrency %u)",
+                       w->name, w->host, w->pid, w->concurrency);
             }
         } else if (!w) {
             proto_msg reset = {.type = PROTO_RESET,
