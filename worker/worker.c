@@ -50,6 +50,7 @@ typedef struct witem {
     char *idem;              /* Idempotency-Key */
     uint32_t attempts;       /* attempts made, throttled ones included */
     uint32_t throttled;      /* attempts answered 429/503+Retry-After */
+    uint32_t unreachable;    /* attempts during an API outage (uncounted) */
     uint32_t last_http;      /* last HTTP status */
     char *last_error;        /* last error text */
     int64_t ready_at_ns;     /* when a waiting item may be retried */
@@ -131,7 +132,16 @@ typedef struct wstate {
     size_t ndelay;            /* how many recorded */
     fo_buf scratch;           /* encode buffer */
     uint64_t n_ok, n_failed, n_retries, n_dropped_tokens, n_bad_frames;
+    int api_answered;         /* the API has answered us (any HTTP status) */
+    uint32_t transport_fail;  /* attempts in a row with no HTTP answer */
+    int64_t outage_since_ns;  /* an API outage was declared then, or 0 */
+    int64_t outage_logged_ns; /* when it was last logged */
 } wstate;
+
+/* Calls in a row that could not reach the API that make an outage, and
+ * how often a continuing outage is logged. */
+#define OUTAGE_AFTER_FAILURES 3
+#define OUTAGE_LOG_EVERY_NS (60 * 1000 * FO_NS_PER_MS)
 
 static volatile sig_atomic_t stop_signal;
 
@@ -447,6 +457,26 @@ static void report_rateinfo(wstate *w, const ratelimit_info *ri)
     send_ctl(w, &m);
 }
 
+/* 1 when the call never reached the API: no connection could be made (or
+ * its name did not resolve), as opposed to an answer, a connection that
+ * broke or timed out after it was made. */
+static int unreachable(const http_response *r)
+{
+    switch (r->code) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return 1;
+    case CURLE_OPERATION_TIMEDOUT:
+        /* libcurl says "Connection timed out" / "Resolving timed out"
+         * before a connection, "Operation timed out" after. */
+        return r->error && (!strncmp(r->error, "Connection timed out", 20) ||
+                            !strncmp(r->error, "Resolving timed out", 19));
+    default:
+        return 0;
+    }
+}
+
 static void on_http_done(void *ctx, const http_response *r)
 {
     wstate *w = ctx;
@@ -459,6 +489,20 @@ static void on_http_done(void *ctx, const http_response *r)
     curl_slist_free_all(it->hdrs);
     it->hdrs = NULL;
     it->last_http = (uint32_t)r->status;
+    int no_route = unreachable(r);
+    if (r->code == CURLE_OK) {
+        w->api_answered = 1;
+        w->transport_fail = 0;
+        if (w->outage_since_ns) {
+            LOG_INFO("api.reachable",
+                     "the API answers again after %.1f s; waiting items "
+                     "run now",
+                     (double)(clock_now_ns() - w->outage_since_ns) / 1e9);
+            w->outage_since_ns = 0;
+        }
+    } else if (no_route) {
+        w->transport_fail++;
+    }
     int64_t ra_ms = -1;
     if (r->retry_after &&
         backoff_parse_retry_after(r->retry_after, clock_wall_ms(),
@@ -514,7 +558,32 @@ static void on_http_done(void *ctx, const http_response *r)
         retryable = 1;
         set_error(it, "%s", r->error);
     }
-    uint32_t counted = it->attempts - it->throttled;
+    /* The API answered this worker before, and now several calls in a row
+     * could not even connect: an outage (or this host lost its route to
+     * the API), not a problem of the item. Such attempts do not count
+     * towards --max-attempts: the items wait, retrying at the backoff's
+     * pace, instead of failing, and run when the API answers again. An API
+     * that never answered (a wrong URL) still fails items fast, and so
+     * does a call that connected and then timed out (a slow endpoint). */
+    if (no_route && w->api_answered &&
+        w->transport_fail >= OUTAGE_AFTER_FAILURES) {
+        it->unreachable++;
+        int64_t now = clock_now_ns();
+        if (!w->outage_since_ns) {
+            w->outage_since_ns = w->outage_logged_ns = now;
+            LOG_WARN("api.unreachable",
+                     "%u calls in a row could not reach the API (%s); items "
+                     "wait for it instead of failing",
+                     w->transport_fail, r->error);
+        } else if (now - w->outage_logged_ns >= OUTAGE_LOG_EVERY_NS) {
+            w->outage_logged_ns = now;
+            LOG_WARN("api.unreachable",
+                     "the API has not been reachable for %.0f s (%s); items "
+                     "still wait for it",
+                     (double)(now - w->outage_since_ns) / 1e9, r->error);
+        }
+    }
+    uint32_t counted = it->attempts - it->throttled - it->unreachable;
     if (!retryable) {
         finish_item(w, it, 0, it->last_error, r->body, r->body_len,
                     r->latency_ms);

@@ -276,6 +276,41 @@ def test_redrive_reruns_only_failed_items(env):
     assert h.summary(job.out)["failed"] == 0
 
 
+def test_an_api_outage_mid_job_fails_no_item(env):
+    """The API goes away mid-job (its server killed, so connections are
+    refused) and comes back on the same port 3 s later. With 3 attempts,
+    retries at most 300 ms apart and 16 items in play, every item in
+    play would fail during the outage; instead the workers notice that
+    the API they reached before no longer answers, and the items wait for
+    it."""
+    s = env.server()
+    n = 300
+    items = env.write_items("items.jsonl", n)
+    out = env.path("out")
+    m = env.master("--input", items, "--out", out, "--url",
+                   s.base + "/x/{id}", "--spawn-workers", "2", "--rate",
+                   "60/s", "--max-attempts", "3", "--backoff-base", "50ms",
+                   "--backoff-max", "300ms", "--window", "16")
+    results = os.path.join(out, "results.jsonl")
+    h.wait_for(lambda: os.path.exists(results) and
+               len(h.results(out)) >= 60, 30, "60 records")
+    s.proc.kill()
+    s.proc.wait(10)
+    time.sleep(3)  # the outage lasts 3 s: the scenario, not a wait
+    env.server("--port", str(s.port))
+    assert m.proc.wait(120) == 0, m.proc.text()[-3000:]
+    recs = h.results(out)
+    h.assert_exactly_once(recs, ["item-%d" % i for i in range(1, n + 1)])
+    bad = [r for r in recs if r["status"] != "ok"]
+    assert not bad, bad[:3]
+    assert "api.unreachable" in m.proc.text()
+    assert "api.reachable" in m.proc.text()
+    waited = max(r["attempts"] for r in recs)
+    h.report("API down 3 s mid-job (--max-attempts 3, retries <= 300 ms "
+             "apart): 0 failed of %d, up to %d attempts for an item"
+             % (n, waited))
+
+
 def test_a_different_job_on_the_same_out_is_refused(env):
     s = env.server()
     job = Job(env, s, 10)
