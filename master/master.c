@@ -633,7 +633,7 @@ static int flush_commit(master *m, int64_t now)
 
 #define ORPHANS_MAX 10000
 #define ORPHAN_BYTES_MAX ((size_t)64 << 20)
-#define ORPHAN_TTL_NS (300LL * 1000 * FO_NS_PER_MS)
+#define ORPHAN_TTL_NS (300 * FO_NS_PER_S)
 
 typedef struct orphan {
     proto_msg r;  /* the RESULT */

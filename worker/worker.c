@@ -141,7 +141,7 @@ typedef struct wstate {
 /* Calls in a row that could not reach the API that make an outage, and
  * how often a continuing outage is logged. */
 #define OUTAGE_AFTER_FAILURES 3
-#define OUTAGE_LOG_EVERY_NS (60 * 1000 * FO_NS_PER_MS)
+#define OUTAGE_LOG_EVERY_NS (60 * FO_NS_PER_S)
 
 static volatile sig_atomic_t stop_signal;
 
