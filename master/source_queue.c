@@ -15,11 +15,11 @@
  * answer. Confirmed acknowledgements go back to the master, which then
  * forgets those ids in its store.
  *
- * The source ends when a pull has found the queue empty and nothing
- * arrived for the grace period (--idle-grace), unless --follow. Azure
- * hands a dead master's messages out again only when their lease runs out,
- * so the master keeps the deadline of every lease it holds in its store
- * (queue_lease_until), and a restarted master does not end before it.
+ * The source ends when pulls have found the queue empty for the grace
+ * period (--idle-grace), unless --follow. Azure hands a dead master's
+ * messages out again only when their lease runs out, so the master keeps
+ * the deadline of every lease it holds in its store (queue_lease_until),
+ * and a restarted master does not end before it.
  */
 #include "fmacros.h"
 #include "source_queue.h"
@@ -110,7 +110,7 @@ struct squeue {
     size_t buf_n, buf_at;
     qdeliv cur; /* the item last handed out */
     int pull_pending, empty_seen, eof, stopped;
-    int64_t last_msg_ns;
+    int64_t empty_since_ns; /* first empty pull since the last message */
     int follow;
     int64_t grace_ns, lease_ms;
     store *st;
@@ -474,7 +474,6 @@ static void on_event(squeue *q, qevt *e, int64_t now)
     case EVT_MSGS:
         q->pull_pending = 0;
         q->empty_seen = 0;
-        q->last_msg_ns = now;
         if (q->eof) {
             /* Pulled as the source ended: leave them to the next run. */
             for (size_t i = 0; i < e->n; i++)
@@ -488,6 +487,10 @@ static void on_event(squeue *q, qevt *e, int64_t now)
         e->msgs = NULL;
         break;
     case EVT_EMPTY:
+        /* Empty for the grace period means seen empty that long: the
+         * master may not have asked for a while (its window was full). */
+        if (!q->empty_seen)
+            q->empty_since_ns = now;
         q->empty_seen = 1;
         break;
     case EVT_ACKED:
@@ -548,7 +551,6 @@ squeue *squeue_open(const source_cfg *c, char *err, size_t errlen, int *code)
     q->grace_ns = c->idle_grace_ms * FO_NS_PER_MS;
     q->lease_ms = lease_ms;
     q->st = c->st;
-    q->last_msg_ns = clock_now_ns();
     if (q->azure) {
         char *u = store_get_setting(q->st, LEASE_KEY);
         int64_t until = u ? strtoll(u, NULL, 10) : 0;
@@ -656,14 +658,14 @@ int squeue_next(squeue *q, int64_t want, source_item *it, int64_t now)
         q->pull_pending = 1;
     }
     if (!q->follow && q->pull_pending && q->empty_seen &&
-        now - q->last_msg_ns >= q->grace_ns &&
+        now - q->empty_since_ns >= q->grace_ns &&
         clock_wall_ms() >= q->wait_until_ms) {
         q->eof = 1;
         send_cmd(q, CMD_PULL, 0, NULL, 0);
         LOG_INFO("source.empty",
                  "the queue has been empty for %.1f s: no more items "
                  "(--follow keeps waiting)",
-                 (double)(now - q->last_msg_ns) / 1e9);
+                 (double)(now - q->empty_since_ns) / 1e9);
         return SOURCE_EOF;
     }
     return SOURCE_AGAIN;
