@@ -131,7 +131,11 @@ def test_redis_field_json_form(env):
 def test_redis_kill_master_and_restart(env):
     rate, mif, n = 100, 8, 600
     r = ql.Redis(env)
-    s = env.server("--rate", "%d/s" % rate)
+    # The server allows twice the rate: this test is about exactly-once.
+    # Precision at the limit is test_pipeline's, and across kills
+    # test_durability's; on a loaded machine late tokens can bunch into a
+    # 429 here, which says nothing about the queue.
+    s = env.server("--rate", "%d/s" % (2 * rate))
     mids = r.xadd_many("jobs", [{"id": "r-%d" % i, "n": str(i)}
                                 for i in range(1, n + 1)])
     job = redis_job(env, r, s, "jobs", "--idle-grace", GRACE,
