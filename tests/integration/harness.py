@@ -274,6 +274,68 @@ def free_ports():
     raise AssertionError("no three consecutive free ports on 127.0.0.1")
 
 
+def count_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
+
+
+class Job:
+    """One fanout-master command line reading source, restartable with the
+    same command on the same fixed ports (separately started workers find
+    the restarted master), with extra environment for the master."""
+
+    def __init__(self, env, source, url, *extra, name="", master_env=None):
+        self.env, self.name = env, name
+        self.port = free_ports()
+        self.control = "tcp://127.0.0.1:%d" % self.port
+        self.out = env.path(name + "out")
+        self.master_env = master_env
+        self.args = ["--input", source, "--out", self.out, "--url", url,
+                     "--lease", "2s", "--heartbeat", "500ms"] + list(extra)
+        self.runs = 0
+        self.master = None
+
+    def start(self):
+        self.runs += 1
+        ready = self.env.path("%smaster%d.ready" % (self.name, self.runs))
+        argv = [os.path.join(BIN, "fanout-master"), "--bind", self.control,
+                "--ready-file", ready, "--progress", "plain"] + self.args
+        self.master = self.env.spawn("%smaster%d" % (self.name, self.runs),
+                                     argv, env=self.master_env)
+        wait_for(lambda: os.path.exists(ready) or not self.master.alive(),
+                 15, "master ready")
+        assert self.master.alive(), "master exited early (%s):\n%s" % (
+            self.master.p.returncode, self.master.text()[-3000:])
+        return self.master
+
+    def results_path(self):
+        return os.path.join(self.out, "results.jsonl")
+
+    def results_count(self):
+        return count_lines(self.results_path())
+
+    def wait_results(self, n, seconds, what=None):
+        """Waits until results.jsonl has n lines; fails at once if the
+        master exits first."""
+        def cond():
+            if self.results_count() >= n:
+                return True
+            if not self.master.alive():
+                raise AssertionError(
+                    "master exited (%s) with %d of %d results:\n%s"
+                    % (self.master.p.returncode, self.results_count(), n,
+                       self.master.text()[-3000:]))
+            return False
+        wait_for(cond, seconds, what or "%d results" % n)
+
+    def finish(self, seconds):
+        """The master's exit status, waiting at most seconds."""
+        return self.master.wait(seconds)
+
+
 def repeats(server):
     """Requests beyond the first for each Idempotency-Key, and a check that
     every id always carried the same key."""

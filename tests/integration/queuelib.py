@@ -8,8 +8,8 @@ the test on free loopback ports, so Env.teardown kills them with the rest.
 - Azurite(env): tests/queues/node_modules/.bin/azurite-queue, installed from
   tests/queues/package-lock.json by npm_ready(); enqueue() and qstat() run
   tests/queues/enqueue.js and qstat.js (Azure's JavaScript SDK).
-- QueueJob: a fanout-master command line restartable on fixed ports, with
-  extra environment (Azure credentials), like test_durability's Job.
+- QueueJob: harness.Job (a fanout-master command line restartable on fixed
+  ports, with extra environment for Azure credentials) reading a queue.
 """
 import json
 import os
@@ -376,68 +376,13 @@ class Azurite:
 
 # ------------------------------------------------------------- the job
 
-def count_lines(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().count(b"\n")
-    except OSError:
-        return 0
-
-
-class QueueJob:
-    """One fanout-master command line reading a queue, restartable with the
-    same command on the same fixed ports (separately started workers find
-    the restarted master), with extra environment for the master."""
+class QueueJob(h.Job):
+    """A job reading a queue, its URL path under the test server."""
 
     def __init__(self, env, source, server, *extra, url_path="/items/{id}",
                  name="", master_env=None):
-        self.env, self.name = env, name
-        self.port = h.free_ports()
-        self.control = "tcp://127.0.0.1:%d" % self.port
-        self.out = env.path(name + "out")
-        self.master_env = master_env
-        self.args = ["--input", source, "--out", self.out, "--url",
-                     server.base + url_path, "--lease", "2s",
-                     "--heartbeat", "500ms"] + list(extra)
-        self.runs = 0
-        self.master = None
-
-    def start(self):
-        self.runs += 1
-        ready = self.env.path("%smaster%d.ready" % (self.name, self.runs))
-        argv = [os.path.join(h.BIN, "fanout-master"), "--bind", self.control,
-                "--ready-file", ready, "--progress", "plain"] + self.args
-        self.master = self.env.spawn("%smaster%d" % (self.name, self.runs),
-                                     argv, env=self.master_env)
-        h.wait_for(lambda: os.path.exists(ready) or not self.master.alive(),
-                   15, "master ready")
-        assert self.master.alive(), "master exited early (%s):\n%s" % (
-            self.master.p.returncode, self.master.text()[-3000:])
-        return self.master
-
-    def results_path(self):
-        return os.path.join(self.out, "results.jsonl")
-
-    def results_count(self):
-        return count_lines(self.results_path())
-
-    def wait_results(self, n, seconds, what=None):
-        """Waits until results.jsonl has n lines; fails at once if the
-        master exits first."""
-        def cond():
-            if self.results_count() >= n:
-                return True
-            if not self.master.alive():
-                raise AssertionError(
-                    "master exited (%s) with %d of %d results:\n%s"
-                    % (self.master.p.returncode, self.results_count(), n,
-                       self.master.text()[-3000:]))
-            return False
-        h.wait_for(cond, seconds, what or "%d results" % n)
-
-    def finish(self, seconds):
-        """The master's exit status, waiting at most seconds."""
-        return self.master.wait(seconds)
+        super().__init__(env, source, server.base + url_path, *extra,
+                         name=name, master_env=master_env)
 
 
 def stays_alive(proc, seconds, what):

@@ -17,44 +17,15 @@ free_ports = h.free_ports
 repeats = h.repeats
 
 
-def count_lines(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().count(b"\n")
-    except OSError:
-        return 0
-
-
-class Job:
-    """One job's command line, restartable on fixed ports."""
+class Job(h.Job):
+    """A job over n generated items (item-1 ... item-n)."""
 
     def __init__(self, env, server, n, *extra, items=None, url_path="/items",
                  name=""):
-        self.env, self.n, self.name = env, n, name
-        self.port = free_ports()
-        self.control = "tcp://127.0.0.1:%d" % self.port
+        self.n = n
         self.items = items or env.write_items(name + "items.jsonl", n)
-        self.out = env.path(name + "out")
-        self.args = ["--input", self.items, "--out", self.out, "--url",
-                     server.base + url_path + "/{id}", "--lease", "2s",
-                     "--heartbeat", "500ms"] + list(extra)
-        self.runs = 0
-        self.master = None
-
-    def start(self):
-        self.runs += 1
-        ready = self.env.path("%smaster%d.ready" % (self.name, self.runs))
-        argv = [os.path.join(h.BIN, "fanout-master"), "--bind", self.control,
-                "--ready-file", ready, "--progress", "plain"] + self.args
-        self.master = self.env.spawn("%smaster%d" % (self.name, self.runs),
-                                     argv)
-        h.wait_for(lambda: os.path.exists(ready) or not self.master.alive(),
-                   15, "master ready")
-        assert self.master.alive(), self.master.text()[-2000:]
-        return self.master
-
-    def results_count(self):
-        return count_lines(os.path.join(self.out, "results.jsonl"))
+        super().__init__(env, self.items, server.base + url_path + "/{id}",
+                         *extra, name=name)
 
     def ids(self):
         return ["item-%d" % i for i in range(1, self.n + 1)]
