@@ -34,6 +34,18 @@ def check_message_ids(recs, expected):
                                                 expected[r["id"]])
 
 
+def recorded_once_ok(job, ids, mids):
+    """Asserts results.jsonl holds each of ids once, every record ok and
+    carrying the message id it came from (mids, in the order of ids);
+    returns the records."""
+    recs = h.results(job.out)
+    h.assert_exactly_once(recs, ids)
+    assert all(x["status"] == "ok" for x in recs), \
+        [x for x in recs if x["status"] != "ok"][:3]
+    check_message_ids(recs, dict(zip(ids, mids)))
+    return recs
+
+
 def repeat_bound(mif):
     """Repeated calls one kill -9 of the master may cause: the calls in
     flight (--max-in-flight), plus a result or two that reached the master
@@ -76,12 +88,8 @@ def test_redis_fields_form(env):
     status = job.finish(60)
     assert status == 0, "exit status %s:\n%s" % (status,
                                                  job.master.text()[-3000:])
-    recs = h.results(job.out)
     ids = ["r-%d" % i for i in range(1, n + 1)]
-    h.assert_exactly_once(recs, ids)
-    assert all(x["status"] == "ok" for x in recs), \
-        [x for x in recs if x["status"] != "ok"][:3]
-    check_message_ids(recs, dict(zip(ids, mids)))
+    recorded_once_ok(job, ids, mids)
     # The fields reached the templates as strings (tag URL-encoded).
     paths = {q["path"] for q in s.requests()}
     assert "/items/r-7?n=7&tag=a%20b%2F7" in paths, sorted(paths)[:3]
@@ -115,11 +123,8 @@ def test_redis_field_json_form(env):
                                                  job.master.text()[-3000:])
     for w in ws:
         w.wait(30)
-    recs = h.results(job.out)
     ids = ["j-%d" % i for i in range(1, n + 1)]
-    h.assert_exactly_once(recs, ids)
-    assert all(x["status"] == "ok" for x in recs)
-    check_message_ids(recs, dict(zip(ids, mids)))
+    recorded_once_ok(job, ids, mids)
     paths = {q["path"] for q in s.requests()}
     assert "/items/j-9?tag=t9" in paths, sorted(paths)[:3]
     assert h.repeats(s) == 0
@@ -153,11 +158,8 @@ def test_redis_kill_master_and_restart(env):
         status, job.master.text()[-3000:])
     for w in ws:
         w.wait(30)
-    recs = h.results(job.out)
     ids = ["r-%d" % i for i in range(1, n + 1)]
-    h.assert_exactly_once(recs, ids)
-    assert all(x["status"] == "ok" for x in recs)
-    check_message_ids(recs, dict(zip(ids, mids)))
+    recorded_once_ok(job, ids, mids)
     assert r.xpending_count("jobs", "g") == 0
     extra = at_most_twice(s, ids)
     h.repeats(s)  # every repeat carried the first call's Idempotency-Key
@@ -269,11 +271,8 @@ def test_redis_follow(env):
     status = job.finish(30)
     assert status in FOLLOW_SIGTERM_OK, "SIGTERM exit status %s:\n%s" % (
         status, job.master.text()[-3000:])
-    recs = h.results(job.out)
     ids = ["f-%d" % i for i in range(1, 51)]
-    h.assert_exactly_once(recs, ids)
-    assert all(x["status"] == "ok" for x in recs)
-    check_message_ids(recs, dict(zip(ids, first + later)))
+    recs = recorded_once_ok(job, ids, first + later)
     assert r.xpending_count("live", "g") == 0
     assert h.repeats(s) == 0
     sm = h.summary(job.out)
@@ -339,12 +338,8 @@ def test_azure_plain_and_base64(env):
     status = job.finish(60)
     assert status == 0, "exit status %s:\n%s" % (status,
                                                  job.master.text()[-3000:])
-    recs = h.results(job.out)
     ids = ["item-%d" % i for i in range(1, n + 1)]
-    h.assert_exactly_once(recs, ids)
-    assert all(x["status"] == "ok" for x in recs), \
-        [x for x in recs if x["status"] != "ok"][:3]
-    check_message_ids(recs, dict(zip(ids, plain["ids"] + b64["ids"])))
+    recorded_once_ok(job, ids, plain["ids"] + b64["ids"])
     # Base64 messages were decoded into the whole object.
     paths = {q["path"] for q in s.requests()}
     assert "/items/item-150?src=azure" in paths, sorted(paths)[:3]
@@ -405,11 +400,8 @@ def test_azure_kill_master_and_restart(env):
         status, job.master.text()[-3000:])
     for w in ws:
         w.wait(30)
-    recs = h.results(job.out)
     ids = ["item-%d" % i for i in range(1, n + 1)]
-    h.assert_exactly_once(recs, ids)
-    assert all(x["status"] == "ok" for x in recs)
-    check_message_ids(recs, dict(zip(ids, sent["ids"])))
+    recorded_once_ok(job, ids, sent["ids"])
     st = a.qstat("jobs")
     assert st["messages"] == 0 and st["visible"] == 0, st
     extra = at_most_twice(s, ids)
