@@ -64,6 +64,27 @@ static int hexval(int c)
     return -1;
 }
 
+char *queue_pct_decode(const char *s, size_t n, int plus_is_space, size_t *len)
+{
+    char *o = xmalloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%' && n - i >= 3 && hexval(s[i + 1]) >= 0 &&
+            hexval(s[i + 2]) >= 0) {
+            c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            c = ' ';
+        }
+        o[k++] = (char)c;
+    }
+    o[k] = '\0';
+    if (len)
+        *len = k;
+    return o;
+}
+
 int queue_url_param(const char *url, const char *name, char *buf, size_t cap)
 {
     const char *q = strchr(url, '?');
@@ -74,23 +95,13 @@ int queue_url_param(const char *url, const char *name, char *buf, size_t cap)
         if ((size_t)(end - q) >= nl && strncmp(q, name, nl) == 0 &&
             (q[nl] == '=' || q + nl == end)) {
             const char *v = q[nl] == '=' ? q + nl + 1 : end;
-            size_t o = 0;
-            while (v < end) {
-                int c = (unsigned char)*v;
-                if (c == '%' && end - v >= 3 && hexval(v[1]) >= 0 &&
-                    hexval(v[2]) >= 0) {
-                    c = hexval(v[1]) * 16 + hexval(v[2]);
-                    v += 3;
-                } else {
-                    c = c == '+' ? ' ' : c;
-                    v++;
-                }
-                if (o + 1 >= cap)
-                    return -1;
-                buf[o++] = (char)c;
-            }
-            buf[o] = '\0';
-            return 1;
+            size_t len;
+            char *d = queue_pct_decode(v, (size_t)(end - v), 1, &len);
+            int rc = len < cap ? 1 : -1;
+            if (rc == 1)
+                memcpy(buf, d, len + 1);
+            free(d);
+            return rc;
         }
         q = *end ? end : NULL;
     }

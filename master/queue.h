@@ -106,6 +106,11 @@ void queue_url_public(const char *url, char *out, size_t cap);
 /* Frees a message's strings and zeroes it. */
 void queue_msg_fini(queue_msg *m);
 
+/* Percent-decodes s[0..n) into a new string ('+' is a space when
+ * plus_is_space, as in a query); *len (if given) is its length, which an
+ * encoded NUL makes longer than strlen. */
+char *queue_pct_decode(const char *s, size_t n, int plus_is_space, size_t *len);
+
 /* Copies the value of query parameter name from url (after '?', '&'
  * separated, percent-decoded) into buf; returns 1 when present, 0 when
  * absent, -1 when longer than cap. */

@@ -21,7 +21,6 @@
 #include "clock.h"
 #include "util.h"
 
-#include <ctype.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -391,25 +390,6 @@ static void r_destroy(queue_driver *d)
     free(q);
 }
 
-/* Percent-decodes s[0..n) into a new string. */
-static char *pct_decode(const char *s, size_t n)
-{
-    char *o = xmalloc(n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
-            isxdigit((unsigned char)s[i + 2])) {
-            char hex[3] = {s[i + 1], s[i + 2], '\0'};
-            o[k++] = (char)strtol(hex, NULL, 16);
-            i += 2;
-        } else {
-            o[k++] = s[i];
-        }
-    }
-    o[k] = '\0';
-    return o;
-}
-
 queue_driver *queue_redis_open(const char *url, const queue_opts *o, char *err,
                                size_t errlen)
 {
@@ -426,11 +406,11 @@ queue_driver *queue_redis_open(const char *url, const queue_opts *o, char *err,
         const char *colon = memchr(p, ':', auth_len);
         if (colon) {
             if (colon > p)
-                q->user = pct_decode(p, (size_t)(colon - p));
-            q->password =
-                pct_decode(colon + 1, auth_len - (size_t)(colon - p) - 1);
+                q->user = queue_pct_decode(p, (size_t)(colon - p), 0, NULL);
+            q->password = queue_pct_decode(
+                colon + 1, auth_len - (size_t)(colon - p) - 1, 0, NULL);
         } else {
-            q->password = pct_decode(p, auth_len);
+            q->password = queue_pct_decode(p, auth_len, 0, NULL);
         }
         p += auth_len + 1;
     }
@@ -463,7 +443,7 @@ queue_driver *queue_redis_open(const char *url, const queue_opts *o, char *err,
                  url);
         goto bad;
     }
-    char *stream = pct_decode(p + 1, sl);
+    char *stream = queue_pct_decode(p + 1, sl, 0, NULL);
     snprintf(q->stream, sizeof q->stream, "%s", stream);
     free(stream);
     if (queue_url_param(url, "group", q->group, sizeof q->group) != 1 ||

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "queue.h"
@@ -44,6 +45,22 @@ static void test_url_params_are_found_and_decoded(void **state)
     assert_int_equal(queue_url_param("redis://h/s", "group", b, sizeof b), 0);
     char tiny[3];
     assert_int_equal(queue_url_param(u, "group", tiny, sizeof tiny), -1);
+}
+
+static void test_pct_decode(void **state)
+{
+    (void)state;
+    size_t len;
+    char *d = queue_pct_decode("p%40ss+w%2", 10, 0, &len);
+    assert_string_equal(d, "p@ss+w%2"); /* a cut escape stays as it is */
+    assert_int_equal(len, 8);
+    free(d);
+    d = queue_pct_decode("a+b%20c", 7, 1, NULL);
+    assert_string_equal(d, "a b c");
+    free(d);
+    d = queue_pct_decode("x%00y", 5, 0, &len);
+    assert_int_equal(len, 3); /* an encoded NUL is kept, not the end */
+    free(d);
 }
 
 static void test_is_url(void **state)
@@ -134,6 +151,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_params_are_found_and_decoded),
         cmocka_unit_test(test_is_url),
+        cmocka_unit_test(test_pct_decode),
         cmocka_unit_test(test_public_url_hides_credentials_and_options),
         cmocka_unit_test(test_plain_and_base64_bodies),
         cmocka_unit_test(test_bad_and_oversized_bodies),
