@@ -53,7 +53,6 @@
 #define COMMIT_MAX_ROWS 2000
 #define GRANT_HORIZON_NS (250 * FO_NS_PER_MS)
 #define WINDOW_MAX 100000
-#define COUNT_LINES_MAX_BYTES (256LL << 20)
 #define RATE_BUCKETS 50 /* 100 ms buckets: a 5 s window */
 
 enum { IT_PENDING = 0, IT_SENT = 1, IT_COMMITTING = 2, IT_DONE = 3 };
@@ -1435,7 +1434,6 @@ static void close_batch(master *m, int64_t now)
     b->no = rb->no + 1;
     /* Queue messages whose records an earlier run committed. */
     ack_batch(m, rb);
-    (void)now;
 }
 
 static void add_line(master *m, const source_item *ln, int64_t now)
