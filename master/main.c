@@ -15,6 +15,12 @@
 
 #define I64MAX INT64_MAX
 
+/* Exit statuses: the user contract (DESIGN.md). */
+#define EXIT_ALL_OK 0
+#define EXIT_SOME_FAILED 1
+#define EXIT_USAGE 2
+#define EXIT_FATAL 3
+
 static const opt_def master_opts[] = {
     {"input", OPT_STRING, NULL, 0, 0, "SOURCE",
      "JSONL items, one object per line ('-' for stdin), or a queue: "
@@ -140,6 +146,27 @@ static int check_bind(const char *bind, int insecure, int curve, char *err,
         return -1;
     }
     return 0;
+}
+
+/* Runs the job and maps how it ended to the exit status: only this file
+ * decides exit statuses. */
+static int run(const master_config *c)
+{
+    char err[2048] = "";
+    master *m = NULL;
+    fo_err rc = master_open(c, &m, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "fanout-master: %s\n", err);
+        return rc == FO_EUSAGE || rc == FO_EMISMATCH ? EXIT_USAGE : EXIT_FATAL;
+    }
+    master_end end;
+    rc = master_run(m, &end, err, sizeof err);
+    int status = EXIT_FATAL;
+    if (rc == FO_OK && (end == MASTER_FINISHED || c->follow))
+        /* Following a queue has no end but a signal. */
+        status = master_some_failed(m) ? EXIT_SOME_FAILED : EXIT_ALL_OK;
+    master_close(&m);
+    return status;
 }
 
 int main(int argc, char **argv)
@@ -310,7 +337,7 @@ int main(int argc, char **argv)
                 (long long)c.lease_ms, (long long)c.heartbeat_ms);
         goto out;
     }
-    rc = master_run(&c);
+    rc = run(&c);
 out:
     opts_destroy(&o);
     return rc;

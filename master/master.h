@@ -9,13 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "error.h"
 #include "gcra.h"
-
-/* Exit statuses: the user contract. */
-#define EXIT_ALL_OK 0
-#define EXIT_SOME_FAILED 1
-#define EXIT_USAGE 2
-#define EXIT_FATAL 3
 
 typedef struct master_config {
     const char *input;    /* path, "-", or a queue URL */
@@ -60,7 +55,29 @@ typedef struct master_config {
     const char *metrics;              /* HOST:PORT for /metrics, or NULL */
 } master_config;
 
-/* Runs the job; returns the exit status. */
-int master_run(const master_config *cfg);
+typedef struct master master;
+
+/* How a run ended, for main.c to pick the exit status. */
+typedef enum {
+    MASTER_FINISHED = 0, /* every item has a record */
+    MASTER_STOPPED = 1,  /* a signal stopped it; a re-run resumes */
+} master_end;
+
+/* Validates the configuration, opens --out (state store, results.jsonl),
+ * the source and the sockets, writes the ready file and starts any local
+ * workers. FO_EUSAGE or FO_EMISMATCH for a configuration the user must
+ * change, another code for a runtime failure; err says which flag, file or
+ * call. On failure *out is NULL and nothing is left open. A job found
+ * already complete opens fine: master_run() then ends at once. */
+FO_WUR fo_err master_open(const master_config *cfg, master **out, char *err,
+                          size_t errlen);
+/* Runs the job until every item is recorded or a signal stops it, then
+ * writes summary.json and prints the summary. FO_OK with *end, or the
+ * fatal error (err says what; it was logged with its event id). */
+FO_WUR fo_err master_run(master *m, master_end *end, char *err, size_t errlen);
+/* 1 when some recorded item failed or was invalid. */
+int master_some_failed(const master *m);
+/* Stops local workers, closes everything and frees *m; safe on NULL. */
+void master_close(master **m);
 
 #endif

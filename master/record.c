@@ -9,7 +9,7 @@ char *record_format(const record *r, size_t *len)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(r->id));
-    json_object_set_new(o, "status", json_string(r->status));
+    json_object_set_new(o, "status", json_string(item_status_name(r->status)));
     if (r->http_status)
         json_object_set_new(o, "http_status", json_integer(r->http_status));
     json_object_set_new(o, "attempts", json_integer(r->attempts));

@@ -16,13 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RECORD_OK "ok"
-#define RECORD_FAILED "failed"
-#define RECORD_INVALID "invalid"
+#include "status.h"
 
 typedef struct record {
     const char *id;       /* item id */
-    const char *status;   /* RECORD_* */
+    item_status status;   /* final status */
     int http_status;      /* last HTTP status, 0 for none */
     int attempts;         /* attempts made */
     int throttled;        /* of which throttled */

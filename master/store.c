@@ -263,7 +263,7 @@ fo_err store_each_row(store *s, void (*fn)(void *ctx, const store_row *row),
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         store_row row = {(uint64_t)sqlite3_column_int64(st, 0),
                          (uint32_t)sqlite3_column_int64(st, 1),
-                         sqlite3_column_int(st, 2), NULL};
+                         (item_status)sqlite3_column_int(st, 2), NULL};
         fn(ctx, &row);
     }
     sqlite3_finalize(st);
@@ -295,7 +295,7 @@ fo_err store_commit(store *s, const store_row *rows, size_t n,
         if (rows[i].msg_id) {
             sqlite3_reset(s->qins);
             sqlite3_bind_text(s->qins, 1, rows[i].msg_id, -1, SQLITE_STATIC);
-            sqlite3_bind_int(s->qins, 2, rows[i].status);
+            sqlite3_bind_int(s->qins, 2, (int)rows[i].status);
             if (sqlite3_step(s->qins) != SQLITE_DONE)
                 goto fail;
             continue;
@@ -303,7 +303,7 @@ fo_err store_commit(store *s, const store_row *rows, size_t n,
         sqlite3_reset(s->ins);
         sqlite3_bind_int64(s->ins, 1, (int64_t)rows[i].batch);
         sqlite3_bind_int64(s->ins, 2, rows[i].idx);
-        sqlite3_bind_int(s->ins, 3, rows[i].status);
+        sqlite3_bind_int(s->ins, 3, (int)rows[i].status);
         if (sqlite3_step(s->ins) != SQLITE_DONE)
             goto fail;
     }

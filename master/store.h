@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "status.h"
 
 typedef struct store store;
 
@@ -56,7 +57,7 @@ typedef struct store_state {
 typedef struct store_row {
     uint64_t batch;     /* its batch */
     uint32_t idx;       /* its index */
-    int status;         /* 0 ok, 1 failed, 2 invalid */
+    item_status status; /* its final status */
     const char *msg_id; /* queue message id, or NULL */
 } store_row;
 

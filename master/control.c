@@ -1,0 +1,261 @@
+/*
+ * control.c - one handler per control message; see control.h.
+ */
+#include "fmacros.h"
+#include "control.h"
+#include "clock.h"
+#include "log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+void control_init(control *c, void *sock, budget *bud, sender *snd, ratectl *rc,
+                  batches *bt, const char *job_json, int64_t lease_ms,
+                  control_ctl_fn on_ctl, void *ctl_ctx)
+{
+    memset(c, 0, sizeof *c);
+    c->sock = sock;
+    c->bud = bud;
+    c->snd = snd;
+    c->rc = rc;
+    c->bt = bt;
+    c->job_json = job_json;
+    c->lease_ns = lease_ms * FO_NS_PER_MS;
+    c->on_ctl = on_ctl;
+    c->ctl_ctx = ctl_ctx;
+}
+
+static void tell_pause(control *c, int64_t ms)
+{
+    proto_msg p = {.type = PROTO_PAUSE};
+    p.u.pause.pause_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+    sender_broadcast(c->snd, c->bud, &p);
+}
+
+static void on_ctl(control *c, const void *rid, size_t rid_len,
+                   const proto_msg *msg, int64_t now)
+{
+    char *out = c->on_ctl(c->ctl_ctx, msg->u.ctl.json, now);
+    proto_msg reply = {.type = PROTO_CTL_REPLY};
+    reply.u.ctl.json = out;
+    sender_to(c->snd, rid, rid_len, &reply);
+    free(out);
+}
+
+/* HELLOs a worker queued while it could not reach us arrive together: the
+ * first one joins it, the others rejoin. */
+static void on_hello(control *c, budget_worker *w, const void *rid,
+                     size_t rid_len, const proto_msg *msg, int64_t now)
+{
+    int known = w != NULL;
+    w = budget_join(c->bud, rid, rid_len, now);
+    if (!w) {
+        LOG_WARN("worker.refused", "worker %s refused: %d workers already",
+                 msg->u.hello.worker_id, BUDGET_MAX_WORKERS);
+        return;
+    }
+    snprintf(w->name, sizeof w->name, "%s", msg->u.hello.worker_id);
+    snprintf(w->host, sizeof w->host, "%s", msg->u.hello.host);
+    w->pid = msg->u.hello.pid;
+    w->concurrency = msg->u.hello.concurrency ? msg->u.hello.concurrency : 1;
+    proto_msg job = {.type = PROTO_JOB};
+    job.u.job.job_json = (char *)c->job_json;
+    sender_to(c->snd, w->rid, w->rid_len, &job);
+    LOG_AT(known ? LOG_LVL_DEBUG : LOG_LVL_INFO,
+           known ? "worker.rejoined" : "worker.joined",
+           "worker %s (host %s, pid %" PRId64 ", concurrency %u)", w->name,
+           w->host, w->pid, w->concurrency);
+}
+
+static void on_heartbeat(control *c, budget_worker *w, const proto_msg *msg,
+                         int64_t now)
+{
+    w->inflight = msg->u.heartbeat.inflight;
+    w->held = msg->u.heartbeat.nheld;
+    int32_t slot = (int32_t)(w - budget_at(c->bud, 0));
+    for (uint32_t i = 0; i < msg->u.heartbeat.nheld; i++) {
+        mitem *it = batches_item(c->bt, msg->u.heartbeat.held[i]);
+        if (!it)
+            continue;
+        if (it->state == MI_PENDING && it->url) {
+            /* Its lease ran out but the worker still has it: keep it
+             * there rather than call the API twice. */
+            it->state = MI_SENT;
+        }
+        if (it->state == MI_SENT) {
+            it->deadline_ns = now + c->lease_ns;
+            it->holder = slot;
+            it->holder_gen = w->gen;
+        }
+    }
+}
+
+static void on_throttled(control *c, budget_worker *w, const proto_msg *msg,
+                         int64_t now)
+{
+    int64_t ra = msg->u.throttled.retry_after_ms;
+    if (ratectl_on_throttled(c->rc, now, ra, msg->u.throttled.http_status,
+                             w->name))
+        tell_pause(c, (budget_paused_until(c->bud) - now) / FO_NS_PER_MS);
+}
+
+static void on_rateinfo(control *c, const proto_msg *msg, int64_t now)
+{
+    if (ratectl_on_rateinfo(
+            c->rc, now, msg->u.rateinfo.limit, msg->u.rateinfo.window_ms,
+            msg->u.rateinfo.remaining, msg->u.rateinfo.reset_ms))
+        tell_pause(c, (budget_paused_until(c->bud) - now) / FO_NS_PER_MS);
+}
+
+static void requeue(control *c, proto_ref ref, const char *why)
+{
+    if (batches_requeue(c->bt, ref))
+        LOG_DEBUG("lease.expired", "id %s back in the queue: %s",
+                  batches_item(c->bt, ref)->key, why);
+}
+
+static void on_bye(control *c, budget_worker *w, const proto_msg *msg)
+{
+    for (uint32_t i = 0; i < msg->u.bye.nheld; i++)
+        requeue(c, msg->u.bye.held[i],
+                "handed back by a worker that is leaving");
+    w->leaving = 1;
+    LOG_INFO("worker.leaving", "worker %s leaves; %u items handed back",
+             w->name, msg->u.bye.nheld);
+}
+
+/* One message from a registered worker. */
+static void on_worker_msg(control *c, budget_worker *w, const proto_msg *msg,
+                          int64_t now)
+{
+    w->last_seen_ns = now;
+    switch (msg->type) {
+    case PROTO_HEARTBEAT:
+        on_heartbeat(c, w, msg, now);
+        break;
+    case PROTO_TOKEN_REQ:
+        budget_request(c->bud, w, msg->u.token_req.want, msg->u.token_req.seen,
+                       msg->u.token_req.released);
+        break;
+    case PROTO_THROTTLED:
+        on_throttled(c, w, msg, now);
+        break;
+    case PROTO_RATEINFO:
+        on_rateinfo(c, msg, now);
+        break;
+    case PROTO_BYE:
+        on_bye(c, w, msg);
+        break;
+    default:
+        c->n_bad++;
+        LOG_WARN("proto.unexpected", "unexpected %s from worker %s",
+                 proto_type_name(msg->type), w->name);
+        break;
+    }
+}
+
+/* Receives one message: the routing id frame and one body frame. Returns
+ * 0 when nothing was waiting, 1 with *rc the decode result (FO_EPROTO for
+ * a multipart body, whose extra frames are drained). */
+static int recv_one(control *c, zmq_msg_t *rid, proto_msg *msg, fo_err *rc,
+                    char *err, size_t errlen)
+{
+    zmq_msg_init(rid);
+    if (zmq_msg_recv(rid, c->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(rid);
+        return 0;
+    }
+    zmq_msg_t body;
+    zmq_msg_init(&body);
+    int got =
+        zmq_msg_more(rid) ? zmq_msg_recv(&body, c->sock, ZMQ_DONTWAIT) >= 0 : 0;
+    /* Drain any further frames of a malformed multipart message. */
+    while (got && zmq_msg_more(&body)) {
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        zmq_msg_recv(&extra, c->sock, ZMQ_DONTWAIT);
+        int again = zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+        got = 2;
+        if (!again)
+            break;
+    }
+    snprintf(err, errlen, "multipart frame");
+    *rc = got == 1 ? proto_decode(zmq_msg_data(&body), zmq_msg_size(&body), msg,
+                                  err, errlen)
+                   : FO_EPROTO;
+    zmq_msg_close(&body);
+    return 1;
+}
+
+void control_recv(control *c, int64_t now)
+{
+    for (int turn = 0; turn < 5000; turn++) {
+        zmq_msg_t rid;
+        proto_msg msg;
+        fo_err rc;
+        char err[256];
+        if (!recv_one(c, &rid, &msg, &rc, err, sizeof err))
+            return;
+        const void *id = zmq_msg_data(&rid);
+        size_t idlen = zmq_msg_size(&rid);
+        if (rc) {
+            c->n_bad++;
+            if (c->n_bad <= 10 || c->n_bad % 1000 == 0)
+                LOG_WARN(rc == FO_EVERSION ? "proto.bad_version"
+                                           : "proto.bad_frame",
+                         "dropped a control frame (%" PRIu64 " so far): %s",
+                         c->n_bad, err);
+            zmq_msg_close(&rid);
+            continue;
+        }
+        budget_worker *w = budget_find(c->bud, id, idlen);
+        if (msg.type == PROTO_CTL) {
+            on_ctl(c, id, idlen, &msg, now);
+        } else if (msg.type == PROTO_HELLO) {
+            on_hello(c, w, id, idlen, &msg, now);
+        } else if (!w) {
+            proto_msg reset = {.type = PROTO_RESET};
+            sender_to(c->snd, id, idlen, &reset);
+            c->n_reset++;
+        } else {
+            on_worker_msg(c, w, &msg, now);
+        }
+        proto_msg_fini(&msg);
+        zmq_msg_close(&rid);
+    }
+}
+
+static void expire_worker(control *c, budget_worker *w, const char *why)
+{
+    int32_t slot = (int32_t)(w - budget_at(c->bud, 0));
+    size_t n = 0;
+    for (size_t i = 0; i < batches_len(c->bt); i++) {
+        mbatch *b = batches_at(c->bt, i);
+        for (uint32_t k = 0; k < b->n; k++) {
+            mitem *it = &b->items[k];
+            if (it->state == MI_SENT && it->holder == slot &&
+                it->holder_gen == w->gen) {
+                requeue(c, (proto_ref){b->no, k}, why);
+                n++;
+            }
+        }
+    }
+    LOG_WARN("worker.lost",
+             "worker %s (host %s, pid %" PRId64 ") %s; %zu "
+             "items re-dispatched, %" PRId64 " permits returned",
+             w->name, w->host, w->pid, why, n, w->permits);
+    budget_remove(c->bud, w);
+}
+
+void control_expire(control *c, int64_t now)
+{
+    for (size_t i = 0; i < budget_capacity(c->bud); i++) {
+        budget_worker *w = budget_at(c->bud, i);
+        if (w->used && now - w->last_seen_ns > c->lease_ns)
+            expire_worker(c, w, w->leaving ? "left" : "went silent");
+    }
+}

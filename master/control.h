@@ -1,0 +1,50 @@
+/*
+ * control.h - the control socket: the conversation with each worker.
+ *
+ * Reads the ROUTER and hands each message to one handler per type: HELLO
+ * registers a worker and answers with the JOB; HEARTBEAT renews the leases
+ * of the items it lists; TOKEN_REQ feeds the budget; THROTTLED and
+ * RATEINFO go to rate control (and a new pause to every worker); BYE hands
+ * items back. CTL (an operator's command) goes to the callback the master
+ * gives. A peer that never said HELLO is told to RESET. Malformed frames
+ * are dropped and counted. It also expires workers gone silent.
+ */
+#ifndef FANOUT_CONTROL_H
+#define FANOUT_CONTROL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batches.h"
+#include "budget.h"
+#include "ratectl.h"
+#include "sender.h"
+
+/* Answers an operator's command: returns the reply's JSON (heap string,
+ * freed by the caller). */
+typedef char *(*control_ctl_fn)(void *ctx, const char *json, int64_t now);
+
+/* Visible only so it can be embedded in the master. */
+typedef struct control {
+    void *sock;            /* the control ROUTER (borrowed) */
+    budget *bud;           /* workers and tokens (borrowed) */
+    sender *snd;           /* replies (borrowed) */
+    ratectl *rc;           /* push-back reports (borrowed) */
+    batches *bt;           /* items, for leases (borrowed) */
+    const char *job_json;  /* the JOB sent on HELLO (borrowed) */
+    int64_t lease_ns;      /* item and worker lease */
+    control_ctl_fn on_ctl; /* operator commands */
+    void *ctl_ctx;         /* its context */
+    uint64_t n_bad;        /* malformed or unexpected frames */
+    uint64_t n_reset;      /* RESETs sent to unknown peers */
+} control;
+
+void control_init(control *c, void *sock, budget *bud, sender *snd, ratectl *rc,
+                  batches *bt, const char *job_json, int64_t lease_ms,
+                  control_ctl_fn on_ctl, void *ctl_ctx);
+/* Receives and handles up to a few thousand messages without blocking. */
+void control_recv(control *c, int64_t now);
+/* Workers silent for a lease lose their items (re-dispatched) and permits. */
+void control_expire(control *c, int64_t now);
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * ctlcmd.c - operators' commands; see ctlcmd.h.
+ */
+#include "fmacros.h"
+#include "ctlcmd.h"
+#include "log.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Parses "rate": a list of N/UNIT or "none". Returns 0 with *n, or -1. */
+static int parse_rates(json_t *rate, gcra_rate *rates, size_t *n, char *err,
+                       size_t errlen)
+{
+    *n = 0;
+    if (json_is_string(rate) && !strcmp(json_string_value(rate), "none"))
+        return 0;
+    if (!json_is_array(rate)) {
+        snprintf(err, errlen, "rate: expected a list of N/UNIT");
+        return -1;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(rate, i, r)
+    {
+        char e[256];
+        if (*n == GCRA_MAX_LIMITS || !json_is_string(r) ||
+            gcra_parse_rate(json_string_value(r), &rates[*n], e, sizeof e)) {
+            snprintf(err, errlen, "--rate: %s",
+                     *n == GCRA_MAX_LIMITS ? "too many limits"
+                     : json_is_string(r)   ? e
+                                           : "not a string");
+            return -1;
+        }
+        (*n)++;
+    }
+    return 0;
+}
+
+static int cmd_set(ctlcmd *c, json_t *req, char *err, size_t errlen)
+{
+    json_t *rate = json_object_get(req, "rate");
+    json_t *mif = json_object_get(req, "max_in_flight");
+    gcra_rate rates[GCRA_MAX_LIMITS];
+    size_t n = 0;
+    if (rate && parse_rates(rate, rates, &n, err, errlen))
+        return -1;
+    if (mif && (!json_is_integer(mif) || json_integer_value(mif) < 0 ||
+                json_integer_value(mif) > 1000000)) {
+        snprintf(err, errlen, "--max-in-flight: expected 0 to 1000000");
+        return -1;
+    }
+    if (rate) {
+        /* A new configured ceiling: adaptive state starts over. */
+        if (ratectl_set_limits(c->rc, rates, n, 1, err, errlen))
+            return -1;
+        const char *text = c->rc->limit_text[0] ? c->rc->limit_text : "none";
+        if (store_set_setting(c->st, "rate", text))
+            LOG_ERROR("store.setting_failed", "could not store the rate");
+        LOG_INFO("ctl.rate", "rate set to %s by fanout-ctl", text);
+    }
+    if (mif) {
+        budget_set_max_in_flight(c->bud, json_integer_value(mif));
+        char v[32];
+        snprintf(v, sizeof v, "%" JSON_INTEGER_FORMAT, json_integer_value(mif));
+        if (store_set_setting(c->st, "max_in_flight", v))
+            LOG_ERROR("store.setting_failed", "could not store max-in-flight");
+        LOG_INFO("ctl.max_in_flight", "max-in-flight set to %s by fanout-ctl",
+                 v);
+    }
+    return 0;
+}
+
+static json_t *error_reply(const char *err)
+{
+    return json_pack("{s:b,s:s}", "ok", 0, "error", err);
+}
+
+char *ctlcmd_handle(void *ctx, const char *json, int64_t now)
+{
+    ctlcmd *c = ctx;
+    json_error_t jerr;
+    json_t *req = json_loads(json, 0, &jerr);
+    json_t *rep;
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    char err[300] = "";
+    if (!cmd) {
+        rep = error_reply("expected {\"cmd\": \"status\"|\"set\", ...}");
+    } else if (!strcmp(cmd, "status")) {
+        rep = observe_status(c->obs, now);
+        json_object_set_new(rep, "ok", json_true());
+    } else if (!strcmp(cmd, "set")) {
+        if (cmd_set(c, req, err, sizeof err) == 0) {
+            rep = observe_status(c->obs, now);
+            json_object_set_new(rep, "ok", json_true());
+        } else {
+            rep = error_reply(err);
+        }
+    } else {
+        snprintf(err, sizeof err, "unknown command '%.40s'", cmd);
+        rep = error_reply(err);
+    }
+    json_decref(req);
+    char *out = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    json_decref(rep);
+    return out;
+}

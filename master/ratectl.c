@@ -1,0 +1,224 @@
+/*
+ * ratectl.c - limits, adaptive scale and pauses; see ratectl.h.
+ */
+#include "fmacros.h"
+#include "ratectl.h"
+#include "clock.h"
+#include "log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+void ratectl_init(ratectl *rc, budget *bud, int64_t burst, int64_t margin_ms,
+                  int adaptive_on, int64_t now)
+{
+    memset(rc, 0, sizeof *rc);
+    rc->bud = bud;
+    rc->burst = burst;
+    rc->margin_ms = margin_ms;
+    rc->adaptive_on = adaptive_on;
+    rc->start_ns = now;
+    adaptive_init(&rc->ad, adaptive_on);
+    rc->applied_scale = 1.0;
+}
+
+static void apply_scale(ratectl *rc)
+{
+    double sc = adaptive_scale(&rc->ad);
+    if (sc == rc->applied_scale)
+        return;
+    rc->applied_scale = sc;
+    gcra_set_scale(budget_limiter(rc->bud), sc);
+    if (rc->nrates)
+        LOG_INFO("rate.adjusted", "effective rate now %.2f/s (%.0f%% of %s)",
+                 gcra_rate_per_s(budget_limiter(rc->bud)), sc * 100,
+                 rc->limit_text);
+}
+
+fo_err ratectl_set_limits(ratectl *rc, const gcra_rate *rates, size_t n,
+                          int reset_adaptive, char *err, size_t errlen)
+{
+    gcra *lim = budget_limiter(rc->bud);
+    gcra_clear(lim);
+    rc->nrates = 0;
+    rc->limit_text[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (gcra_add(lim, rates[i], rc->burst, rc->margin_ms * FO_NS_PER_MS) !=
+            FO_OK) {
+            snprintf(err, errlen, "--rate: too many limits (at most %d)",
+                     GCRA_MAX_LIMITS);
+            return FO_EINVAL;
+        }
+        rc->rates[rc->nrates++] = rates[i];
+        char r[48];
+        size_t used = strlen(rc->limit_text);
+        gcra_format_rate(rates[i], r, sizeof r);
+        snprintf(rc->limit_text + used, sizeof rc->limit_text - used, "%s%s",
+                 i ? "+" : "", r);
+    }
+    if (reset_adaptive) {
+        adaptive_init(&rc->ad, rc->adaptive_on);
+        rc->applied_scale = 0;
+        apply_scale(rc);
+    }
+    return FO_OK;
+}
+
+size_t ratectl_parse_list(const char *text, gcra_rate *rates, size_t cap)
+{
+    size_t n = 0;
+    const char *p = text;
+    while (*p && n < cap) {
+        const char *plus = strchr(p, '+');
+        size_t len = plus ? (size_t)(plus - p) : strlen(p);
+        char tok[64], err[128];
+        if (len < sizeof tok) {
+            memcpy(tok, p, len);
+            tok[len] = '\0';
+            if (strcmp(tok, "none") != 0 &&
+                gcra_parse_rate(tok, &rates[n], err, sizeof err) == FO_OK)
+                n++;
+        }
+        if (!plus)
+            break;
+        p = plus + 1;
+    }
+    return n;
+}
+
+void ratectl_granted(ratectl *rc, int64_t now, uint64_t n)
+{
+    int64_t t = now / (100 * FO_NS_PER_MS);
+    if (t != rc->calls_t) {
+        int64_t steps = t - rc->calls_t;
+        for (int64_t i = 1; i <= steps && i <= RATECTL_CALL_BUCKETS; i++)
+            rc->calls[(rc->calls_t + i) % RATECTL_CALL_BUCKETS] = 0;
+        rc->calls_t = t;
+    }
+    rc->calls[t % RATECTL_CALL_BUCKETS] += n;
+}
+
+double ratectl_calls_per_s(ratectl *rc, int64_t now)
+{
+    ratectl_granted(rc, now, 0);
+    uint64_t sum = 0;
+    for (int i = 0; i < RATECTL_CALL_BUCKETS; i++)
+        sum += rc->calls[i];
+    double window_s = RATECTL_CALL_BUCKETS / 10.0;
+    double since_start = (double)(now - rc->start_ns) / 1e9;
+    if (since_start < window_s && since_start > 0.5)
+        window_s = since_start;
+    return (double)sum / window_s;
+}
+
+void ratectl_ok(ratectl *rc, int64_t now, uint32_t n)
+{
+    int64_t t = now / (10 * FO_NS_PER_MS);
+    if (t != rc->ok_t) {
+        for (int64_t i = 1; i <= t - rc->ok_t && i <= RATECTL_OK_BUCKETS; i++)
+            rc->ok[(rc->ok_t + i) % RATECTL_OK_BUCKETS] = 0;
+        rc->ok_t = t;
+    }
+    rc->ok[t % RATECTL_OK_BUCKETS] += n;
+}
+
+/* Successful calls over the last second, as a share of the configured
+ * rate. When an API that counts calls per window pushes back, its window is
+ * full: what it let through in the last second is its limit, pauses or not
+ * (for longer windows this is an upper bound and does no harm). 0 when not
+ * yet meaningful. */
+static double observed_scale(ratectl *rc, int64_t now, double base)
+{
+    if (base <= 0 || now - rc->start_ns < 2 * FO_NS_PER_S)
+        return 0;
+    ratectl_ok(rc, now, 0);
+    uint64_t sum = 0;
+    for (int i = 0; i < RATECTL_OK_BUCKETS; i++)
+        sum += rc->ok[i];
+    return (double)sum / base;
+}
+
+double ratectl_base_per_s(const ratectl *rc)
+{
+    double best = 0;
+    for (size_t i = 0; i < rc->nrates; i++) {
+        double r =
+            (double)rc->rates[i].count * 1e9 / (double)rc->rates[i].period_ns;
+        if (best == 0 || r < best)
+            best = r;
+    }
+    return best;
+}
+
+double ratectl_effective_per_s(ratectl *rc)
+{
+    return gcra_rate_per_s(budget_limiter(rc->bud));
+}
+
+int ratectl_pause(ratectl *rc, int64_t now, int64_t ms)
+{
+    if (ms > RATECTL_MAX_PAUSE_MS)
+        ms = RATECTL_MAX_PAUSE_MS;
+    int64_t until = now + ms * FO_NS_PER_MS;
+    if (until <= budget_paused_until(rc->bud))
+        return 0;
+    budget_pause(rc->bud, until);
+    return 1;
+}
+
+int ratectl_on_throttled(ratectl *rc, int64_t now, int64_t retry_after_ms,
+                         unsigned http_status, const char *worker)
+{
+    rc->n_throttled++;
+    int64_t ra = retry_after_ms ? retry_after_ms : 1000;
+    if (ra > RATECTL_MAX_PAUSE_MS)
+        ra = RATECTL_MAX_PAUSE_MS;
+    int64_t until = now + ra * FO_NS_PER_MS;
+    int extended = ratectl_pause(rc, now, ra);
+    if (adaptive_on_throttle(&rc->ad, now,
+                             observed_scale(rc, now, ratectl_base_per_s(rc))))
+        apply_scale(rc);
+    if (until > rc->paused_logged_until + FO_NS_PER_S) {
+        LOG_WARN("api.throttled",
+                 "HTTP %u from the API (via %s): all calls "
+                 "paused for %" PRId64 " ms",
+                 http_status, worker, ra);
+        rc->paused_logged_until = until;
+    }
+    return extended;
+}
+
+int ratectl_on_rateinfo(ratectl *rc, int64_t now, int64_t limit,
+                        int64_t window_ms, int64_t remaining, int64_t reset_ms)
+{
+    if (limit > 0 && window_ms > 0 && rc->nrates) {
+        double before = adaptive_scale(&rc->ad);
+        adaptive_on_policy(&rc->ad, (double)limit * 1000.0 / (double)window_ms,
+                           ratectl_base_per_s(rc));
+        if (adaptive_scale(&rc->ad) < before)
+            LOG_INFO("api.policy",
+                     "the API announces %" PRId64 " per %" PRId64
+                     " ms; staying under it",
+                     limit, window_ms);
+        apply_scale(rc);
+    }
+    if (remaining != 0 || reset_ms <= 0)
+        return 0;
+    int64_t ms =
+        reset_ms > RATECTL_MAX_PAUSE_MS ? RATECTL_MAX_PAUSE_MS : reset_ms;
+    if (now + ms * FO_NS_PER_MS > budget_paused_until(rc->bud)) {
+        rc->n_quota_pauses++;
+        LOG_INFO("api.quota_used",
+                 "the API reports no requests left in its "
+                 "window: pausing %" PRId64 " ms",
+                 ms);
+    }
+    return ratectl_pause(rc, now, ms);
+}
+
+void ratectl_tick(ratectl *rc, int64_t now)
+{
+    if (adaptive_tick(&rc->ad, now))
+        apply_scale(rc);
+}

@@ -1,0 +1,56 @@
+/*
+ * sender.c - encoding and non-blocking sends; see sender.h.
+ */
+#include "fmacros.h"
+#include "sender.h"
+
+#include <zmq.h>
+
+void sender_init(sender *s, void *ctl, void *push, uint64_t epoch)
+{
+    s->ctl = ctl;
+    s->push = push;
+    s->epoch = epoch;
+    s->n_sent = s->n_lost = 0;
+    buf_init(&s->scratch, PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
+}
+
+void sender_fini(sender *s)
+{
+    buf_fini(&s->scratch);
+}
+
+void sender_to(sender *s, const void *rid, size_t rid_len, proto_msg *msg)
+{
+    msg->epoch = s->epoch;
+    buf_reset(&s->scratch);
+    if (proto_encode(msg, &s->scratch) != FO_OK ||
+        zmq_send(s->ctl, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        s->n_lost++;
+        return;
+    }
+    if (zmq_send(s->ctl, s->scratch.data, s->scratch.len, ZMQ_DONTWAIT) < 0)
+        s->n_lost++;
+    else
+        s->n_sent++;
+}
+
+void sender_broadcast(sender *s, budget *bud, proto_msg *msg)
+{
+    for (size_t i = 0; i < budget_capacity(bud); i++) {
+        budget_worker *w = budget_at(bud, i);
+        if (w->used)
+            sender_to(s, w->rid, w->rid_len, msg);
+    }
+}
+
+fo_err sender_work(sender *s, proto_msg *msg)
+{
+    msg->epoch = s->epoch;
+    buf_reset(&s->scratch);
+    if (proto_encode(msg, &s->scratch) != FO_OK)
+        return FO_ETOOBIG;
+    if (zmq_send(s->push, s->scratch.data, s->scratch.len, ZMQ_DONTWAIT) < 0)
+        return FO_EAGAIN;
+    return FO_OK;
+}

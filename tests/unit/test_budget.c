@@ -1,0 +1,187 @@
+/* test_budget.c - the cluster-wide token budget, with a fake clock. */
+#include "fmacros.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "budget.h"
+#include "unit_assert.h"
+
+#define MS INT64_C(1000000)
+#define S (1000 * MS)
+#define HORIZON (250 * MS)
+
+typedef struct sent {
+    int64_t at[4096];  /* absolute spend time of each token granted */
+    size_t n;          /* tokens */
+    size_t grants;     /* grant messages */
+    budget_worker *to; /* last worker granted */
+    int64_t now;       /* the fake clock at the grant */
+} sent;
+
+static void on_grant(void *ctx, budget_worker *w, const uint32_t *offs,
+                     uint32_t n)
+{
+    sent *s = ctx;
+    s->grants++;
+    s->to = w;
+    for (uint32_t i = 0; i < n && s->n < 4096; i++)
+        s->at[s->n++] = s->now + (int64_t)offs[i] * 1000;
+}
+
+static budget *new_budget(int64_t count, int64_t period_ns, int64_t mif)
+{
+    gcra *g = gcra_new();
+    if (count) {
+        gcra_rate r = {.count = count, .period_ns = period_ns};
+        assert_fo(FO_OK, gcra_add(g, r, 1, 0));
+    }
+    return budget_new(g, mif, HORIZON);
+}
+
+static size_t grant(budget *b, sent *s, int64_t now)
+{
+    s->now = now;
+    return budget_grant(b, now, on_grant, s);
+}
+
+/* However often a greedy worker asks, no window of one second holds more
+ * than the rate (plus the burst of one), and spend times are paced. */
+static void test_grants_never_exceed_the_rate(void **state)
+{
+    (void)state;
+    budget *b = new_budget(20, S, 0);
+    budget_worker *w = budget_join(b, "w1", 2, 0);
+    sent s = {0};
+    for (int64_t now = 0; now < 10 * S; now += 7 * MS) {
+        budget_request(b, w, 1000, w->granted, 0);
+        grant(b, &s, now);
+    }
+    size_t before_10s = 0;
+    for (size_t i = 0; i < s.n; i++)
+        before_10s += s.at[i] < 10 * S;
+    /* 20/s for 10 s, plus the burst of one; none lost to pacing. */
+    assert_true(before_10s >= 195 && before_10s <= 201);
+    for (size_t i = 1; i < s.n; i++)
+        assert_true(s.at[i] - s.at[i - 1] >= 50 * MS - 1000);
+    for (size_t i = 0; i + 20 < s.n; i++)
+        assert_true(s.at[i + 20] - s.at[i] >= S - 1000);
+    budget_destroy(&b);
+    budget_destroy(&b);
+}
+
+/* A TOKEN_REQ that crossed a grant on the wire (it says "seen 0" although
+ * 5 are on their way) does not make the budget grant those 5 again. */
+static void test_request_crossing_a_grant_does_not_double_grant(void **state)
+{
+    (void)state;
+    budget *b = new_budget(0, 0, 0);
+    budget_worker *w = budget_join(b, "w1", 2, 0);
+    sent s = {0};
+    budget_request(b, w, 5, 0, 0);
+    assert_int_equal(grant(b, &s, 0), 5);
+    budget_request(b, w, 5, 0, 0); /* sent before the grant arrived */
+    assert_int_equal(grant(b, &s, 1 * MS), 0);
+    budget_request(b, w, 5, 5, 0); /* the worker saw them: wants 5 more */
+    assert_int_equal(grant(b, &s, 2 * MS), 5);
+    assert_int_equal(w->granted, 10);
+    budget_destroy(&b);
+}
+
+/* Permits cap the calls in flight across workers; a release frees them,
+ * and a worker that goes away returns what it held. */
+static void test_permits_cap_in_flight_and_come_back(void **state)
+{
+    (void)state;
+    budget *b = new_budget(0, 0, 3);
+    budget_worker *a = budget_join(b, "a", 1, 0);
+    budget_worker *c = budget_join(b, "c", 1, 0);
+    sent s = {0};
+    budget_request(b, a, 10, 0, 0);
+    budget_request(b, c, 10, 0, 0);
+    assert_int_equal(grant(b, &s, 0), 3);
+    assert_int_equal(budget_permits_in_use(b), 3);
+    assert_int_equal(grant(b, &s, MS), 0);
+    budget_worker *holder = a->permits ? a : c;
+    int64_t held = holder->permits;
+    budget_request(b, holder, 10, holder->granted, 1);
+    assert_int_equal(budget_permits_in_use(b), 2);
+    assert_int_equal(grant(b, &s, 2 * MS), 1);
+    held = holder->permits + (holder == a ? c->permits : a->permits);
+    assert_int_equal(held, 3);
+    budget_remove(b, a);
+    assert_int_equal(budget_permits_in_use(b), c->permits);
+    /* A release never returns more than the worker holds. */
+    budget_request(b, c, 0, c->granted, 1000);
+    assert_int_equal(budget_permits_in_use(b), 0);
+    assert_int_equal(c->permits, 0);
+    budget_destroy(&b);
+}
+
+static void test_pause_stops_every_grant_until_it_ends(void **state)
+{
+    (void)state;
+    budget *b = new_budget(100, S, 0);
+    budget_worker *w = budget_join(b, "w", 1, 0);
+    sent s = {0};
+    budget_pause(b, 2 * S);
+    budget_pause(b, 1 * S); /* a shorter pause never shortens it */
+    assert_true(budget_paused_until(b) == 2 * S);
+    budget_request(b, w, 10, 0, 0);
+    assert_int_equal(grant(b, &s, S), 0);
+    assert_true(budget_next_wake(b, S) >= 2 * S);
+    assert_true(grant(b, &s, 2 * S) > 0);
+    for (size_t i = 0; i < s.n; i++)
+        assert_true(s.at[i] >= 2 * S);
+    budget_destroy(&b);
+}
+
+/* Tokens are never granted further ahead than the horizon. */
+static void test_no_token_beyond_the_horizon(void **state)
+{
+    (void)state;
+    budget *b = new_budget(10, S, 0);
+    budget_worker *w = budget_join(b, "w", 1, 0);
+    sent s = {0};
+    budget_request(b, w, 100, 0, 0);
+    grant(b, &s, 0);
+    assert_true(s.n >= 1 && s.n <= 3);
+    for (size_t i = 0; i < s.n; i++)
+        assert_true(s.at[i] <= HORIZON);
+    budget_destroy(&b);
+}
+
+/* A rejoin (HELLO again) resets the account and returns the permits, and
+ * the slot's generation changes so stale leases do not match. */
+static void test_rejoin_resets_the_account(void **state)
+{
+    (void)state;
+    budget *b = new_budget(0, 0, 5);
+    budget_worker *w = budget_join(b, "w", 1, 0);
+    uint32_t gen = w->gen;
+    sent s = {0};
+    budget_request(b, w, 4, 0, 0);
+    assert_int_equal(grant(b, &s, 0), 4);
+    w = budget_join(b, "w", 1, MS);
+    assert_int_equal(budget_permits_in_use(b), 0);
+    assert_int_equal(w->granted, 0);
+    assert_true(w->gen != gen);
+    budget_destroy(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grants_never_exceed_the_rate),
+        cmocka_unit_test(test_request_crossing_a_grant_does_not_double_grant),
+        cmocka_unit_test(test_permits_cap_in_flight_and_come_back),
+        cmocka_unit_test(test_pause_stops_every_grant_until_it_ends),
+        cmocka_unit_test(test_no_token_beyond_the_horizon),
+        cmocka_unit_test(test_rejoin_resets_the_account),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
