@@ -14,7 +14,7 @@
 
 void control_init(control *c, void *sock, budget *bud, sender *snd, ratectl *rc,
                   batches *bt, const char *job_json, int64_t lease_ms,
-                  control_ctl_fn on_ctl, void *ctl_ctx)
+                  control_ctl_fn on_ctl, void *ctl_ctx, uint64_t *n_bad)
 {
     memset(c, 0, sizeof *c);
     c->sock = sock;
@@ -26,6 +26,7 @@ void control_init(control *c, void *sock, budget *bud, sender *snd, ratectl *rc,
     c->lease_ns = lease_ms * FO_NS_PER_MS;
     c->on_ctl = on_ctl;
     c->ctl_ctx = ctl_ctx;
+    c->n_bad = n_bad;
 }
 
 static void tell_pause(control *c, int64_t ms)
@@ -150,7 +151,7 @@ static void on_worker_msg(control *c, budget_worker *w, const proto_msg *msg,
         on_bye(c, w, msg);
         break;
     default:
-        c->n_bad++;
+        ++*c->n_bad;
         LOG_WARN("proto.unexpected", "unexpected %s from worker %s",
                  proto_type_name(msg->type), w->name);
         break;
@@ -203,12 +204,12 @@ void control_recv(control *c, int64_t now)
         const void *id = zmq_msg_data(&rid);
         size_t idlen = zmq_msg_size(&rid);
         if (rc) {
-            c->n_bad++;
-            if (c->n_bad <= 10 || c->n_bad % 1000 == 0)
+            uint64_t bad = ++*c->n_bad;
+            if (bad <= 10 || bad % 1000 == 0)
                 LOG_WARN(rc == FO_EVERSION ? "proto.bad_version"
                                            : "proto.bad_frame",
                          "dropped a control frame (%" PRIu64 " so far): %s",
-                         c->n_bad, err);
+                         bad, err);
             zmq_msg_close(&rid);
             continue;
         }

@@ -35,13 +35,13 @@ typedef struct control {
     int64_t lease_ns;      /* item and worker lease */
     control_ctl_fn on_ctl; /* operator commands */
     void *ctl_ctx;         /* its context */
-    uint64_t n_bad;        /* malformed or unexpected frames */
+    uint64_t *n_bad;       /* malformed frames, shared with fanin */
     uint64_t n_reset;      /* RESETs sent to unknown peers */
 } control;
 
 void control_init(control *c, void *sock, budget *bud, sender *snd, ratectl *rc,
                   batches *bt, const char *job_json, int64_t lease_ms,
-                  control_ctl_fn on_ctl, void *ctl_ctx);
+                  control_ctl_fn on_ctl, void *ctl_ctx, uint64_t *n_bad);
 /* Receives and handles up to a few thousand messages without blocking. */
 void control_recv(control *c, int64_t now);
 /* Workers silent for a lease lose their items (re-dispatched) and permits. */

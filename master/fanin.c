@@ -12,7 +12,7 @@
 #include <zmq.h>
 
 void fanin_init(fanin *f, void *pull, batches *bt, commit *cm, orphans *orph,
-                ratectl *rc, budget *bud, int queue)
+                ratectl *rc, budget *bud, int queue, uint64_t *n_bad)
 {
     memset(f, 0, sizeof *f);
     f->pull = pull;
@@ -22,6 +22,7 @@ void fanin_init(fanin *f, void *pull, batches *bt, commit *cm, orphans *orph,
     f->rc = rc;
     f->bud = bud;
     f->queue = queue;
+    f->n_bad = n_bad;
 }
 
 /* A queue item's place can differ from what the worker was told (an
@@ -134,13 +135,13 @@ void fanin_recv(fanin *f, int64_t now)
                                  err, sizeof err);
         zmq_msg_close(&msg);
         if (rc || r.type != PROTO_RESULT) {
-            f->n_bad++;
-            if (f->n_bad <= 10 || f->n_bad % 1000 == 0)
+            uint64_t bad = ++*f->n_bad;
+            if (bad <= 10 || bad % 1000 == 0)
                 LOG_WARN(rc == FO_EVERSION ? "proto.bad_version"
                                            : "proto.bad_frame",
                          "dropped a frame on the result socket (%" PRIu64
                          " so far): %s",
-                         f->n_bad, rc ? err : "not a RESULT");
+                         bad, rc ? err : "not a RESULT");
             proto_msg_fini(&r);
             continue;
         }

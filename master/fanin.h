@@ -30,14 +30,14 @@ typedef struct fanin {
     ratectl *rc;         /* counts successes (borrowed) */
     budget *bud;         /* workers, to credit their results (borrowed) */
     int queue;           /* the source is a queue */
-    uint64_t n_bad;      /* malformed frames or not a RESULT */
+    uint64_t *n_bad;     /* malformed frames, shared with control */
     uint64_t n_dup;      /* a second result for a recorded item */
     uint64_t n_stale;    /* results for items not open */
     uint64_t n_mismatch; /* results whose id is not the item's */
 } fanin;
 
 void fanin_init(fanin *f, void *pull, batches *bt, commit *cm, orphans *orph,
-                ratectl *rc, budget *bud, int queue);
+                ratectl *rc, budget *bud, int queue, uint64_t *n_bad);
 /* Receives and handles up to a few thousand results without blocking. */
 void fanin_recv(fanin *f, int64_t now);
 /* Handles one decoded RESULT; r stays the caller's (it may be moved into

@@ -99,6 +99,7 @@ struct master {
     int64_t drained_ns;         /* when permits reached zero */
     int64_t dispatch_after_ns;  /* resume grace: no dispatch before */
     int first_dispatch_logged;  /* dispatch.first was logged */
+    uint64_t n_bad_frames;      /* frames dropped on any socket */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -624,10 +625,10 @@ static void install_signals(void)
 static void wire(master *m)
 {
     fanin_init(&m->fi, m->pull, &m->bt, &m->cm, &m->orph, &m->rc, m->bud,
-               m->in.queue);
+               m->in.queue, &m->n_bad_frames);
     m->cc = (ctlcmd){&m->obs, &m->rc, m->bud, m->st};
     control_init(&m->cs, m->ctl, m->bud, &m->snd, &m->rc, &m->bt, m->job_json,
-                 m->cfg->lease_ms, ctlcmd_handle, &m->cc);
+                 m->cfg->lease_ms, ctlcmd_handle, &m->cc, &m->n_bad_frames);
     m->obs = (observe){.out = m->cfg->out,
                        .st = m->st,
                        .bt = &m->bt,

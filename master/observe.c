@@ -166,8 +166,7 @@ char *observe_metrics(observe *o, int64_t now)
            "came back (expired or over the caps).",
            (double)o->orph->n_dropped);
     metric(&b, "fanout_bad_frames_total", "counter",
-           "Malformed or unknown messages dropped.",
-           (double)(o->fi->n_bad + o->ctl->n_bad));
+           "Malformed or unknown messages dropped.", (double)*o->fi->n_bad);
     metric(&b, "fanout_curve_denied_total", "counter",
            "Connections refused by the Curve allow-list.",
            o->n_denied ? (double)*o->n_denied : 0);
@@ -321,9 +320,8 @@ void observe_write_summary(observe *o, int finished)
                         json_integer((json_int_t)o->bt->n_redispatch));
     json_object_set_new(j, "duplicate_results",
                         json_integer((json_int_t)o->fi->n_dup));
-    json_object_set_new(
-        j, "bad_frames",
-        json_integer((json_int_t)(o->fi->n_bad + o->ctl->n_bad)));
+    json_object_set_new(j, "bad_frames",
+                        json_integer((json_int_t)*o->fi->n_bad));
     json_object_set_new(j, "blank_lines",
                         json_integer((json_int_t)o->in->n_blank));
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
