@@ -2,11 +2,11 @@
  * main.c - fanout-worker's command line: parse options, run the loop.
  */
 #include "fmacros.h"
+#include "http.h"
 #include "log.h"
 #include "options.h"
 #include "worker.h"
 
-#include <curl/curl.h>
 #include <malloc.h>
 
 static const opt_def worker_opts[] = {
@@ -76,8 +76,9 @@ int main(int argc, char **argv)
         goto out;
     }
     log_init("worker", lvl, fmt);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "fanout-worker: libcurl failed to initialise\n");
+    char herr[128];
+    if (http_global_init(herr, sizeof herr) != FO_OK) {
+        fprintf(stderr, "fanout-worker: %s\n", herr);
         rc = 3;
         goto out;
     }
@@ -100,7 +101,7 @@ int main(int argc, char **argv)
         .curve_server_key = opts_str(o, "curve-server-key"),
     };
     rc = worker_run(&cfg);
-    curl_global_cleanup();
+    http_global_fini();
 out:
     opts_destroy(&o);
     return rc;
