@@ -26,6 +26,7 @@
 #include "proto.h"
 #include "retry.h"
 #include "util.h"
+#include "witems.h"
 #include "wtokens.h"
 
 #include <errno.h>
@@ -40,26 +41,6 @@
 #define HELLO_INTERVAL_NS (1000 * FO_NS_PER_MS)
 #define RESULT_LINGER_MS 5000
 
-enum { WI_READY = 0, WI_WAIT = 1, WI_FLIGHT = 2 };
-
-typedef struct witem {
-    proto_ref ref;        /* where the master keeps it */
-    char *key;            /* its id */
-    char *url;            /* rendered URL */
-    char *body;           /* rendered body or NULL */
-    size_t body_len;      /* its length */
-    char *idem;           /* Idempotency-Key */
-    uint32_t attempts;    /* attempts made, throttled ones included */
-    uint32_t throttled;   /* attempts answered 429/503+Retry-After */
-    uint32_t unreachable; /* attempts during an API outage (uncounted) */
-    uint32_t last_http;   /* last HTTP status */
-    char *last_error;     /* last error text */
-    int64_t ready_at_ns;  /* when a waiting item may be retried */
-    int state;            /* WI_* */
-    uint32_t account;     /* token account the call was paid from */
-    struct witem *qnext;  /* ready queue link */
-} witem;
-
 typedef struct wstate {
     const worker_config *cfg;          /* options */
     void *zctx;                        /* ZeroMQ context */
@@ -73,10 +54,7 @@ typedef struct wstate {
     int have_job;                      /* a JOB arrived */
     int master_ok;                     /* the master spoke within the lease */
     job job;                           /* the current job */
-    witem **items;                     /* held items */
-    size_t nitems, capitems;           /* count, allocated */
-    witem *rq_head, *rq_tail;          /* ready queue */
-    size_t nready;                     /* its length */
+    witems held;                       /* items held */
     wtokens tok;                       /* token ledger */
     http *http;                        /* calls in flight */
     outbox ob;                         /* results queued and sent lately */
@@ -188,74 +166,7 @@ static void send_hello(wstate *w)
     send_ctl(w, &m);
 }
 
-/* ---- items ----------------------------------------------------------- */
-
-static void rq_push(wstate *w, witem *it)
-{
-    it->state = WI_READY;
-    it->qnext = NULL;
-    if (w->rq_tail)
-        w->rq_tail->qnext = it;
-    else
-        w->rq_head = it;
-    w->rq_tail = it;
-    w->nready++;
-}
-
-static witem *rq_pop(wstate *w)
-{
-    witem *it = w->rq_head;
-    if (!it)
-        return NULL;
-    w->rq_head = it->qnext;
-    if (!w->rq_head)
-        w->rq_tail = NULL;
-    w->nready--;
-    return it;
-}
-
-static void item_free(witem *it)
-{
-    free(it->key);
-    free(it->url);
-    free(it->body);
-    free(it->idem);
-    free(it->last_error);
-    free(it);
-}
-
-static void held_remove(wstate *w, witem *it)
-{
-    for (size_t i = 0; i < w->nitems; i++) {
-        if (w->items[i] == it) {
-            w->items[i] = w->items[--w->nitems];
-            return;
-        }
-    }
-}
-
-/* Drops every held item that is not in flight (ready or waiting). */
-static void drop_unstarted(wstate *w, proto_ref **refs, uint32_t *nrefs)
-{
-    if (refs) {
-        *refs = w->nitems ? xcalloc(w->nitems, sizeof **refs) : NULL;
-        *nrefs = 0;
-    }
-    size_t keep = 0;
-    for (size_t i = 0; i < w->nitems; i++) {
-        witem *it = w->items[i];
-        if (it->state == WI_FLIGHT) {
-            w->items[keep++] = it;
-            continue;
-        }
-        if (refs)
-            (*refs)[(*nrefs)++] = it->ref;
-        item_free(it);
-    }
-    w->nitems = keep;
-    w->rq_head = w->rq_tail = NULL;
-    w->nready = 0;
-}
+/* ---- results --------------------------------------------------------- */
 
 static int send_result(void *ctx, const void *data, size_t len)
 {
@@ -302,31 +213,17 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
         w->n_ok++;
     else
         w->n_failed++;
-    held_remove(w, it);
-    item_free(it);
+    witems_finish(&w->held, it);
 }
 
 /* ---- HTTP ------------------------------------------------------------ */
 
 static void schedule_retry(wstate *w, witem *it, int64_t delay_ms)
 {
-    it->state = WI_WAIT;
-    it->ready_at_ns = clock_now_ns() + delay_ms * FO_NS_PER_MS;
+    witems_wait(&w->held, it, clock_now_ns() + delay_ms * FO_NS_PER_MS);
     w->n_retries++;
     LOG_DEBUG("item.retry", "id=%s attempt=%u in %" PRId64 "ms: %s", it->key,
               it->attempts, delay_ms, it->last_error ? it->last_error : "");
-}
-
-static void set_error(witem *it, const char *fmt, ...) FO_PRINTF(2, 3);
-static void set_error(witem *it, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    free(it->last_error);
-    it->last_error = xstrdup(buf);
 }
 
 /* Drops every token held and starts no call before now + ms: the API asked
@@ -480,13 +377,13 @@ static void on_http_done(void *ctx, const http_response *r)
         m.u.throttled.retry_after_ms =
             d.retry_after_ms > 0 ? (uint32_t)d.retry_after_ms : 0;
         send_ctl(w, &m);
-        set_error(it, "HTTP %ld (throttled %u times)", r->status,
-                  it->throttled);
+        witem_set_error(it, "HTTP %ld (throttled %u times)", r->status,
+                        it->throttled);
     } else if (d.verdict != RETRY_DONE && d.reason != RETRY_FAIL_TOO_LARGE) {
         if (answered)
-            set_error(it, "HTTP %ld", r->status);
+            witem_set_error(it, "HTTP %ld", r->status);
         else
-            set_error(it, "%s", r->error);
+            witem_set_error(it, "%s", r->error);
     }
     switch (d.verdict) {
     case RETRY_DONE:
@@ -536,8 +433,8 @@ static void start_call(wstate *w, witem *it)
     free(hdrs);
     if (rc != FO_OK) {
         wtokens_release(&w->tok, 1);
-        set_error(it, "could not start the request for %s: %s", it->url,
-                  fo_strerror(rc));
+        witem_set_error(it, "could not start the request for %s: %s", it->url,
+                        fo_strerror(rc));
         finish_item(w, it, 0, it->last_error, NULL, 0, 0);
     }
 }
@@ -549,13 +446,14 @@ static void spend_tokens(wstate *w, int64_t now)
 {
     int64_t slack = w->job.rate_limited ? w->job.slack_ns : INT64_MAX;
     for (;;) {
-        int can_start = now >= w->paused_until_ns && w->nready > 0 &&
+        int can_start = now >= w->paused_until_ns &&
+                        witems_ready(&w->held) > 0 &&
                         http_inflight(w->http) < w->cfg->concurrency;
         wtokens_action a = wtokens_next(&w->tok, now, slack, can_start);
         if (a == WTOKENS_NONE)
             return;
         if (a == WTOKENS_SPEND)
-            start_call(w, rq_pop(w));
+            start_call(w, witems_pop_ready(&w->held));
     }
 }
 
@@ -563,7 +461,7 @@ static void request_tokens(wstate *w)
 {
     wtokens_req r;
     int64_t slots = w->cfg->concurrency - http_inflight(w->http);
-    if (!wtokens_request(&w->tok, slots, w->nready, &r))
+    if (!wtokens_request(&w->tok, slots, witems_ready(&w->held), &r))
         return;
     proto_msg m = {.type = PROTO_TOKEN_REQ, .epoch = w->epoch};
     m.u.token_req.want = r.want;
@@ -575,11 +473,9 @@ static void request_tokens(wstate *w)
 static void send_heartbeat(wstate *w)
 {
     proto_msg m = {.type = PROTO_HEARTBEAT, .epoch = w->epoch};
-    uint32_t n =
-        w->nitems > PROTO_MAX_HELD ? PROTO_MAX_HELD : (uint32_t)w->nitems;
-    proto_ref *refs = n ? xcalloc(n, sizeof *refs) : NULL;
-    for (uint32_t i = 0; i < n; i++)
-        refs[i] = w->items[i]->ref;
+    size_t held = witems_held(&w->held);
+    proto_ref *refs = held ? xcalloc(held, sizeof *refs) : NULL;
+    uint32_t n = witems_refs(&w->held, refs, PROTO_MAX_HELD);
     m.u.heartbeat.inflight = (uint32_t)http_inflight(w->http);
     m.u.heartbeat.nheld = n;
     m.u.heartbeat.held = refs;
@@ -607,7 +503,7 @@ static int on_job(wstate *w, proto_msg *m)
          * finish and their results still count; results sent while it was
          * away may have been lost with the connection, so send them again
          * (the master records each item once). */
-        drop_unstarted(w, NULL, NULL);
+        witems_drop_unstarted(&w->held, NULL, NULL);
         outbox_resend_recent(&w->ob);
         if (m->epoch != w->epoch)
             LOG_INFO("master.changed",
@@ -729,39 +625,9 @@ static void handle_work(wstate *w)
             proto_msg_fini(&m);
             continue;
         }
-        witem *it = xcalloc(1, sizeof *it);
-        it->ref = m.u.work.ref;
-        it->key = m.u.work.key;
-        it->url = m.u.work.url;
-        it->body = m.u.work.body;
-        it->body_len = m.u.work.body_len;
-        it->idem = m.u.work.idem_key;
-        m.u.work.key = m.u.work.url = m.u.work.body = m.u.work.idem_key = NULL;
+        witems_add(&w->held, &m);
         proto_msg_fini(&m);
-        if (w->nitems == w->capitems) {
-            w->capitems = w->capitems ? w->capitems * 2 : 64;
-            w->items = xrealloc(w->items, w->capitems * sizeof *w->items);
-        }
-        w->items[w->nitems++] = it;
-        rq_push(w, it);
     }
-}
-
-/* Moves waiting items whose backoff is over to the ready queue; returns the
- * earliest remaining wake-up time (or INT64_MAX). */
-static int64_t wake_waiting(wstate *w, int64_t now)
-{
-    int64_t next = INT64_MAX;
-    for (size_t i = 0; i < w->nitems; i++) {
-        witem *it = w->items[i];
-        if (it->state != WI_WAIT)
-            continue;
-        if (it->ready_at_ns <= now)
-            rq_push(w, it);
-        else if (it->ready_at_ns < next)
-            next = it->ready_at_ns;
-    }
-    return next;
 }
 
 /* Opens the control DEALER and watches its handshakes. Returns 0 or -1
@@ -851,7 +717,7 @@ static void say_bye(wstate *w)
         w->work = NULL;
     }
     proto_msg m = {.type = PROTO_BYE, .epoch = w->epoch};
-    drop_unstarted(w, &m.u.bye.held, &m.u.bye.nheld);
+    witems_drop_unstarted(&w->held, &m.u.bye.held, &m.u.bye.nheld);
     send_ctl(w, &m);
     if (m.u.bye.nheld || http_inflight(w->http))
         LOG_INFO("worker.leaving",
@@ -868,6 +734,7 @@ int worker_run(const worker_config *cfg)
     memset(w, 0, sizeof *w);
     w->cfg = cfg;
     buf_init(&w->scratch, PROTO_MAX_CONTROL_BYTES);
+    witems_init(&w->held);
     wtokens_init(&w->tok);
     outbox_init(&w->ob);
     gethostname(w->host, sizeof w->host - 1);
@@ -961,7 +828,7 @@ int worker_run(const worker_config *cfg)
             w->next_hello_ns = now + HELLO_INTERVAL_NS;
         }
 
-        int64_t next_wake = wake_waiting(w, now);
+        int64_t next_wake = witems_wake(&w->held, now);
         if (w->have_job && !draining) {
             spend_tokens(w, now);
             request_tokens(w);
@@ -1039,10 +906,7 @@ int worker_run(const worker_config *cfg)
              w->n_ok, w->n_failed, w->n_retries, w->tok.n_dropped);
 out:
     http_destroy(&w->http);
-    drop_unstarted(w, NULL, NULL);
-    for (size_t i = 0; i < w->nitems; i++)
-        item_free(w->items[i]);
-    free(w->items);
+    witems_fini(&w->held);
     outbox_fini(&w->ob);
     wtokens_fini(&w->tok);
     job_fini(&w->job);
