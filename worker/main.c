@@ -100,7 +100,13 @@ int main(int argc, char **argv)
         .curve_secret = opts_str(o, "curve-secret"),
         .curve_server_key = opts_str(o, "curve-server-key"),
     };
-    rc = worker_run(&cfg);
+    char werr[1024];
+    fo_err wrc = worker_run(&cfg, werr, sizeof werr);
+    /* 2: the configuration or the job cannot work; 3: a runtime failure
+     * (as the master's exit statuses). */
+    rc = wrc == FO_OK ? 0 : wrc == FO_EIO ? 3 : 2;
+    if (wrc != FO_OK && werr[0])
+        fprintf(stderr, "fanout-worker: %s\n", werr);
     http_global_fini();
 out:
     opts_destroy(&o);

@@ -20,13 +20,13 @@
 #include "clock.h"
 #include "http.h"
 #include "job.h"
-#include "keys.h"
 #include "log.h"
 #include "outbox.h"
 #include "proto.h"
 #include "retry.h"
 #include "util.h"
 #include "witems.h"
+#include "wlink.h"
 #include "wtokens.h"
 
 #include <errno.h>
@@ -39,38 +39,26 @@
 
 #define MAX_POLL_ITEMS 4096
 #define HELLO_INTERVAL_NS (1000 * FO_NS_PER_MS)
-#define RESULT_LINGER_MS 5000
 
 typedef struct wstate {
-    const worker_config *cfg;          /* options */
-    void *zctx;                        /* ZeroMQ context */
-    void *ctl;                         /* DEALER to the master */
-    void *work;                        /* PULL of items */
-    void *res;                         /* PUSH of results */
-    char id[320];                      /* worker id */
-    char host[256];                    /* our host name */
-    char master_host[256];             /* host part of --master */
-    uint64_t epoch;                    /* the current master's epoch */
-    int have_job;                      /* a JOB arrived */
-    int master_ok;                     /* the master spoke within the lease */
-    job job;                           /* the current job */
-    witems held;                       /* items held */
-    wtokens tok;                       /* token ledger */
-    http *http;                        /* calls in flight */
-    outbox ob;                         /* results queued and sent lately */
-    int64_t last_master_ns;            /* last message from the master */
-    int64_t next_hb_ns;                /* next heartbeat */
-    int64_t next_hello_ns;             /* next HELLO while unjoined */
-    uint64_t rng;                      /* jitter source */
-    int curve;                         /* Curve keys in use */
-    keys_pair my_key;                  /* our key pair */
-    char server_key[KEYS_Z85_LEN + 1]; /* the master's public key */
-    void *monitor;            /* handshake events of the control socket */
-    int64_t next_auth_log_ns; /* rate limit for auth failure logs */
-    int64_t reopen_ns;        /* reopen the control socket at, or 0 */
+    const worker_config *cfg; /* options */
+    wlink link;               /* sockets to the master */
+    char id[320];             /* worker id */
+    char host[256];           /* our host name */
+    uint64_t epoch;           /* the current master's epoch */
+    int have_job;             /* a JOB arrived */
+    int master_ok;            /* the master spoke within the lease */
+    job job;                  /* the current job */
+    witems held;              /* items held */
+    wtokens tok;              /* token ledger */
+    http *http;               /* calls in flight */
+    outbox ob;                /* results queued and sent lately */
+    int64_t last_master_ns;   /* last message from the master */
+    int64_t next_hb_ns;       /* next heartbeat */
+    int64_t next_hello_ns;    /* next HELLO while unjoined */
+    uint64_t rng;             /* jitter source */
     int64_t paused_until_ns;  /* no calls before this (API push-back) */
     int64_t next_rateinfo_ns; /* next RATEINFO report allowed */
-    fo_buf scratch;           /* encode buffer */
     uint64_t n_ok, n_failed, n_retries, n_bad_frames; /* counters */
     int api_answered;         /* the API has answered us (any HTTP status) */
     uint32_t transport_fail;  /* attempts in a row with no HTTP answer */
@@ -92,68 +80,9 @@ static void on_signal(int sig)
 
 /* ---- sockets --------------------------------------------------------- */
 
-static void *make_socket(wstate *w, int type, int linger_ms, int maxmsg)
-{
-    void *s = zmq_socket(w->zctx, type);
-    /* Reconnect quickly: a restarted master should see its workers again
-     * within a second, not after a backoff grown during its downtime. */
-    int ivl = 100, ivl_max = 500, hb = 1000, hbt = 3000;
-    int64_t max = maxmsg;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
-    zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
-    zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
-    zmq_setsockopt(s, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
-    zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt);
-    if (max > 0)
-        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
-    if (w->curve) {
-        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, w->server_key, KEYS_Z85_LEN + 1);
-        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, w->my_key.public_key,
-                       KEYS_Z85_LEN + 1);
-        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, w->my_key.secret_key,
-                       KEYS_Z85_LEN + 1);
-    }
-    return s;
-}
-
-static int connect_data_sockets(wstate *w, int work_port, int result_port)
-{
-    char ep[400];
-    if (w->work)
-        zmq_close(w->work);
-    if (w->res)
-        zmq_close(w->res);
-    w->work = make_socket(w, ZMQ_PULL, 0,
-                          PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
-    w->res = make_socket(w, ZMQ_PUSH, RESULT_LINGER_MS, 0);
-    int hwm = 100000;
-    zmq_setsockopt(w->res, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    snprintf(ep, sizeof ep, "tcp://%s:%d", w->master_host, work_port);
-    if (zmq_connect(w->work, ep) != 0) {
-        LOG_ERROR("worker.connect_failed", "connect %s: %s", ep,
-                  zmq_strerror(errno));
-        return -1;
-    }
-    snprintf(ep, sizeof ep, "tcp://%s:%d", w->master_host, result_port);
-    if (zmq_connect(w->res, ep) != 0) {
-        LOG_ERROR("worker.connect_failed", "connect %s: %s", ep,
-                  zmq_strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 static void send_ctl(wstate *w, const proto_msg *m)
 {
-    buf_reset(&w->scratch);
-    if (proto_encode(m, &w->scratch) != FO_OK) {
-        LOG_ERROR("proto.encode_failed", "%s too large",
-                  proto_type_name(m->type));
-        return;
-    }
-    /* DEALER: a full pipe means the master is gone; the message is
-     * regenerated later (heartbeat, hello, token request). */
-    zmq_send(w->ctl, w->scratch.data, w->scratch.len, ZMQ_DONTWAIT);
+    wlink_send_ctl(&w->link, m);
 }
 
 static void send_hello(wstate *w)
@@ -168,16 +97,10 @@ static void send_hello(wstate *w)
 
 /* ---- results --------------------------------------------------------- */
 
-static int send_result(void *ctx, const void *data, size_t len)
-{
-    wstate *w = ctx;
-    return zmq_send(w->res, data, len, ZMQ_DONTWAIT) < 0 ? -1 : 0;
-}
-
 static void flush_outbox(wstate *w)
 {
-    outbox_flush(&w->ob, send_result, w, clock_now_ns(), w->job.lease_ns,
-                 w->master_ok);
+    outbox_flush(&w->ob, wlink_send_result, &w->link, clock_now_ns(),
+                 w->job.lease_ns, w->master_ok);
 }
 
 static void finish_item(wstate *w, witem *it, int ok, const char *error,
@@ -485,7 +408,9 @@ static void send_heartbeat(wstate *w)
 
 /* ---- messages -------------------------------------------------------- */
 
-static int on_job(wstate *w, proto_msg *m)
+/* Takes a JOB. Returns FO_OK, or FO_EPROTO (logged) when this worker
+ * cannot run it or reach its data ports. */
+static fo_err on_job(wstate *w, proto_msg *m)
 {
     job j;
     char err[512];
@@ -493,7 +418,7 @@ static int on_job(wstate *w, proto_msg *m)
     if (rc != FO_OK) {
         LOG_ERROR(rc == FO_EINVAL ? "worker.bad_header" : "proto.bad_job", "%s",
                   err);
-        return -1;
+        return FO_EPROTO;
     }
     int ports_changed = !w->have_job || j.work_port != w->job.work_port ||
                         j.result_port != w->job.result_port;
@@ -515,9 +440,11 @@ static int on_job(wstate *w, proto_msg *m)
     w->epoch = m->epoch;
     /* The master starts our token account afresh on every JOB. */
     wtokens_reset(&w->tok);
-    if (ports_changed &&
-        connect_data_sockets(w, j.work_port, j.result_port) < 0)
-        return -1;
+    if (ports_changed && wlink_connect_data(&w->link, j.work_port,
+                                            j.result_port, err, sizeof err)) {
+        LOG_ERROR("worker.connect_failed", "%s", err);
+        return FO_EPROTO;
+    }
     if (!w->have_job || !w->master_ok)
         LOG_INFO("worker.joined",
                  "joined master %s (epoch %" PRIu64 ", concurrency %d)",
@@ -525,16 +452,17 @@ static int on_job(wstate *w, proto_msg *m)
     w->have_job = 1;
     w->master_ok = 1;
     w->next_hb_ns = 0;
-    return 0;
+    return FO_OK;
 }
 
-/* Returns 1 when the worker should exit (DONE with --once). */
-static int handle_control(wstate *w, int64_t now, int *fatal)
+/* Returns 1 when the worker should exit: DONE with --once, or a JOB it
+ * cannot run (*fatal set to the error). */
+static int handle_control(wstate *w, int64_t now, fo_err *fatal)
 {
     for (int budget = 0; budget < 1000; budget++) {
         zmq_msg_t msg;
         zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, w->ctl, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&msg, w->link.ctl, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&msg);
             return 0;
         }
@@ -553,8 +481,7 @@ static int handle_control(wstate *w, int64_t now, int *fatal)
         w->last_master_ns = now;
         switch (m.type) {
         case PROTO_JOB:
-            if (on_job(w, &m) < 0) {
-                *fatal = 1;
+            if ((*fatal = on_job(w, &m)) != FO_OK) {
                 proto_msg_fini(&m);
                 return 1;
             }
@@ -604,12 +531,12 @@ static int handle_control(wstate *w, int64_t now, int *fatal)
 
 static void handle_work(wstate *w)
 {
-    if (!w->work)
+    if (!w->link.work)
         return;
     for (int budget = 0; budget < 10000; budget++) {
         zmq_msg_t msg;
         zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, w->work, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&msg, w->link.work, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&msg);
             return;
         }
@@ -630,81 +557,6 @@ static void handle_work(wstate *w)
     }
 }
 
-/* Opens the control DEALER and watches its handshakes. Returns 0 or -1
- * (errno set) when the endpoint is unusable. */
-static int open_control(wstate *w)
-{
-    static int generation;
-    char ep[64];
-    snprintf(ep, sizeof ep, "inproc://fanout.monitor.%d", generation++);
-    w->ctl = make_socket(w, ZMQ_DEALER, 0, PROTO_MAX_CONTROL_BYTES);
-    if (zmq_socket_monitor(w->ctl, ep,
-                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
-        w->monitor = zmq_socket(w->zctx, ZMQ_PAIR);
-        int linger = 0;
-        zmq_setsockopt(w->monitor, ZMQ_LINGER, &linger, sizeof linger);
-        if (zmq_connect(w->monitor, ep) != 0) {
-            zmq_close(w->monitor);
-            w->monitor = NULL;
-        }
-    }
-    return zmq_connect(w->ctl, w->cfg->master);
-}
-
-static void close_control(wstate *w)
-{
-    if (w->monitor) {
-        zmq_socket_monitor(w->ctl, NULL, 0);
-        zmq_close(w->monitor);
-        w->monitor = NULL;
-    }
-    zmq_close(w->ctl);
-    w->ctl = NULL;
-}
-
-/* Logs handshake failures on the control socket: a master that refuses
- * our Curve key otherwise looks like one that is simply not there. */
-static void handle_monitor(wstate *w, int64_t now)
-{
-    for (;;) {
-        zmq_msg_t ev, ep;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, w->monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return;
-        }
-        zmq_msg_init(&ep);
-        if (zmq_msg_more(&ev))
-            zmq_msg_recv(&ep, w->monitor, 0);
-        uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= 2)
-            memcpy(&event, zmq_msg_data(&ev), 2);
-        /* libzmq does not try again after the master refused our key; the
-         * operator may admit it later (SIGHUP on the master), so start a
-         * fresh connection in a while. */
-        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH && !w->reopen_ns)
-            w->reopen_ns = now + 2 * FO_NS_PER_S;
-        if (now >= w->next_auth_log_ns) {
-            w->next_auth_log_ns = now + 30 * FO_NS_PER_S;
-            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
-                LOG_ERROR("curve.refused",
-                          "the master at %s refused our Curve key: add this "
-                          "worker's .pub to the master's --curve-allow",
-                          w->cfg->master);
-            else
-                LOG_ERROR("worker.handshake_failed",
-                          "handshake with %s failed: is it a fanout master, "
-                          "and do both sides agree on Curve keys "
-                          "(--curve-server-key)?",
-                          w->cfg->master);
-        }
-        zmq_msg_close(&ev);
-        zmq_msg_close(&ep);
-    }
-}
-
 /* ---- the loop -------------------------------------------------------- */
 
 static void say_bye(wstate *w)
@@ -712,10 +564,7 @@ static void say_bye(wstate *w)
     /* Take in whatever is already on its way, then stop the master's PUSH
      * from routing more here, so the BYE lists every item we received. */
     handle_work(w);
-    if (w->work) {
-        zmq_close(w->work);
-        w->work = NULL;
-    }
+    wlink_close_work(&w->link);
     proto_msg m = {.type = PROTO_BYE, .epoch = w->epoch};
     witems_drop_unstarted(&w->held, &m.u.bye.held, &m.u.bye.nheld);
     send_ctl(w, &m);
@@ -727,69 +576,80 @@ static void say_bye(wstate *w)
     free(m.u.bye.held);
 }
 
-int worker_run(const worker_config *cfg)
+/* Everything due at now that does not wait on a socket, like Redis's
+ * serverCron: master liveness, hello, retries, tokens, heartbeat, results.
+ * Returns when the loop should wake next at the latest. */
+static int64_t tick(wstate *w, int64_t now, int draining)
 {
-    wstate ws;
-    wstate *w = &ws;
-    memset(w, 0, sizeof *w);
-    w->cfg = cfg;
-    buf_init(&w->scratch, PROTO_MAX_CONTROL_BYTES);
-    witems_init(&w->held);
-    wtokens_init(&w->tok);
-    outbox_init(&w->ob);
-    gethostname(w->host, sizeof w->host - 1);
-    if (cfg->id)
-        snprintf(w->id, sizeof w->id, "%s", cfg->id);
-    else
-        snprintf(w->id, sizeof w->id, "%.255s:%d", w->host, (int)getpid());
-    const char *hp = cfg->master + 6;
-    const char *colon = strrchr(hp, ':');
-    snprintf(w->master_host, sizeof w->master_host, "%.*s", (int)(colon - hp),
-             hp);
-    w->rng = (uint64_t)clock_now_ns() ^ ((uint64_t)getpid() << 32) ^ 1;
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    int rc = 0;
-    char kerr[600];
-    if (cfg->curve_secret) {
-        keys_pair sk;
-        if (keys_read(cfg->curve_secret, 1, &w->my_key, kerr, sizeof kerr) ||
-            keys_read(cfg->curve_server_key, 0, &sk, kerr, sizeof kerr)) {
-            fprintf(stderr, "fanout-worker: %s %s\n",
-                    w->my_key.secret_key[0] ? "--curve-server-key"
-                                            : "--curve-secret",
-                    kerr);
-            buf_fini(&w->scratch);
-            return 2;
-        }
-        memcpy(w->server_key, sk.public_key, sizeof w->server_key);
-        w->curve = 1;
+    /* Master liveness: after a lease of silence, say hello again. */
+    if (w->master_ok && w->have_job &&
+        now - w->last_master_ns > w->job.lease_ns) {
+        LOG_WARN("master.lost",
+                 "no word from the master for %" PRId64
+                 " ms; keeping calls in flight and saying hello until "
+                 "it answers",
+                 (now - w->last_master_ns) / FO_NS_PER_MS);
+        w->master_ok = 0;
     }
-    w->zctx = zmq_ctx_new();
-    if (open_control(w) != 0) {
-        fprintf(stderr, "fanout-worker: --master %s: %s\n", cfg->master,
-                zmq_strerror(errno));
-        rc = 2;
-        goto out;
+    if (!w->master_ok && now >= w->next_hello_ns && !draining) {
+        send_hello(w);
+        w->next_hello_ns = now + HELLO_INTERVAL_NS;
     }
-    w->http = http_new(on_http_done, w);
-    LOG_INFO("worker.started", "id=%s master=%s concurrency=%d", w->id,
-             cfg->master, cfg->concurrency);
+    int64_t next_wake = witems_wake(&w->held, now);
+    if (w->have_job && !draining) {
+        spend_tokens(w, now);
+        request_tokens(w);
+    } else if (draining && w->tok.released) {
+        request_tokens(w);
+    }
+    if (w->have_job && now >= w->next_hb_ns) {
+        send_heartbeat(w);
+        w->next_hb_ns = now + w->job.heartbeat_ns;
+    }
+    flush_outbox(w);
 
+    /* Sleep until the earliest thing we have to do. */
+    int64_t deadline = now + 1000 * FO_NS_PER_MS;
+    if (wtokens_next_due(&w->tok) < deadline)
+        deadline = wtokens_next_due(&w->tok);
+    if (next_wake < deadline)
+        deadline = next_wake;
+    if (w->have_job && w->next_hb_ns < deadline)
+        deadline = w->next_hb_ns;
+    if (!w->master_ok && w->next_hello_ns < deadline)
+        deadline = w->next_hello_ns;
+    return deadline;
+}
+
+/* The poll items for one turn: our sockets first, then libcurl's.
+ * Returns how many, and in *http_first where the HTTP client's begin. */
+static size_t poll_items(wstate *w, zmq_pollitem_t *pi, size_t *http_first)
+{
+    size_t n = 0;
+    pi[n++] = (zmq_pollitem_t){w->link.ctl, 0, ZMQ_POLLIN, 0};
+    if (w->link.work)
+        pi[n++] = (zmq_pollitem_t){w->link.work, 0, ZMQ_POLLIN, 0};
+    if (w->link.res && outbox_pending(&w->ob))
+        pi[n++] = (zmq_pollitem_t){w->link.res, 0, ZMQ_POLLOUT, 0};
+    if (w->link.monitor)
+        pi[n++] = (zmq_pollitem_t){w->link.monitor, 0, ZMQ_POLLIN, 0};
+    *http_first = n;
+    return n + http_pollitems(w->http, pi + n, MAX_POLL_ITEMS - n);
+}
+
+/* Runs until a signal, DONE with --once, or a fatal error; see
+ * worker_run() for the codes. */
+static fo_err run_loop(wstate *w)
+{
     int64_t drain_deadline = 0;
     int draining = 0, job_done = 0;
+    fo_err rc = FO_OK;
     zmq_pollitem_t *pi = xcalloc(MAX_POLL_ITEMS, sizeof *pi);
     for (;;) {
         int64_t now = clock_now_ns();
         if ((stop_signal || job_done) && !draining) {
             draining = 1;
-            drain_deadline = now + cfg->drain_timeout_ms * FO_NS_PER_MS;
+            drain_deadline = now + w->cfg->drain_timeout_ms * FO_NS_PER_MS;
             if (stop_signal)
                 LOG_INFO("worker.stopping",
                          "signal %d: finishing calls in "
@@ -801,56 +661,17 @@ int worker_run(const worker_config *cfg)
             ((http_inflight(w->http) == 0 && !outbox_pending(&w->ob)) ||
              now >= drain_deadline))
             break;
-
-        /* Master liveness: after a lease of silence, say hello again. */
-        if (w->master_ok && w->have_job &&
-            now - w->last_master_ns > w->job.lease_ns) {
-            LOG_WARN("master.lost",
-                     "no word from the master for %" PRId64
-                     " ms; keeping calls in flight and saying hello until "
-                     "it answers",
-                     (now - w->last_master_ns) / FO_NS_PER_MS);
-            w->master_ok = 0;
+        char lerr[600];
+        int reopened = wlink_reopen_due(&w->link, now, lerr, sizeof lerr);
+        if (reopened < 0) {
+            LOG_ERROR("worker.connect_failed", "%s", lerr);
+            rc = FO_EIO;
+            break;
         }
-        if (w->reopen_ns && now >= w->reopen_ns) {
-            w->reopen_ns = 0;
-            close_control(w);
-            if (open_control(w) != 0) {
-                LOG_ERROR("worker.connect_failed", "--master %s: %s",
-                          cfg->master, zmq_strerror(errno));
-                rc = 3;
-                break;
-            }
+        if (reopened)
             w->next_hello_ns = 0;
-        }
-        if (!w->master_ok && now >= w->next_hello_ns && !draining) {
-            send_hello(w);
-            w->next_hello_ns = now + HELLO_INTERVAL_NS;
-        }
 
-        int64_t next_wake = witems_wake(&w->held, now);
-        if (w->have_job && !draining) {
-            spend_tokens(w, now);
-            request_tokens(w);
-        } else if (draining && w->tok.released) {
-            request_tokens(w);
-        }
-        if (w->have_job && now >= w->next_hb_ns) {
-            send_heartbeat(w);
-            w->next_hb_ns = now + w->job.heartbeat_ns;
-        }
-        flush_outbox(w);
-
-        /* Sleep until the earliest thing we have to do. */
-        int64_t deadline = now + 1000 * FO_NS_PER_MS;
-        if (wtokens_next_due(&w->tok) < deadline)
-            deadline = wtokens_next_due(&w->tok);
-        if (next_wake < deadline)
-            deadline = next_wake;
-        if (w->have_job && w->next_hb_ns < deadline)
-            deadline = w->next_hb_ns;
-        if (!w->master_ok && w->next_hello_ns < deadline)
-            deadline = w->next_hello_ns;
+        int64_t deadline = tick(w, now, draining);
         long timeout =
             (long)((deadline - now + FO_NS_PER_MS - 1) / FO_NS_PER_MS);
         long ct = http_timeout_ms(w->http);
@@ -859,43 +680,27 @@ int worker_run(const worker_config *cfg)
         if (timeout < 0)
             timeout = 0;
 
-        size_t n = 0;
-        pi[n++] = (zmq_pollitem_t){w->ctl, 0, ZMQ_POLLIN, 0};
-        size_t work_i = 0, res_i = 0;
-        if (w->work) {
-            work_i = n;
-            pi[n++] = (zmq_pollitem_t){w->work, 0, ZMQ_POLLIN, 0};
-        }
-        if (w->res && outbox_pending(&w->ob)) {
-            res_i = n;
-            pi[n++] = (zmq_pollitem_t){w->res, 0, ZMQ_POLLOUT, 0};
-        }
-        if (w->monitor)
-            pi[n++] = (zmq_pollitem_t){w->monitor, 0, ZMQ_POLLIN, 0};
-        size_t curl_first = n;
-        n += http_pollitems(w->http, pi + n, MAX_POLL_ITEMS - n);
+        size_t http_first;
+        size_t n = poll_items(w, pi, &http_first);
         if (zmq_poll(pi, (int)n, timeout) < 0 && errno != EINTR) {
             LOG_ERROR("worker.poll_failed", "zmq_poll: %s",
                       zmq_strerror(errno));
-            rc = 3;
+            rc = FO_EIO;
             break;
         }
         now = clock_now_ns();
-        if (w->monitor)
-            handle_monitor(w, now);
-        int fatal = 0;
+        wlink_handle_monitor(&w->link, now);
+        fo_err fatal = FO_OK;
         if (handle_control(w, now, &fatal)) {
             if (fatal) {
-                rc = 2;
+                rc = fatal;
                 break;
             }
             job_done = 1;
             continue;
         }
-        if (work_i || w->work)
-            handle_work(w);
-        (void)res_i;
-        http_dispatch(w->http, pi + curl_first, n - curl_first);
+        handle_work(w);
+        http_dispatch(w->http, pi + http_first, n - http_first);
     }
     free(pi);
     if (w->tok.released)
@@ -904,19 +709,65 @@ int worker_run(const worker_config *cfg)
              "ok=%" PRIu64 " failed=%" PRIu64 " retries=%" PRIu64
              " dropped_tokens=%" PRIu64,
              w->n_ok, w->n_failed, w->n_retries, w->tok.n_dropped);
-out:
+    return rc;
+}
+
+/* Sets up everything but the loop; worker_close() undoes it, also after
+ * a failure here. */
+static fo_err worker_open(wstate *w, const worker_config *cfg, char *err,
+                          size_t errlen)
+{
+    memset(w, 0, sizeof *w);
+    w->cfg = cfg;
+    witems_init(&w->held);
+    wtokens_init(&w->tok);
+    outbox_init(&w->ob);
+    gethostname(w->host, sizeof w->host - 1);
+    if (cfg->id)
+        snprintf(w->id, sizeof w->id, "%s", cfg->id);
+    else
+        snprintf(w->id, sizeof w->id, "%.255s:%d", w->host, (int)getpid());
+    w->rng = (uint64_t)clock_now_ns() ^ ((uint64_t)getpid() << 32) ^ 1;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    fo_err rc = wlink_init(&w->link, cfg->master, cfg->curve_secret,
+                           cfg->curve_server_key, err, errlen);
+    if (rc != FO_OK)
+        return rc;
+    w->http = http_new(on_http_done, w);
+    if (!w->http) {
+        snprintf(err, errlen, "could not create the HTTP client");
+        return FO_EIO;
+    }
+    return FO_OK;
+}
+
+static void worker_close(wstate *w)
+{
     http_destroy(&w->http);
     witems_fini(&w->held);
     outbox_fini(&w->ob);
     wtokens_fini(&w->tok);
     job_fini(&w->job);
-    buf_fini(&w->scratch);
-    if (w->work)
-        zmq_close(w->work);
-    if (w->res)
-        zmq_close(w->res);
-    if (w->ctl)
-        close_control(w);
-    zmq_ctx_term(w->zctx);
+    wlink_fini(&w->link);
+}
+
+fo_err worker_run(const worker_config *cfg, char *err, size_t errlen)
+{
+    wstate w;
+    err[0] = '\0';
+    fo_err rc = worker_open(&w, cfg, err, errlen);
+    if (rc == FO_OK) {
+        LOG_INFO("worker.started", "id=%s master=%s concurrency=%d", w.id,
+                 cfg->master, cfg->concurrency);
+        rc = run_loop(&w);
+    }
+    worker_close(&w);
     return rc;
 }
