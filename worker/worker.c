@@ -7,11 +7,12 @@
  * when what it wants changed, heartbeats, and sleeps until the earliest of:
  * the next token, the next retry, the next heartbeat, libcurl's timer.
  *
- * The concepts live in their own modules: the JOB (job.h), the token
- * ledger (wtokens.h), the retry decision (retry.h), queued and recently
- * sent results (outbox.h) and libcurl (http.h). This file owns the sockets,
- * the held items and the loop, and turns the modules' decisions into
- * messages and calls.
+ * The concepts live in their own modules: the sockets to the master
+ * (wlink.h), the JOB (job.h), the held items (witems.h), the token ledger
+ * (wtokens.h), the retry decision (retry.h), outage detection (outage.h),
+ * queued and recently sent results (outbox.h) and libcurl (http.h). This
+ * file keeps the loop, reads the sockets, and turns the modules' decisions
+ * into messages and calls.
  */
 #include "fmacros.h"
 #include "worker.h"
@@ -21,6 +22,7 @@
 #include "http.h"
 #include "job.h"
 #include "log.h"
+#include "outage.h"
 #include "outbox.h"
 #include "proto.h"
 #include "retry.h"
@@ -60,16 +62,8 @@ typedef struct wstate {
     int64_t paused_until_ns;  /* no calls before this (API push-back) */
     int64_t next_rateinfo_ns; /* next RATEINFO report allowed */
     uint64_t n_ok, n_failed, n_retries, n_bad_frames; /* counters */
-    int api_answered;         /* the API has answered us (any HTTP status) */
-    uint32_t transport_fail;  /* attempts in a row with no HTTP answer */
-    int64_t outage_since_ns;  /* an API outage was declared then, or 0 */
-    int64_t outage_logged_ns; /* when it was last logged */
+    outage api;                                       /* is the API down? */
 } wstate;
-
-/* Calls in a row that could not reach the API that make an outage, and
- * how often a continuing outage is logged. */
-#define OUTAGE_AFTER_FAILURES 3
-#define OUTAGE_LOG_EVERY_NS (60 * FO_NS_PER_S)
 
 static volatile sig_atomic_t stop_signal;
 
@@ -175,51 +169,6 @@ static void report_rateinfo(wstate *w, const ratelimit_info *ri)
     send_ctl(w, &m);
 }
 
-/* Tracks whether the API can be reached. The API answered this worker
- * before, and now several calls in a row could not even connect: an outage
- * (or this host lost its route to the API), not a problem of the item.
- * Such attempts do not count towards --max-attempts (retry.h): the items
- * wait, retrying at the backoff's pace, instead of failing, and run when
- * the API answers again. An API that never answered (a wrong URL) still
- * fails items fast, and so does a call that connected and then timed out
- * (a slow endpoint). Returns 1 while an outage is declared. */
-static int track_outage(wstate *w, const http_response *r, int no_route)
-{
-    if (r->outcome == HTTP_OUT_OK) {
-        w->api_answered = 1;
-        w->transport_fail = 0;
-        if (w->outage_since_ns) {
-            LOG_INFO("api.reachable",
-                     "the API answers again after %.1f s; waiting items "
-                     "run now",
-                     (double)(clock_now_ns() - w->outage_since_ns) / 1e9);
-            w->outage_since_ns = 0;
-        }
-    } else if (no_route) {
-        w->transport_fail++;
-    }
-    return w->api_answered && w->transport_fail >= OUTAGE_AFTER_FAILURES;
-}
-
-/* Logs an outage when it starts and every minute while it lasts. */
-static void log_outage(wstate *w, const char *error)
-{
-    int64_t now = clock_now_ns();
-    if (!w->outage_since_ns) {
-        w->outage_since_ns = w->outage_logged_ns = now;
-        LOG_WARN("api.unreachable",
-                 "%u calls in a row could not reach the API (%s); items "
-                 "wait for it instead of failing",
-                 w->transport_fail, error);
-    } else if (now - w->outage_logged_ns >= OUTAGE_LOG_EVERY_NS) {
-        w->outage_logged_ns = now;
-        LOG_WARN("api.unreachable",
-                 "the API has not been reachable for %.0f s (%s); items "
-                 "still wait for it",
-                 (double)(now - w->outage_since_ns) / 1e9, error);
-    }
-}
-
 /* Reports an item that will not be retried, worded by the reason. */
 static void fail_item(wstate *w, witem *it, const http_response *r,
                       const retry_decision *d)
@@ -276,7 +225,7 @@ static void on_http_done(void *ctx, const http_response *r)
         .status = r->status,
         .too_large = r->outcome == HTTP_OUT_TOO_LARGE,
         .unreachable = no_route,
-        .outage = track_outage(w, r, no_route),
+        .outage = outage_note(&w->api, answered, no_route, clock_now_ns()),
         .retry_after = r->retry_after,
         .now_wall_ms = clock_wall_ms(),
         .rnd = backoff_rand(&w->rng),
@@ -316,7 +265,7 @@ static void on_http_done(void *ctx, const http_response *r)
         fail_item(w, it, r, &d);
         break;
     case RETRY_OUTAGE:
-        log_outage(w, r->error);
+        outage_waiting(&w->api, r->error, clock_now_ns());
         schedule_retry(w, it, d.delay_ms);
         break;
     case RETRY_AGAIN:
@@ -722,6 +671,7 @@ static fo_err worker_open(wstate *w, const worker_config *cfg, char *err,
     witems_init(&w->held);
     wtokens_init(&w->tok);
     outbox_init(&w->ob);
+    outage_init(&w->api);
     gethostname(w->host, sizeof w->host - 1);
     if (cfg->id)
         snprintf(w->id, sizeof w->id, "%s", cfg->id);
