@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 /* The longest Retry-After honoured; a longer one is cut to this. */
-#define RETRY_AFTER_CAP_MS (3600 * 1000)
+#define RETRY_AFTER_CAP_MS (INT64_C(3600) * 1000)
 
 /* Push-back without a usable Retry-After pauses for this long. */
 #define RETRY_DEFAULT_PAUSE_MS 1000
