@@ -13,7 +13,7 @@
  * granted that the worker had not yet seen, so a request crossing a grant
  * on the wire never makes it grant twice. wtokens_request() sends only
  * when what the worker wants differs from what the master already expects
- * to give it. See docs/internals/ for the master's half.
+ * to give it. The master keeps the other half of the ledger.
  *
  * Nothing here reads a clock or does I/O: callers pass the time in and send
  * the request themselves, so tests/unit/test_wtokens.c drives it with a
