@@ -5,6 +5,8 @@
 #include "log.h"
 #include "util.h"
 
+#include <curl/curl.h>
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <strings.h>
@@ -17,6 +19,7 @@ typedef struct call {
     fo_buf body;                  /* response body, capped */
     int capped;                   /* the cap was hit */
     char *retry_after;            /* Retry-After value */
+    struct curl_slist *hdrs;      /* request headers, owned until done */
     ratelimit_info rl;            /* rate-limit headers */
     char errbuf[CURL_ERROR_SIZE]; /* libcurl's detail */
     int64_t start_ns;             /* when it started */
@@ -108,6 +111,7 @@ static void call_free(call *c)
         curl_easy_cleanup(c->easy);
     buf_fini(&c->body);
     free(c->retry_after);
+    curl_slist_free_all(c->hdrs);
     free(c);
 }
 
@@ -217,8 +221,16 @@ fo_err http_start(http *h, const http_request *req)
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
                      (curl_off_t)req->max_response_bytes);
-    if (req->headers)
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        struct curl_slist *l = curl_slist_append(c->hdrs, req->headers[i]);
+        if (!l) {
+            call_free(c);
+            return FO_ENOMEM;
+        }
+        c->hdrs = l;
+    }
+    if (c->hdrs)
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs);
     if (req->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
                          (curl_off_t)req->body_len);
@@ -276,6 +288,52 @@ long http_timeout_ms(const http *h)
     return (long)((d + FO_NS_PER_MS - 1) / FO_NS_PER_MS);
 }
 
+int http_outcome_unreachable(http_outcome o)
+{
+    return o == HTTP_OUT_CONNECT || o == HTTP_OUT_RESOLVE ||
+           o == HTTP_OUT_CONNECT_TIMEOUT;
+}
+
+fo_err http_global_init(char *err, size_t errlen)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, errlen, "libcurl failed to initialise");
+        return FO_EIO;
+    }
+    return FO_OK;
+}
+
+void http_global_fini(void)
+{
+    curl_global_cleanup();
+}
+
+/* Maps libcurl's result to an outcome. A timeout is told apart by
+ * libcurl's own message: "Connection timed out" / "Resolving timed out"
+ * before a connection, "Operation timed out" after; libcurl has no
+ * separate code for them. */
+static http_outcome outcome_of(CURLcode code, int capped, const char *error)
+{
+    if (capped || code == CURLE_FILESIZE_EXCEEDED)
+        return HTTP_OUT_TOO_LARGE;
+    switch (code) {
+    case CURLE_OK:
+        return HTTP_OUT_OK;
+    case CURLE_COULDNT_CONNECT:
+        return HTTP_OUT_CONNECT;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return HTTP_OUT_RESOLVE;
+    case CURLE_OPERATION_TIMEDOUT:
+        if (error && (!strncmp(error, "Connection timed out", 20) ||
+                      !strncmp(error, "Resolving timed out", 19)))
+            return HTTP_OUT_CONNECT_TIMEOUT;
+        return HTTP_OUT_TIMEOUT;
+    default:
+        return HTTP_OUT_OTHER;
+    }
+}
+
 static void finish(http *h)
 {
     CURLMsg *msg;
@@ -289,10 +347,10 @@ static void finish(http *h)
         http_response r;
         memset(&r, 0, sizeof r);
         r.user = c->user;
-        r.code = msg->data.result;
+        CURLcode code = msg->data.result;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r.status);
-        r.body_capped = c->capped || (r.code == CURLE_FILESIZE_EXCEEDED);
-        r.error = c->errbuf[0] ? c->errbuf : curl_easy_strerror(r.code);
+        r.error = c->errbuf[0] ? c->errbuf : curl_easy_strerror(code);
+        r.outcome = outcome_of(code, c->capped, r.error);
         r.body = buf_str(&c->body);
         r.body_len = c->body.len;
         r.retry_after = c->retry_after;

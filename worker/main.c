@@ -2,11 +2,11 @@
  * main.c - fanout-worker's command line: parse options, run the loop.
  */
 #include "fmacros.h"
+#include "http.h"
 #include "log.h"
 #include "options.h"
 #include "worker.h"
 
-#include <curl/curl.h>
 #include <malloc.h>
 
 static const opt_def worker_opts[] = {
@@ -76,8 +76,9 @@ int main(int argc, char **argv)
         goto out;
     }
     log_init("worker", lvl, fmt);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "fanout-worker: libcurl failed to initialise\n");
+    char herr[128];
+    if (http_global_init(herr, sizeof herr) != FO_OK) {
+        fprintf(stderr, "fanout-worker: %s\n", herr);
         rc = 3;
         goto out;
     }
@@ -99,8 +100,14 @@ int main(int argc, char **argv)
         .curve_secret = opts_str(o, "curve-secret"),
         .curve_server_key = opts_str(o, "curve-server-key"),
     };
-    rc = worker_run(&cfg);
-    curl_global_cleanup();
+    char werr[1024];
+    fo_err wrc = worker_run(&cfg, werr, sizeof werr);
+    /* 2: the configuration or the job cannot work; 3: a runtime failure
+     * (as the master's exit statuses). */
+    rc = wrc == FO_OK ? 0 : wrc == FO_EIO ? 3 : 2;
+    if (wrc != FO_OK && werr[0])
+        fprintf(stderr, "fanout-worker: %s\n", werr);
+    http_global_fini();
 out:
     opts_destroy(&o);
     return rc;

@@ -12,7 +12,10 @@
 #ifndef FANOUT_WORKER_H
 #define FANOUT_WORKER_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "error.h"
 
 typedef struct worker_config {
     const char *master;       /* control endpoint, tcp://HOST:PORT */
@@ -24,8 +27,17 @@ typedef struct worker_config {
     const char *curve_server_key; /* the master's public key file */
 } worker_config;
 
-/* Runs until stopped by a signal (or DONE with once). Returns the process
- * exit status. */
-int worker_run(const worker_config *cfg);
+/* Runs until stopped by a signal (or DONE with once). Returns FO_OK then,
+ * or:
+ *   FO_EUSAGE  a flag's value is unusable (--curve-secret,
+ *              --curve-server-key, --master); err says which and why;
+ *   FO_EIO     the HTTP client could not be created (err says so), or a
+ *              socket failed in the loop;
+ *   FO_EPROTO  the master sent a JOB this worker cannot run, or its data
+ *              ports could not be connected.
+ * Failures inside the loop are logged with their message id when they
+ * happen and leave err empty; err is for failures before the loop.
+ * Only main.c turns these into exit statuses. */
+FO_WUR fo_err worker_run(const worker_config *cfg, char *err, size_t errlen);
 
 #endif

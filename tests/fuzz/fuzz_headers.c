@@ -7,7 +7,7 @@
  *     an exactly sized heap copy so that a read past the line is caught;
  *     the Retry-After value it keeps then goes through
  *  2. backoff_parse_retry_after(), with the worker's cap, as
- *     worker.c:on_http_done() does.
+ *     worker/retry.c:retry_decide() does.
  * The whole input is also parsed as a bare Retry-After value against a few
  * clocks and caps. Checked: an accepted delay lies in [0, cap], and a
  * delta-seconds value gives exactly min(seconds * 1000, cap).
@@ -21,9 +21,7 @@
 #include <stdint.h>
 
 #include "backoff.h"
-
-/* worker/worker.c's cap on Retry-After. */
-#define RETRY_AFTER_CAP_MS (3600 * 1000)
+#include "retry.h" /* RETRY_AFTER_CAP_MS only; retry.c is not linked */
 
 static void fail(const char *what, const char *value)
 {
