@@ -29,7 +29,7 @@ known=(
 "bugprone-macro-parentheses|common/error\.h$|FO_##name = num|X-macro: num is always an integer literal from FO_ERRNO_MAP, and an enum initializer cannot be mis-parsed"
 "bugprone-narrowing-conversions|common/options\.c$|toupper|upper-casing ASCII option names: the int holds a char value"
 "bugprone-implicit-widening-of-multiplication-result|\.c$|PROTO_MAX_CONTROL_BYTES|RETRY_AFTER_CAP_MS|1000 \* 1000|compile-time constants (4 MiB, 3600000, 20000000) that fit an int: nothing can overflow"
-"bugprone-sizeof-expression|worker/worker\.c$|sizeof \*w->items|w->items is an array of pointers: sizeof *w->items is meant to be a pointer's size"
+"bugprone-sizeof-expression|worker/witems\.c$|sizeof \*s->items|s->items is an array of pointers: sizeof *s->items is meant to be a pointer's size"
 "bugprone-branch-clone|proto/proto\.c$|case 0x|prescan(): one case per msgpack format byte, kept apart to mirror the spec even when two formats skip the same bytes"
 "bugprone-branch-clone|master/master\.c$|COMMIT_DELAY_NS|run_loop(): the two commit triggers (buffer due, head batch complete) are separate conditions on purpose"
 )
