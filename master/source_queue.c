@@ -16,10 +16,11 @@
  * forgets those ids in its store.
  *
  * The source ends when pulls have found the queue empty for the grace
- * period (--idle-grace), unless --follow. Azure hands a dead master's
- * messages out again only when their lease runs out, so the master keeps
- * the deadline of every lease it holds in its store (queue_lease_until),
- * and a restarted master does not end before it.
+ * period (--idle-grace), unless --follow. Where a dead master's messages
+ * come back only when their lease runs out (QUEUE_CAP_LEASE_TIMEOUT_ONLY:
+ * Azure), the master keeps the deadline of every lease it holds in its
+ * store (queue_lease_until), and a restarted master does not end before
+ * it.
  */
 #include "fmacros.h"
 #include "source_queue.h"
@@ -83,7 +84,7 @@ typedef struct qslot {
 
 /* The thread's state; only the thread touches it once started. */
 typedef struct qthread {
-    queue_driver *d;
+    queue *d;
     void *zctx, *sock;
     char ep[64];
     int64_t lease_ms;
@@ -104,9 +105,9 @@ struct squeue {
     pthread_t th;
     int th_started;
     qthread *t;
-    queue_driver *d;
-    int azure;
-    qdeliv *buf; /* delivered, not yet handed out */
+    queue *d;
+    int wait_leases; /* QUEUE_CAP_LEASE_TIMEOUT_ONLY: keep LEASE_KEY */
+    qdeliv *buf;     /* delivered, not yet handed out */
     size_t buf_n, buf_at;
     qdeliv cur; /* the item last handed out */
     int pull_pending, empty_seen, eof, stopped;
@@ -204,7 +205,7 @@ static void t_pull(qthread *t, int64_t now)
     queue_msg *ms = xcalloc(max, sizeof *ms);
     size_t n = 0;
     char err[1024] = "";
-    if (t->d->pull(t->d, max, ms, &n, err, sizeof err) != 0) {
+    if (queue_pull(t->d, max, ms, &n, err, sizeof err) != 0) {
         for (size_t i = 0; i < n; i++)
             queue_msg_fini(&ms[i]);
         free(ms);
@@ -216,7 +217,7 @@ static void t_pull(qthread *t, int64_t now)
     }
     if (t->pull_fails)
         t_log(t, LOG_LVL_INFO, "source.available", "%s answers again",
-              t->d->describe(t->d));
+              queue_describe(t->d));
     t->pull_fails = 0;
     if (n == 0) {
         free(ms);
@@ -282,7 +283,7 @@ static void t_acks(qthread *t, int64_t now)
         if (k == 0)
             break;
         char err[1024] = "";
-        int rc = t->d->ack(t->d, batch, k, outcome, err, sizeof err);
+        int rc = queue_ack(t->d, batch, k, outcome, err, sizeof err);
         qevt *e = xcalloc(1, sizeof *e);
         e->type = EVT_ACKED;
         e->ids = xcalloc(k, sizeof *e->ids);
@@ -324,7 +325,7 @@ static void t_acks(qthread *t, int64_t now)
 
 static void t_renew(qthread *t, int64_t now)
 {
-    if (now < t->next_renew_ms)
+    if (!queue_has(t->d, QUEUE_CAP_RENEW) || now < t->next_renew_ms)
         return;
     int64_t every = t->lease_ms / 3 > 0 ? t->lease_ms / 3 : 1;
     t->next_renew_ms = now + (every < 1000 ? every : 1000);
@@ -344,7 +345,7 @@ static void t_renew(qthread *t, int64_t now)
         }
         if (k == 0)
             break;
-        t->d->renew(t->d, batch, k, outcome, err, sizeof err);
+        queue_renew(t->d, batch, k, outcome, err, sizeof err);
         for (size_t j = 0; j < k; j++) {
             qslot *s = which[j];
             s->m = batch[j];
@@ -541,17 +542,17 @@ squeue *squeue_open(const source_cfg *c, char *err, size_t errlen, int *code)
                     .max_item_bytes = (size_t)c->max_line_bytes,
                     .timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : 10000,
                     .consumer = NULL};
-    queue_driver *d = queue_open(c->input, &o, err, errlen);
+    queue *d = queue_open(c->input, &o, err, errlen);
     if (!d)
         return NULL;
     squeue *q = xcalloc(1, sizeof *q);
     q->d = d;
-    q->azure = !strcmp(d->kind, "azure-queue");
+    q->wait_leases = queue_has(d, QUEUE_CAP_LEASE_TIMEOUT_ONLY);
     q->follow = c->follow;
     q->grace_ns = c->idle_grace_ms * FO_NS_PER_MS;
     q->lease_ms = lease_ms;
     q->st = c->st;
-    if (q->azure) {
+    if (q->wait_leases) {
         char *u = store_get_setting(q->st, LEASE_KEY);
         int64_t until = u ? strtoll(u, NULL, 10) : 0;
         free(u);
@@ -576,6 +577,8 @@ squeue *squeue_open(const source_cfg *c, char *err, size_t errlen, int *code)
     int zero = 0;
     zmq_setsockopt(q->sock, ZMQ_SNDHWM, &zero, sizeof zero);
     zmq_setsockopt(q->sock, ZMQ_RCVHWM, &zero, sizeof zero);
+    /* Fixed at open (queue.h): read here, before the thread owns d. */
+    const char *desc = queue_describe(d);
     if (!q->sock || zmq_bind(q->sock, t->ep) != 0 ||
         pthread_create(&q->th, NULL, t_main, t) != 0) {
         snprintf(err, errlen, "cannot start the queue thread");
@@ -584,7 +587,7 @@ squeue *squeue_open(const source_cfg *c, char *err, size_t errlen, int *code)
         return NULL;
     }
     q->th_started = 1;
-    LOG_INFO("source.opened", "reading %s (lease %.0f s%s)", d->describe(d),
+    LOG_INFO("source.opened", "reading %s (lease %.0f s%s)", desc,
              (double)lease_ms / 1000, c->follow ? ", --follow" : "");
     return q;
 }
@@ -619,7 +622,7 @@ void squeue_close(squeue **qp, int64_t wait_ms)
     if (q->sock)
         zmq_close(q->sock);
     free(q->t);
-    q->d->destroy(q->d);
+    queue_destroy(&q->d);
     for (size_t i = q->buf_at; i < q->buf_n; i++)
         deliv_fini(&q->buf[i]);
     free(q->buf);
@@ -684,7 +687,8 @@ void *squeue_socket(squeue *q)
 void squeue_tick(squeue *q, int64_t now, int holding)
 {
     drain_events(q, now);
-    if (!q->azure || !(holding || q->pull_pending || q->buf_at < q->buf_n))
+    if (!q->wait_leases ||
+        !(holding || q->pull_pending || q->buf_at < q->buf_n))
         return;
     int64_t wall = clock_wall_ms();
     if (wall + q->lease_ms <= q->lease_until_ms)
