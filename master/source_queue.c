@@ -32,6 +32,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,8 @@ typedef struct qslot {
     int tries;          /* SL_ACK: attempts so far */
 } qslot;
 
-/* The thread's state; only the thread touches it once started. */
+/* The thread's state; only the thread touches it once started, but for
+ * to_thread and to_master. */
 typedef struct qthread {
     queue *d;
     void *zctx, *sock;
@@ -98,6 +100,14 @@ typedef struct qthread {
     int64_t next_renew_ms;
     int stopping;
     int64_t stop_deadline_ms;
+    /* The two fields both sides touch. libzmq passes the pointers with
+     * its own lock-free synchronisation, which ThreadSanitizer cannot see
+     * (the library is not instrumented) and so reports every command and
+     * event as a race. Each direction also counts its hand-offs here: the
+     * sender increments (release) before sending a pointer, the receiver
+     * loads (acquire) after receiving one. One writer each. */
+    atomic_uint_fast64_t to_thread; /* commands sent, by the master */
+    atomic_uint_fast64_t to_master; /* events sent, by the thread */
 } qthread;
 
 struct squeue {
@@ -149,18 +159,21 @@ static void evt_free(qevt *e)
     free(e);
 }
 
-static void send_ptr(void *sock, void *p)
+/* Hands p to the other side; seq is this direction's sequence (qthread). */
+static void send_ptr(void *sock, atomic_uint_fast64_t *seq, void *p)
 {
+    atomic_fetch_add_explicit(seq, 1, memory_order_release);
     /* inproc with no high-water mark: never blocks, never drops */
     while (zmq_send(sock, &p, sizeof p, 0) < 0 && zmq_errno() == EINTR)
         ;
 }
 
-static void *recv_ptr(void *sock)
+static void *recv_ptr(void *sock, atomic_uint_fast64_t *seq)
 {
     void *p = NULL;
     if (zmq_recv(sock, &p, sizeof p, ZMQ_DONTWAIT) != (int)sizeof p)
         return NULL;
+    (void)atomic_load_explicit(seq, memory_order_acquire);
     return p;
 }
 
@@ -181,7 +194,7 @@ static void t_log(qthread *t, int level, const char *event, const char *fmt,
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     e->text = xstrdup(msg);
-    send_ptr(t->sock, e);
+    send_ptr(t->sock, &t->to_master, e);
 }
 
 static int64_t backoff_ms(int tries)
@@ -223,7 +236,7 @@ static void t_pull(qthread *t, int64_t now)
         free(ms);
         qevt *e = xcalloc(1, sizeof *e);
         e->type = EVT_EMPTY;
-        send_ptr(t->sock, e);
+        send_ptr(t->sock, &t->to_master, e);
         t->next_pull_ms = now + EMPTY_POLL_MS;
         return;
     }
@@ -248,7 +261,7 @@ static void t_pull(qthread *t, int64_t now)
         s->renewed_ms = now;
     }
     free(ms);
-    send_ptr(t->sock, e);
+    send_ptr(t->sock, &t->to_master, e);
     t->want = 0;
 }
 
@@ -305,7 +318,7 @@ static void t_acks(qthread *t, int64_t now)
             t->n_ack--;
         }
         if (e->n)
-            send_ptr(t->sock, e);
+            send_ptr(t->sock, &t->to_master, e);
         else
             evt_free(e);
         if (retry)
@@ -428,7 +441,7 @@ static void *t_main(void *arg)
         zmq_poll(&pi, 1, wake > now ? (long)(wake - now) : 0);
         now = mono_ms();
         qcmd *c;
-        while ((c = recv_ptr(t->sock)) != NULL)
+        while ((c = recv_ptr(t->sock, &t->to_thread)) != NULL)
             t_command(t, c, now);
         t_acks(t, now);
         if (t->stopping && (t->n_ack == 0 || now >= t->stop_deadline_ms))
@@ -447,7 +460,7 @@ static void *t_main(void *arg)
     ring_fini(&t->slots);
     qevt *e = xcalloc(1, sizeof *e);
     e->type = EVT_STOPPED;
-    send_ptr(t->sock, e);
+    send_ptr(t->sock, &t->to_master, e);
     return NULL;
 }
 
@@ -466,7 +479,7 @@ static void send_cmd(squeue *q, int type, int64_t n, const uint64_t *h,
         memcpy(c->handles, h, nh * sizeof *h);
         c->nh = nh;
     }
-    send_ptr(q->sock, c);
+    send_ptr(q->sock, &q->t->to_thread, c);
 }
 
 static void on_event(squeue *q, qevt *e, int64_t now)
@@ -520,7 +533,7 @@ static void on_event(squeue *q, qevt *e, int64_t now)
 static void drain_events(squeue *q, int64_t now)
 {
     qevt *e;
-    while ((e = recv_ptr(q->sock)) != NULL)
+    while ((e = recv_ptr(q->sock, &q->t->to_master)) != NULL)
         on_event(q, e, now);
 }
 
@@ -571,6 +584,8 @@ squeue *squeue_open(const source_cfg *c, char *err, size_t errlen, int *code)
     t->zctx = c->zctx;
     t->lease_ms = lease_ms;
     ring_init(&t->slots, sizeof(qslot));
+    atomic_init(&t->to_thread, 0);
+    atomic_init(&t->to_master, 0);
     snprintf(t->ep, sizeof t->ep, "inproc://fanout-source-%p", (void *)q);
     q->t = t;
     q->sock = zmq_socket(c->zctx, ZMQ_PAIR);
