@@ -1,31 +1,53 @@
 /*
- * queue.c - what the queue drivers share: picking one by URL, query
- * parameters, and turning a message's text into an item.
+ * queue.c - what the queue drivers share: the calls through a driver's
+ * table, query parameters, and turning a message's text into an item. It
+ * knows no driver: queue_registry.c lists them.
  */
 #include "fmacros.h"
 #include "queue.h"
 #include "util.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int queue_is_url(const char *input)
+int queue_has(const queue *q, unsigned caps)
 {
-    return strncmp(input, "redis://", 8) == 0 ||
-           strncmp(input, "azure-queue://", 14) == 0;
+    return (q->driver->caps & caps) == caps;
 }
 
-queue_driver *queue_open(const char *input, const queue_opts *o, char *err,
-                         size_t errlen)
+int queue_pull(queue *q, size_t max, queue_msg *out, size_t *n, char *err,
+               size_t errlen)
 {
-    if (strncmp(input, "redis://", 8) == 0)
-        return queue_redis_open(input, o, err, errlen);
-    if (strncmp(input, "azure-queue://", 14) == 0)
-        return queue_azure_open(input, o, err, errlen);
-    snprintf(err, errlen, "not a queue URL: %s", input);
-    return NULL;
+    return q->driver->pull(q, max, out, n, err, errlen);
+}
+
+int queue_ack(queue *q, queue_msg *msgs, size_t n, int *outcome, char *err,
+              size_t errlen)
+{
+    return q->driver->ack(q, msgs, n, outcome, err, errlen);
+}
+
+int queue_renew(queue *q, queue_msg *msgs, size_t n, int *outcome, char *err,
+                size_t errlen)
+{
+    assert(queue_has(q, QUEUE_CAP_RENEW) && q->driver->renew);
+    return q->driver->renew(q, msgs, n, outcome, err, errlen);
+}
+
+const char *queue_describe(queue *q)
+{
+    return q->driver->describe(q);
+}
+
+void queue_destroy(queue **qp)
+{
+    if (!*qp)
+        return;
+    (*qp)->driver->destroy(*qp);
+    *qp = NULL;
 }
 
 void queue_url_public(const char *url, char *out, size_t cap)

@@ -48,7 +48,7 @@
 #define CS_VAR "AZURE_STORAGE_CONNECTION_STRING"
 
 typedef struct az {
-    queue_driver base;     /* must stay first: the API hands us &base */
+    queue base;            /* must stay first: the API hands us &base */
     CURL *curl;            /* the one handle, for connection reuse */
     char *account;         /* storage account name, from the URL */
     char *queue;           /* queue name, from the URL */
@@ -540,8 +540,8 @@ static int parse_messages(az *a, const fo_buf *body, queue_msg *out, size_t max,
     return found;
 }
 
-static int az_pull(queue_driver *q, size_t max, queue_msg *out, size_t *n,
-                   char *err, size_t errlen)
+static int az_pull(queue *q, size_t max, queue_msg *out, size_t *n, char *err,
+                   size_t errlen)
 {
     az *a = (az *)q;
     *n = 0;
@@ -660,31 +660,31 @@ static int each_message(az *a, int renew, queue_msg *msgs, size_t n,
     return 0;
 }
 
-static int az_ack(queue_driver *q, queue_msg *msgs, size_t n, int *outcome,
-                  char *err, size_t errlen)
+static int az_ack(queue *q, queue_msg *msgs, size_t n, int *outcome, char *err,
+                  size_t errlen)
 {
     return each_message((az *)q, 0, msgs, n, outcome, err, errlen);
 }
 
-static int az_renew(queue_driver *q, queue_msg *msgs, size_t n, int *outcome,
+static int az_renew(queue *q, queue_msg *msgs, size_t n, int *outcome,
                     char *err, size_t errlen)
 {
     return each_message((az *)q, 1, msgs, n, outcome, err, errlen);
 }
 
-static const char *az_describe(queue_driver *q)
+static const char *az_describe(queue *q)
 {
     return ((az *)q)->desc;
 }
 
-static void az_destroy(queue_driver *q)
+static void az_destroy(queue *q)
 {
     az *a = (az *)q;
     if (!a)
         return;
     if (a->curl) {
         curl_easy_cleanup(a->curl);
-        curl_global_cleanup(); /* balances the init in queue_azure_open */
+        curl_global_cleanup(); /* balances the init in az_open */
     }
     if (a->key)
         OPENSSL_cleanse(a->key, a->keylen);
@@ -961,8 +961,8 @@ static int check_params(const char *q, char *err, size_t errlen)
     return 0;
 }
 
-queue_driver *queue_azure_open(const char *url, const queue_opts *o, char *err,
-                               size_t errlen)
+static queue *az_open(const char *url, const queue_opts *o, char *err,
+                      size_t errlen)
 {
     static const char scheme[] = "azure-queue://";
     if (strncmp(url, scheme, sizeof scheme - 1) != 0) {
@@ -978,12 +978,7 @@ queue_driver *queue_azure_open(const char *url, const queue_opts *o, char *err,
     char *ep = NULL, epparam[AZ_ENDPOINT_MAX];
     a->account = xstrndup(s, al);
     a->queue = xstrndup(s + al + (al < tail), tail - al - (al < tail));
-    a->base.kind = "azure-queue";
-    a->base.pull = az_pull;
-    a->base.ack = az_ack;
-    a->base.renew = az_renew;
-    a->base.describe = az_describe;
-    a->base.destroy = az_destroy;
+    a->base.driver = &queue_azure_driver;
 
     if (!*a->account) {
         snprintf(err, errlen,
@@ -1098,3 +1093,16 @@ fail:
     free(why);
     return NULL;
 }
+
+/* A dead master's messages come back only when their visibility timeout
+ * runs out: a restarted master waits for the leases it recorded. */
+const queue_driver queue_azure_driver = {
+    .scheme = "azure-queue",
+    .caps = QUEUE_CAP_LEASE_TIMEOUT_ONLY | QUEUE_CAP_RENEW,
+    .open = az_open,
+    .pull = az_pull,
+    .ack = az_ack,
+    .renew = az_renew,
+    .describe = az_describe,
+    .destroy = az_destroy,
+};

@@ -30,7 +30,7 @@
 #define ARG_MAX_IDS 1000 /* ids per XACK/XCLAIM command */
 
 typedef struct redis_q {
-    queue_driver base;
+    queue base; /* must stay first: the API hands us &base */
     redisContext *c;
     char host[256];
     int port;
@@ -285,8 +285,8 @@ static int claim_sweep(redis_q *q, size_t max, queue_msg *out, size_t *n,
     return 0;
 }
 
-static int r_pull(queue_driver *d, size_t max, queue_msg *out, size_t *n,
-                  char *err, size_t errlen)
+static int r_pull(queue *d, size_t max, queue_msg *out, size_t *n, char *err,
+                  size_t errlen)
 {
     redis_q *q = (redis_q *)d;
     *n = 0;
@@ -360,24 +360,24 @@ static int r_ids_cmd(redis_q *q, int claim, queue_msg *msgs, size_t n,
     return 0;
 }
 
-static int r_ack(queue_driver *d, queue_msg *msgs, size_t n, int *outcome,
-                 char *err, size_t errlen)
+static int r_ack(queue *d, queue_msg *msgs, size_t n, int *outcome, char *err,
+                 size_t errlen)
 {
     return r_ids_cmd((redis_q *)d, 0, msgs, n, outcome, err, errlen);
 }
 
-static int r_renew(queue_driver *d, queue_msg *msgs, size_t n, int *outcome,
-                   char *err, size_t errlen)
+static int r_renew(queue *d, queue_msg *msgs, size_t n, int *outcome, char *err,
+                   size_t errlen)
 {
     return r_ids_cmd((redis_q *)d, 1, msgs, n, outcome, err, errlen);
 }
 
-static const char *r_describe(queue_driver *d)
+static const char *r_describe(queue *d)
 {
     return ((redis_q *)d)->desc;
 }
 
-static void r_destroy(queue_driver *d)
+static void r_destroy(queue *d)
 {
     redis_q *q = (redis_q *)d;
     if (!q)
@@ -390,12 +390,11 @@ static void r_destroy(queue_driver *d)
     free(q);
 }
 
-queue_driver *queue_redis_open(const char *url, const queue_opts *o, char *err,
-                               size_t errlen)
+static queue *r_open(const char *url, const queue_opts *o, char *err,
+                     size_t errlen)
 {
     redis_q *q = xcalloc(1, sizeof *q);
-    q->base =
-        (queue_driver){"redis", r_pull, r_ack, r_renew, r_describe, r_destroy};
+    q->base.driver = &queue_redis_driver;
     q->o = *o;
     q->recovering = 1;
     snprintf(q->pel_cursor, sizeof q->pel_cursor, "0");
@@ -472,3 +471,16 @@ bad:
     r_destroy(&q->base);
     return NULL;
 }
+
+/* A restarted master reads its own pending entries back at once, and takes
+ * over a dead consumer's with XAUTOCLAIM after the lease: no restart wait. */
+const queue_driver queue_redis_driver = {
+    .scheme = "redis",
+    .caps = QUEUE_CAP_RENEW,
+    .open = r_open,
+    .pull = r_pull,
+    .ack = r_ack,
+    .renew = r_renew,
+    .describe = r_describe,
+    .destroy = r_destroy,
+};

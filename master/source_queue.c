@@ -16,10 +16,11 @@
  * forgets those ids in its store.
  *
  * The source ends when pulls have found the queue empty for the grace
- * period (--idle-grace), unless --follow. Azure hands a dead master's
- * messages out again only when their lease runs out, so the master keeps
- * the deadline of every lease it holds in its store (queue_lease_until),
- * and a restarted master does not end before it.
+ * period (--idle-grace), unless --follow. Where a dead master's messages
+ * come back only when their lease runs out (QUEUE_CAP_LEASE_TIMEOUT_ONLY:
+ * Azure), the master keeps the deadline of every lease it holds in its
+ * store (queue_lease_until), and a restarted master does not end before
+ * it.
  */
 #include "fmacros.h"
 #include "source_queue.h"
@@ -31,6 +32,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,9 +83,10 @@ typedef struct qslot {
     int tries;          /* SL_ACK: attempts so far */
 } qslot;
 
-/* The thread's state; only the thread touches it once started. */
+/* The thread's state; only the thread touches it once started, but for
+ * to_thread and to_master. */
 typedef struct qthread {
-    queue_driver *d;
+    queue *d;
     void *zctx, *sock;
     char ep[64];
     int64_t lease_ms;
@@ -97,6 +100,14 @@ typedef struct qthread {
     int64_t next_renew_ms;
     int stopping;
     int64_t stop_deadline_ms;
+    /* The two fields both sides touch. libzmq passes the pointers with
+     * its own lock-free synchronisation, which ThreadSanitizer cannot see
+     * (the library is not instrumented) and so reports every command and
+     * event as a race. Each direction also counts its hand-offs here: the
+     * sender increments (release) before sending a pointer, the receiver
+     * loads (acquire) after receiving one. One writer each. */
+    atomic_uint_fast64_t to_thread; /* commands sent, by the master */
+    atomic_uint_fast64_t to_master; /* events sent, by the thread */
 } qthread;
 
 struct squeue {
@@ -104,9 +115,9 @@ struct squeue {
     pthread_t th;
     int th_started;
     qthread *t;
-    queue_driver *d;
-    int azure;
-    qdeliv *buf; /* delivered, not yet handed out */
+    queue *d;
+    int wait_leases; /* QUEUE_CAP_LEASE_TIMEOUT_ONLY: keep LEASE_KEY */
+    qdeliv *buf;     /* delivered, not yet handed out */
     size_t buf_n, buf_at;
     qdeliv cur; /* the item last handed out */
     int pull_pending, empty_seen, eof, stopped;
@@ -148,18 +159,21 @@ static void evt_free(qevt *e)
     free(e);
 }
 
-static void send_ptr(void *sock, void *p)
+/* Hands p to the other side; seq is this direction's sequence (qthread). */
+static void send_ptr(void *sock, atomic_uint_fast64_t *seq, void *p)
 {
+    atomic_fetch_add_explicit(seq, 1, memory_order_release);
     /* inproc with no high-water mark: never blocks, never drops */
     while (zmq_send(sock, &p, sizeof p, 0) < 0 && zmq_errno() == EINTR)
         ;
 }
 
-static void *recv_ptr(void *sock)
+static void *recv_ptr(void *sock, atomic_uint_fast64_t *seq)
 {
     void *p = NULL;
     if (zmq_recv(sock, &p, sizeof p, ZMQ_DONTWAIT) != (int)sizeof p)
         return NULL;
+    (void)atomic_load_explicit(seq, memory_order_acquire);
     return p;
 }
 
@@ -180,7 +194,7 @@ static void t_log(qthread *t, int level, const char *event, const char *fmt,
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     e->text = xstrdup(msg);
-    send_ptr(t->sock, e);
+    send_ptr(t->sock, &t->to_master, e);
 }
 
 static int64_t backoff_ms(int tries)
@@ -204,7 +218,7 @@ static void t_pull(qthread *t, int64_t now)
     queue_msg *ms = xcalloc(max, sizeof *ms);
     size_t n = 0;
     char err[1024] = "";
-    if (t->d->pull(t->d, max, ms, &n, err, sizeof err) != 0) {
+    if (queue_pull(t->d, max, ms, &n, err, sizeof err) != 0) {
         for (size_t i = 0; i < n; i++)
             queue_msg_fini(&ms[i]);
         free(ms);
@@ -216,13 +230,13 @@ static void t_pull(qthread *t, int64_t now)
     }
     if (t->pull_fails)
         t_log(t, LOG_LVL_INFO, "source.available", "%s answers again",
-              t->d->describe(t->d));
+              queue_describe(t->d));
     t->pull_fails = 0;
     if (n == 0) {
         free(ms);
         qevt *e = xcalloc(1, sizeof *e);
         e->type = EVT_EMPTY;
-        send_ptr(t->sock, e);
+        send_ptr(t->sock, &t->to_master, e);
         t->next_pull_ms = now + EMPTY_POLL_MS;
         return;
     }
@@ -247,7 +261,7 @@ static void t_pull(qthread *t, int64_t now)
         s->renewed_ms = now;
     }
     free(ms);
-    send_ptr(t->sock, e);
+    send_ptr(t->sock, &t->to_master, e);
     t->want = 0;
 }
 
@@ -282,7 +296,7 @@ static void t_acks(qthread *t, int64_t now)
         if (k == 0)
             break;
         char err[1024] = "";
-        int rc = t->d->ack(t->d, batch, k, outcome, err, sizeof err);
+        int rc = queue_ack(t->d, batch, k, outcome, err, sizeof err);
         qevt *e = xcalloc(1, sizeof *e);
         e->type = EVT_ACKED;
         e->ids = xcalloc(k, sizeof *e->ids);
@@ -304,7 +318,7 @@ static void t_acks(qthread *t, int64_t now)
             t->n_ack--;
         }
         if (e->n)
-            send_ptr(t->sock, e);
+            send_ptr(t->sock, &t->to_master, e);
         else
             evt_free(e);
         if (retry)
@@ -324,7 +338,7 @@ static void t_acks(qthread *t, int64_t now)
 
 static void t_renew(qthread *t, int64_t now)
 {
-    if (now < t->next_renew_ms)
+    if (!queue_has(t->d, QUEUE_CAP_RENEW) || now < t->next_renew_ms)
         return;
     int64_t every = t->lease_ms / 3 > 0 ? t->lease_ms / 3 : 1;
     t->next_renew_ms = now + (every < 1000 ? every : 1000);
@@ -344,7 +358,7 @@ static void t_renew(qthread *t, int64_t now)
         }
         if (k == 0)
             break;
-        t->d->renew(t->d, batch, k, outcome, err, sizeof err);
+        queue_renew(t->d, batch, k, outcome, err, sizeof err);
         for (size_t j = 0; j < k; j++) {
             qslot *s = which[j];
             s->m = batch[j];
@@ -427,7 +441,7 @@ static void *t_main(void *arg)
         zmq_poll(&pi, 1, wake > now ? (long)(wake - now) : 0);
         now = mono_ms();
         qcmd *c;
-        while ((c = recv_ptr(t->sock)) != NULL)
+        while ((c = recv_ptr(t->sock, &t->to_thread)) != NULL)
             t_command(t, c, now);
         t_acks(t, now);
         if (t->stopping && (t->n_ack == 0 || now >= t->stop_deadline_ms))
@@ -446,7 +460,7 @@ static void *t_main(void *arg)
     ring_fini(&t->slots);
     qevt *e = xcalloc(1, sizeof *e);
     e->type = EVT_STOPPED;
-    send_ptr(t->sock, e);
+    send_ptr(t->sock, &t->to_master, e);
     return NULL;
 }
 
@@ -465,7 +479,7 @@ static void send_cmd(squeue *q, int type, int64_t n, const uint64_t *h,
         memcpy(c->handles, h, nh * sizeof *h);
         c->nh = nh;
     }
-    send_ptr(q->sock, c);
+    send_ptr(q->sock, &q->t->to_thread, c);
 }
 
 static void on_event(squeue *q, qevt *e, int64_t now)
@@ -519,7 +533,7 @@ static void on_event(squeue *q, qevt *e, int64_t now)
 static void drain_events(squeue *q, int64_t now)
 {
     qevt *e;
-    while ((e = recv_ptr(q->sock)) != NULL)
+    while ((e = recv_ptr(q->sock, &q->t->to_master)) != NULL)
         on_event(q, e, now);
 }
 
@@ -541,17 +555,17 @@ squeue *squeue_open(const source_cfg *c, char *err, size_t errlen, int *code)
                     .max_item_bytes = (size_t)c->max_line_bytes,
                     .timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : 10000,
                     .consumer = NULL};
-    queue_driver *d = queue_open(c->input, &o, err, errlen);
+    queue *d = queue_open(c->input, &o, err, errlen);
     if (!d)
         return NULL;
     squeue *q = xcalloc(1, sizeof *q);
     q->d = d;
-    q->azure = !strcmp(d->kind, "azure-queue");
+    q->wait_leases = queue_has(d, QUEUE_CAP_LEASE_TIMEOUT_ONLY);
     q->follow = c->follow;
     q->grace_ns = c->idle_grace_ms * FO_NS_PER_MS;
     q->lease_ms = lease_ms;
     q->st = c->st;
-    if (q->azure) {
+    if (q->wait_leases) {
         char *u = store_get_setting(q->st, LEASE_KEY);
         int64_t until = u ? strtoll(u, NULL, 10) : 0;
         free(u);
@@ -570,12 +584,16 @@ squeue *squeue_open(const source_cfg *c, char *err, size_t errlen, int *code)
     t->zctx = c->zctx;
     t->lease_ms = lease_ms;
     ring_init(&t->slots, sizeof(qslot));
+    atomic_init(&t->to_thread, 0);
+    atomic_init(&t->to_master, 0);
     snprintf(t->ep, sizeof t->ep, "inproc://fanout-source-%p", (void *)q);
     q->t = t;
     q->sock = zmq_socket(c->zctx, ZMQ_PAIR);
     int zero = 0;
     zmq_setsockopt(q->sock, ZMQ_SNDHWM, &zero, sizeof zero);
     zmq_setsockopt(q->sock, ZMQ_RCVHWM, &zero, sizeof zero);
+    /* Fixed at open (queue.h): read here, before the thread owns d. */
+    const char *desc = queue_describe(d);
     if (!q->sock || zmq_bind(q->sock, t->ep) != 0 ||
         pthread_create(&q->th, NULL, t_main, t) != 0) {
         snprintf(err, errlen, "cannot start the queue thread");
@@ -584,7 +602,7 @@ squeue *squeue_open(const source_cfg *c, char *err, size_t errlen, int *code)
         return NULL;
     }
     q->th_started = 1;
-    LOG_INFO("source.opened", "reading %s (lease %.0f s%s)", d->describe(d),
+    LOG_INFO("source.opened", "reading %s (lease %.0f s%s)", desc,
              (double)lease_ms / 1000, c->follow ? ", --follow" : "");
     return q;
 }
@@ -619,7 +637,7 @@ void squeue_close(squeue **qp, int64_t wait_ms)
     if (q->sock)
         zmq_close(q->sock);
     free(q->t);
-    q->d->destroy(q->d);
+    queue_destroy(&q->d);
     for (size_t i = q->buf_at; i < q->buf_n; i++)
         deliv_fini(&q->buf[i]);
     free(q->buf);
@@ -684,7 +702,8 @@ void *squeue_socket(squeue *q)
 void squeue_tick(squeue *q, int64_t now, int holding)
 {
     drain_events(q, now);
-    if (!q->azure || !(holding || q->pull_pending || q->buf_at < q->buf_n))
+    if (!q->wait_leases ||
+        !(holding || q->pull_pending || q->buf_at < q->buf_n))
         return;
     int64_t wall = clock_wall_ms();
     if (wall + q->lease_ms <= q->lease_until_ms)

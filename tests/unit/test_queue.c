@@ -1,5 +1,7 @@
-/* test_queue.c - what the queue drivers share: URL parameters and turning
- * a message's text into an item (plain JSON, or base64 of it). */
+/* test_queue.c - the queue registry (a driver by URL scheme, capability
+ * flags, the calls through a driver's table) and what the drivers share:
+ * URL parameters and turning a message's text into an item (plain JSON, or
+ * base64 of it). */
 #include "fmacros.h"
 
 #include <stdarg.h>
@@ -12,19 +14,39 @@
 
 #include "queue.h"
 
-/* The drivers are not under test here. */
-queue_driver *queue_redis_open(const char *url, const queue_opts *o, char *err,
-                               size_t errlen)
+/* A driver that only counts calls, to check the wrappers go through the
+ * table they were opened with. */
+typedef struct fake_q {
+    queue base;     /* first, as in every driver */
+    int pulls;      /* fake_pull calls */
+    int *destroyed; /* set by fake_destroy */
+} fake_q;
+
+static int fake_pull(queue *q, size_t max, queue_msg *out, size_t *n, char *err,
+                     size_t errlen)
 {
-    (void)url, (void)o, (void)err, (void)errlen;
-    return NULL;
+    (void)max, (void)out, (void)err, (void)errlen;
+    ((fake_q *)q)->pulls++;
+    *n = 0;
+    return 0;
 }
-queue_driver *queue_azure_open(const char *url, const queue_opts *o, char *err,
-                               size_t errlen)
+
+static const char *fake_describe(queue *q)
 {
-    (void)url, (void)o, (void)err, (void)errlen;
-    return NULL;
+    (void)q;
+    return "fake";
 }
+
+static void fake_destroy(queue *q)
+{
+    *((fake_q *)q)->destroyed = 1;
+}
+
+static const queue_driver fake_driver = {.scheme = "fake",
+                                         .caps = QUEUE_CAP_LEASE_TIMEOUT_ONLY,
+                                         .pull = fake_pull,
+                                         .describe = fake_describe,
+                                         .destroy = fake_destroy};
 
 static void test_url_params_are_found_and_decoded(void **state)
 {
@@ -70,6 +92,95 @@ static void test_is_url(void **state)
     assert_true(queue_is_url("azure-queue://acct/q"));
     assert_false(queue_is_url("items.jsonl"));
     assert_false(queue_is_url("-"));
+}
+
+static void test_drivers_are_found_by_scheme(void **state)
+{
+    (void)state;
+    const queue_driver *r = queue_driver_find("redis://h:6379/s?group=g");
+    assert_non_null(r);
+    assert_string_equal(r->scheme, "redis");
+    const queue_driver *a = queue_driver_find("azure-queue://acct/q");
+    assert_non_null(a);
+    assert_string_equal(a->scheme, "azure-queue");
+    /* The scheme is the whole name before "://", not a prefix of it. */
+    assert_null(queue_driver_find("rediss://h/s?group=g"));
+    assert_null(queue_driver_find("redis:/h/s"));
+    assert_null(queue_driver_find("azure-queue"));
+    assert_null(queue_driver_find(""));
+}
+
+static void test_capabilities_say_who_must_wait_for_leases(void **state)
+{
+    (void)state;
+    const queue_driver *r = queue_driver_find("redis://h/s");
+    const queue_driver *a = queue_driver_find("azure-queue://acct/q");
+    /* Azure hands a dead master's messages out only when their lease
+     * times out; Redis gives them back at once (own pending entries). */
+    assert_true(a->caps & QUEUE_CAP_LEASE_TIMEOUT_ONLY);
+    assert_false(r->caps & QUEUE_CAP_LEASE_TIMEOUT_ONLY);
+    assert_true(a->caps & QUEUE_CAP_RENEW);
+    assert_true(r->caps & QUEUE_CAP_RENEW);
+    assert_non_null(a->renew);
+    assert_non_null(r->renew);
+}
+
+static void test_open_names_what_is_wrong(void **state)
+{
+    (void)state;
+    queue_opts o = {.lease_ms = 30000, .max_item_bytes = 1024};
+    char err[512] = "";
+    assert_null(queue_open("items.jsonl", &o, err, sizeof err));
+    assert_non_null(strstr(err, "not a queue URL"));
+    /* Configuration errors come from the driver the scheme picked; no
+     * server is contacted to find them. */
+    assert_null(queue_open("redis://h:6379/jobs", &o, err, sizeof err));
+    assert_non_null(strstr(err, "group"));
+    assert_null(queue_open("azure-queue://A/q", &o, err, sizeof err));
+    assert_non_null(strstr(err, "account"));
+}
+
+static void test_redis_opens_without_a_server(void **state)
+{
+    (void)state;
+    queue_opts o = {.lease_ms = 30000, .max_item_bytes = 1024};
+    char err[512] = "";
+    queue *q =
+        queue_open("redis://127.0.0.1:1/jobs?group=g", &o, err, sizeof err);
+    assert_non_null(q);
+    assert_ptr_equal(q->driver, queue_driver_find("redis://"));
+    assert_true(queue_has(q, QUEUE_CAP_RENEW));
+    assert_false(queue_has(q, QUEUE_CAP_LEASE_TIMEOUT_ONLY));
+    assert_false(queue_has(q, QUEUE_CAP_RENEW | QUEUE_CAP_LEASE_TIMEOUT_ONLY));
+    assert_non_null(strstr(queue_describe(q), "stream jobs group g"));
+    queue_destroy(&q);
+    assert_null(q);
+    queue_destroy(&q); /* safe twice */
+}
+
+static void test_wrappers_call_the_queue_s_driver(void **state)
+{
+    (void)state;
+    int destroyed = 0;
+    fake_q *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->base.driver = &fake_driver;
+    f->destroyed = &destroyed;
+    queue *q = &f->base;
+    queue_msg out[1];
+    size_t n = 9;
+    char err[64];
+    assert_int_equal(queue_pull(q, 1, out, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(f->pulls, 1);
+    assert_string_equal(queue_describe(q), "fake");
+    assert_true(queue_has(q, QUEUE_CAP_LEASE_TIMEOUT_ONLY));
+    assert_true(queue_has(q, 0));
+    assert_false(queue_has(q, QUEUE_CAP_RENEW)); /* renew is NULL */
+    queue_destroy(&q);
+    assert_true(destroyed);
+    assert_null(q);
+    free(f);
 }
 
 static void test_public_url_hides_credentials_and_options(void **state)
@@ -151,6 +262,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_params_are_found_and_decoded),
         cmocka_unit_test(test_is_url),
+        cmocka_unit_test(test_drivers_are_found_by_scheme),
+        cmocka_unit_test(test_capabilities_say_who_must_wait_for_leases),
+        cmocka_unit_test(test_open_names_what_is_wrong),
+        cmocka_unit_test(test_redis_opens_without_a_server),
+        cmocka_unit_test(test_wrappers_call_the_queue_s_driver),
         cmocka_unit_test(test_pct_decode),
         cmocka_unit_test(test_public_url_hides_credentials_and_options),
         cmocka_unit_test(test_plain_and_base64_bodies),
