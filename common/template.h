@@ -6,9 +6,19 @@
  * literal and field segments, then rendered per item. Field paths may be
  * dotted to reach into nested objects. "{*}" stands for the whole item as
  * JSON. "{{" and "}}" are literal braces. How a value is inserted depends on
- * the mode: URL mode percent-encodes it (RFC 3986 unreserved characters stay
- * as they are), JSON mode inserts strings JSON-escaped without quotes and
- * other values as JSON text, RAW mode inserts strings as they are.
+ * the mode:
+ *  - URL mode percent-encodes it (RFC 3986 unreserved characters stay as
+ *    they are), and where the value makes a path segment "." or ".." (alone
+ *    or with the template's own text), its dots become "%2E", so an item can
+ *    never climb the path ("/users/{id}/delete" with id ".." renders
+ *    "/users/%2E%2E/delete"). Dot segments written in the template stay.
+ *  - JSON mode reads the template as JSON text. A field inside a string
+ *    literal ('{{"name":"{name}"}}') always becomes string content: strings
+ *    JSON-escaped, other values as their JSON text escaped ({"a":1} becomes
+ *    {\"a\":1}). A field outside strings gets strings JSON-escaped without
+ *    quotes and other values as JSON text. A field right after a backslash
+ *    inside a string is refused (FO_EINVAL).
+ *  - RAW mode inserts strings as they are.
  *
  * Environment expansion ("${API_TOKEN}") is separate and happens on the
  * worker, so secrets never travel over the wire or into the master's logs.
@@ -40,7 +50,9 @@ void template_destroy(template **t);
 size_t template_nfields(const template *t);
 /* Renders t for item into out (appended). Returns FO_OK, FO_EMISSING with
  * the missing field's name in err, FO_EINVAL when a value cannot be
- * inserted (an object in a URL), or FO_ETOOBIG when out's cap is hit. */
+ * inserted (an object in a URL, a field after a backslash in a JSON
+ * string), or FO_ETOOBIG when out's cap is hit. On an error out may hold
+ * part of the rendering. */
 FO_WUR fo_err template_render(const template *t, const json_t *item,
                               template_mode mode, fo_buf *out, char *err,
                               size_t errlen);

@@ -6,12 +6,27 @@
  * billion elements would make it allocate gigabytes. prescan() walks the
  * frame first and refuses any container that claims more elements than
  * there are bytes left, which bounds every allocation by the frame size.
+ * That bound alone is 24 times the frame (a 1-byte nil becomes a 24-byte
+ * msgpack_object; a 4 MB frame of nils cost 96 MB), so the elements are
+ * also summed and held to what a message of the frame's type can need:
+ * its array, plus the one list a HEARTBEAT, BYE or TOKEN_GRANT carries.
+ * Strings and bins cost nothing there: msgpack_unpack_next() points into
+ * the frame, and rd_bytes() copies them out under their field's cap.
  */
 #include "fmacros.h"
 #include "proto.h"
 #include "util.h"
 
+#include <limits.h>
 #include <msgpack.h>
+
+/* The control socket's cap holds the largest JOB, CTL and HEARTBEAT. */
+_Static_assert(PROTO_MAX_CONTROL_BYTES >=
+                   PROTO_MAX_JOB_BYTES + PROTO_FRAME_OVERHEAD_BYTES,
+               "a JOB must fit on the control socket");
+_Static_assert(PROTO_MAX_CONTROL_BYTES >=
+                   (size_t)PROTO_MAX_HELD * 14 + PROTO_FRAME_OVERHEAD_BYTES,
+               "a full HEARTBEAT must fit on the control socket");
 
 const char *proto_type_name(int type)
 {
@@ -23,6 +38,15 @@ const char *proto_type_name(int type)
     if (type < 1 || type > PROTO_CTL_REPLY)
         return names[0];
     return names[type];
+}
+
+size_t proto_max_frame_bytes(int type)
+{
+    if (type == PROTO_WORK)
+        return PROTO_MAX_WORK_BYTES;
+    if (type == PROTO_RESULT)
+        return PROTO_MAX_RESULT_BYTES;
+    return PROTO_MAX_CONTROL_BYTES;
 }
 
 /* ---- encoding ---------------------------------------------------------- */
@@ -181,11 +205,13 @@ static int rd_be(const unsigned char *p, size_t n, uint64_t *v)
 }
 
 /* Walks the frame; returns 0 when every container count and every length
- * fits in the bytes present and exactly one top-level object fills it. */
-static int prescan(const unsigned char *p, size_t len)
+ * fits in the bytes present and exactly one top-level object fills it, and
+ * sets *elements to the sum of all container counts (a map's pairs count
+ * twice), which is what msgpack-c will allocate msgpack_objects for. */
+static int prescan(const unsigned char *p, size_t len, uint64_t *elements)
 {
     size_t pos = 0;
-    uint64_t pending = 1;
+    uint64_t pending = 1, total = 0;
     while (pending > 0) {
         if (pos >= len)
             return -1;
@@ -298,8 +324,101 @@ static int prescan(const unsigned char *p, size_t len)
         if (elems > len - pos || pending + elems > len)
             return -1;
         pending += elems;
+        total += elems; /* at most len per container, len containers */
     }
+    *elements = total;
     return pos == len ? 0 : -1;
+}
+
+/* Reads a positive integer at p[*pos]; returns 0, or -1 for anything else. */
+static int peek_uint(const unsigned char *p, size_t len, size_t *pos,
+                     uint64_t *v)
+{
+    static const size_t widths[] = {1, 2, 4, 8}; /* 0xcc..0xcf */
+    if (*pos >= len)
+        return -1;
+    unsigned char c = p[(*pos)++];
+    if (c <= 0x7f) {
+        *v = c;
+        return 0;
+    }
+    if (c < 0xcc || c > 0xcf || len - *pos < widths[c - 0xcc])
+        return -1;
+    rd_be(p + *pos, widths[c - 0xcc], v);
+    *pos += widths[c - 0xcc];
+    return 0;
+}
+
+/* Returns the type of a frame that starts like a message (an array whose
+ * first two elements are positive integers), or 0. Nothing is trusted yet:
+ * the type only picks the caps the frame is held to. */
+static int peek_type(const unsigned char *p, size_t len)
+{
+    size_t pos = 1;
+    uint64_t version, type;
+    if (len == 0)
+        return 0;
+    if (p[0] == 0xdc)
+        pos = 3;
+    else if (p[0] == 0xdd)
+        pos = 5;
+    else if ((p[0] & 0xf0) != 0x90)
+        return 0;
+    if (pos > len || peek_uint(p, len, &pos, &version) < 0 ||
+        peek_uint(p, len, &pos, &type) < 0 || type > INT_MAX)
+        return 0;
+    return (int)type;
+}
+
+/* The msgpack_objects a message of this type may need: its array, plus the
+ * one list that HEARTBEAT and BYE (refs of two elements) and TOKEN_GRANT
+ * (offsets) carry. Unknown types get the array alone. */
+static uint64_t max_elements(int type)
+{
+    uint64_t n = PROTO_MAX_FIELDS;
+    if (type == PROTO_HEARTBEAT || type == PROTO_BYE)
+        n += 2 * (uint64_t)PROTO_MAX_HELD;
+    else if (type == PROTO_TOKEN_GRANT)
+        n += PROTO_MAX_GRANT;
+    return n;
+}
+
+/* Holds the frame to its type's caps before msgpack-c sees it. Returns
+ * FO_OK, FO_EPROTO for a frame that is not one msgpack object, or
+ * FO_ETOOBIG naming the type. */
+static fo_err precheck(const unsigned char *p, size_t len, char *err,
+                       size_t errlen)
+{
+    int type = peek_type(p, len);
+    char what[64];
+    if (type >= 1 && type <= PROTO_CTL_REPLY)
+        snprintf(what, sizeof what, "%s frame", proto_type_name(type));
+    else if (type != 0)
+        snprintf(what, sizeof what, "frame (unknown type %d)", type);
+    else
+        snprintf(what, sizeof what, "frame"); /* not shaped as a message */
+    if (len > proto_max_frame_bytes(type)) {
+        snprintf(err, errlen, "%s of %zu bytes is over the cap of %zu bytes",
+                 what, len, proto_max_frame_bytes(type));
+        return FO_ETOOBIG;
+    }
+    uint64_t elements;
+    if (prescan(p, len, &elements) < 0) {
+        snprintf(err, errlen, "%s of %zu bytes is not one valid msgpack object",
+                 what, len);
+        return FO_EPROTO;
+    }
+    if (elements > max_elements(type)) {
+        snprintf(
+            err, errlen,
+            "%s of %zu bytes holds %llu elements and would take %llu "
+            "bytes to decode, over the cap of %llu",
+            what, len, (unsigned long long)elements,
+            (unsigned long long)(elements * sizeof(msgpack_object)),
+            (unsigned long long)(max_elements(type) * sizeof(msgpack_object)));
+        return FO_ETOOBIG;
+    }
+    return FO_OK;
 }
 
 typedef struct reader {
@@ -421,17 +540,13 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
                     size_t errlen)
 {
     memset(m, 0, sizeof *m);
-    if (len == 0 || len > PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES) {
-        snprintf(err, errlen, "frame of %zu bytes", len);
+    if (len == 0) {
+        snprintf(err, errlen, "frame of 0 bytes");
         return FO_EPROTO;
     }
-    if (prescan(data, len) < 0) {
-        snprintf(err, errlen,
-                 "frame of %zu bytes is not one valid msgpack "
-                 "object",
-                 len);
-        return FO_EPROTO;
-    }
+    fo_err pre = precheck(data, len, err, errlen);
+    if (pre != FO_OK)
+        return pre;
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     size_t off = 0;
@@ -534,17 +649,19 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
     case PROTO_WORK:
         m->u.work.ref.batch = rd_uint(&r, "batch", UINT64_MAX);
         m->u.work.ref.idx = (uint32_t)rd_uint(&r, "idx", UINT32_MAX);
-        m->u.work.key = rd_bytes(&r, "key", PROTO_MAX_BODY_BYTES, 0, NULL);
-        m->u.work.url = rd_bytes(&r, "url", PROTO_MAX_BODY_BYTES, 0, NULL);
+        m->u.work.key = rd_bytes(&r, "key", PROTO_MAX_LINE_BYTES, 0, NULL);
+        m->u.work.url =
+            rd_bytes(&r, "url", PROTO_URL_BYTES(PROTO_MAX_LINE_BYTES), 0, NULL);
         m->u.work.body =
-            rd_bytes(&r, "body", PROTO_MAX_BODY_BYTES, 1, &m->u.work.body_len);
+            rd_bytes(&r, "body", PROTO_RENDER_BODY_BYTES(PROTO_MAX_LINE_BYTES),
+                     1, &m->u.work.body_len);
         m->u.work.idem_key =
             rd_bytes(&r, "idem_key", PROTO_MAX_TEXT_BYTES, 0, NULL);
         break;
     case PROTO_RESULT:
         m->u.result.ref.batch = rd_uint(&r, "batch", UINT64_MAX);
         m->u.result.ref.idx = (uint32_t)rd_uint(&r, "idx", UINT32_MAX);
-        m->u.result.key = rd_bytes(&r, "key", PROTO_MAX_BODY_BYTES, 0, NULL);
+        m->u.result.key = rd_bytes(&r, "key", PROTO_MAX_LINE_BYTES, 0, NULL);
         m->u.result.status = (uint32_t)rd_uint(&r, "status", 1);
         m->u.result.http_status = (uint32_t)rd_uint(&r, "http_status", 999);
         m->u.result.attempts = (uint32_t)rd_uint(&r, "attempts", UINT32_MAX);

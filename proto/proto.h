@@ -22,13 +22,54 @@
 
 #define PROTO_VERSION 1
 
-/* Caps on what a peer may send; frames are also capped by ZMQ_MAXMSGSIZE. */
-#define PROTO_MAX_CONTROL_BYTES (4 * 1024 * 1024)
+/* Caps on what a peer may send, checked by proto_decode(). */
 #define PROTO_MAX_HELD 100000           /* item refs in one heartbeat */
 #define PROTO_MAX_GRANT 4096            /* tokens in one grant */
 #define PROTO_MAX_TEXT_BYTES 4096       /* ids, hosts, errors */
-#define PROTO_MAX_JOB_BYTES (1 << 20)   /* the job description */
-#define PROTO_MAX_BODY_BYTES (64 << 20) /* request or response body */
+#define PROTO_MAX_JOB_BYTES (1 << 20)   /* the job; a CTL command or reply */
+#define PROTO_MAX_BODY_BYTES (64 << 20) /* a response body */
+/* Elements of a message array: 15 today, the rest for optional fields a
+ * newer peer may append. */
+#define PROTO_MAX_FIELDS 32
+
+/*
+ * Frame caps, in bytes, for ZMQ_MAXMSGSIZE on each socket, so that libzmq
+ * drops a frame no message of the socket's types can need before it is
+ * buffered; proto_decode() checks the same ceilings per message type.
+ *
+ * A WORK carries what the master rendered from one input line: the key (at
+ * most the line), the URL (the line plus what the template adds) and the
+ * body (the master allows twice the line plus the template's text). A
+ * RESULT carries the response and the key back. Both have a macro taking
+ * the job's settings, which the master should use for its own sockets,
+ * and a ceiling for the largest settings the options allow.
+ */
+#define PROTO_MAX_LINE_BYTES (64 << 20)     /* top of --max-line-bytes */
+#define PROTO_RENDER_SLACK_BYTES (64 << 10) /* a template adds at most */
+/* msgpack headers, integers and up to 8 fields of PROTO_MAX_TEXT_BYTES. */
+#define PROTO_FRAME_OVERHEAD_BYTES (64 << 10)
+/* A rendered URL for a line of line_bytes: the master's render() cap. */
+#define PROTO_URL_BYTES(line_bytes)                                            \
+    ((size_t)(line_bytes) + PROTO_RENDER_SLACK_BYTES)
+/* A rendered body for a line of line_bytes: the master's render() cap. */
+#define PROTO_RENDER_BODY_BYTES(line_bytes)                                    \
+    (2 * (size_t)(line_bytes) + PROTO_RENDER_SLACK_BYTES)
+/* A WORK frame for a job with --max-line-bytes line_bytes. */
+#define PROTO_WORK_BYTES(line_bytes)                                           \
+    ((size_t)(line_bytes) + PROTO_URL_BYTES(line_bytes) +                      \
+     PROTO_RENDER_BODY_BYTES(line_bytes) + PROTO_FRAME_OVERHEAD_BYTES)
+/* A RESULT frame for a job with --max-response-bytes response_bytes and
+ * --max-line-bytes line_bytes (the key comes back too). */
+#define PROTO_RESULT_BYTES(response_bytes, line_bytes)                         \
+    ((size_t)(response_bytes) + (size_t)(line_bytes) +                         \
+     PROTO_FRAME_OVERHEAD_BYTES)
+/* Ceilings: WORK (work socket), RESULT (result socket), and every other
+ * type (control socket: a JOB or CTL of PROTO_MAX_JOB_BYTES, a HEARTBEAT of
+ * PROTO_MAX_HELD refs at 14 bytes each, with room to spare). */
+#define PROTO_MAX_WORK_BYTES PROTO_WORK_BYTES(PROTO_MAX_LINE_BYTES)
+#define PROTO_MAX_RESULT_BYTES                                                 \
+    PROTO_RESULT_BYTES(PROTO_MAX_BODY_BYTES, PROTO_MAX_LINE_BYTES)
+#define PROTO_MAX_CONTROL_BYTES (2 << 20)
 
 typedef enum proto_type {
     PROTO_HELLO = 1,       /* worker -> master: join */
@@ -50,6 +91,10 @@ typedef enum proto_type {
 
 /* Returns the message type's name ("TOKEN_GRANT"), or "UNKNOWN". */
 const char *proto_type_name(int type);
+/* Returns the largest frame a message of this type may fill, in bytes:
+ * PROTO_MAX_WORK_BYTES, PROTO_MAX_RESULT_BYTES or PROTO_MAX_CONTROL_BYTES
+ * (also for unknown types). */
+size_t proto_max_frame_bytes(int type);
 
 /* An item's address: its batch and index in the batch. */
 typedef struct proto_ref {
@@ -140,8 +185,14 @@ typedef struct proto_msg {
 
 /* Encodes m as one frame appended to out. Returns FO_OK or FO_ETOOBIG. */
 FO_WUR fo_err proto_encode(const proto_msg *m, fo_buf *out);
-/* Decodes one frame into *m (which the caller later finalises). On error
- * *m is left empty and err holds a reason. */
+/* Decodes one frame into *m (which the caller later finalises). Returns
+ * FO_OK; FO_EPROTO for a frame that is malformed or breaks a field cap;
+ * FO_EVERSION for another protocol version; or FO_ETOOBIG, naming the type,
+ * for a frame over proto_max_frame_bytes() or one whose containers would
+ * make msgpack-c allocate more than a message of that type can need (it
+ * allocates sizeof(msgpack_object) per element, 24 bytes for a 1-byte nil,
+ * before we could look at them). On error *m is left empty and err holds
+ * a reason. */
 FO_WUR fo_err proto_decode(const void *data, size_t len, proto_msg *m,
                            char *err, size_t errlen);
 /* Frees what m owns and zeroes it; safe to call twice. */

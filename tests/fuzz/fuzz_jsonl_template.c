@@ -14,7 +14,10 @@
  * when the master reads stdin. Besides crashes, the reader's promises are
  * checked against the bytes written: line numbers and offsets follow each
  * other, a stored line is exactly the bytes of the source, never longer than
- * max_line, and an overlong line is reported with its true length.
+ * max_line, and an overlong line is reported with its true length. An
+ * item's "id", when a string, is also put where an attacker would aim it: a
+ * URL path segment must not become "." or "..", and a quoted JSON slot must
+ * give valid JSON holding exactly the value.
  */
 #include "fmacros.h"
 
@@ -88,6 +91,60 @@ static void render_all(checker *c, const json_t *obj)
     }
 }
 
+/* Renders one fixed template for obj into a heap string; NULL on error. */
+static char *render_fixed(const char *src, const json_t *obj,
+                          template_mode mode)
+{
+    template *t = NULL;
+    char err[300];
+    if (template_parse(src, &t, err, sizeof err) != FO_OK)
+        fail("a fixed template did not parse", 0);
+    fo_buf out;
+    buf_init(&out, 1 << 20);
+    fo_err rc = template_render(t, obj, mode, &out, err, sizeof err);
+    template_destroy(&t);
+    if (rc != FO_OK) {
+        buf_fini(&out);
+        return NULL;
+    }
+    return buf_take(&out);
+}
+
+/* The two rules that keep a value from changing the request's shape. */
+static void check_shape(const json_t *obj)
+{
+    const json_t *id = json_object_get(obj, "id");
+    if (!json_is_string(id))
+        return;
+    char *url = render_fixed("http://h/a/{id}/b?q={id}", obj, TEMPLATE_URL);
+    if (url) {
+        const char *seg = url + strlen("http://h/a/");
+        const char *end = strchr(seg, '/');
+        size_t n = end ? (size_t)(end - seg) : 0;
+        if (!end || strncmp(url, "http://h/a/", 11) != 0 ||
+            strncmp(end, "/b?q=", 5) != 0 || memchr(seg, '?', n))
+            fail("a URL value changed the URL's structure", 0);
+        if ((n == 1 && seg[0] == '.') || (n == 2 && !memcmp(seg, "..", 2)))
+            fail("a URL value made a dot segment", 0);
+        free(url);
+    }
+    char *body =
+        render_fixed("{{\"v\":\"<{id}>\",\"k\":1}}", obj, TEMPLATE_JSON);
+    if (!body)
+        fail("a string in a quoted JSON slot did not render", 0);
+    json_error_t jerr;
+    json_t *doc = json_loads(body, JSON_ALLOW_NUL, &jerr);
+    if (!doc || json_object_size(doc) != 2)
+        fail("a quoted JSON slot broke out of its string", 0);
+    const json_t *v = json_object_get(doc, "v");
+    size_t idlen = json_string_length(id);
+    if (!json_is_string(v) || json_string_length(v) != idlen + 2 ||
+        memcmp(json_string_value(v) + 1, json_string_value(id), idlen) != 0)
+        fail("a quoted JSON slot does not hold the value", 0);
+    json_decref(doc);
+    free(body);
+}
+
 static void check_line(checker *c, fo_err rc, const jsonl_line *ln)
 {
     int64_t l = ln->line_no;
@@ -108,8 +165,10 @@ static void check_line(checker *c, fo_err rc, const jsonl_line *ln)
             fail("a stored line differs from the source bytes", l);
         json_error_t jerr;
         json_t *obj = json_loadb(ln->data, ln->len, 0, &jerr);
-        if (obj && json_is_object(obj))
+        if (obj && json_is_object(obj)) {
             render_all(c, obj);
+            check_shape(obj);
+        }
         json_decref(obj);
     } else {
         if (real <= c->max_line)

@@ -3,10 +3,11 @@
  *
  * Every frame a peer sends goes through proto_decode(), so it must reject
  * anything malformed without crashing, leaking or allocating more than the
- * frame justifies. When a frame does decode, the message is encoded again
- * and decoded a second time: the two decodings must agree field by field
- * (strings compare as C strings, because the encoder writes them with
- * strlen(); extra trailing fields are dropped by design).
+ * frame's type justifies (FO_ETOOBIG, naming the type). When a frame does
+ * decode, the message is encoded again and decoded a second time: the two
+ * decodings must agree field by field (strings compare as C strings, because
+ * the encoder writes them with strlen(); extra trailing fields are dropped by
+ * design).
  */
 #include "fmacros.h"
 
@@ -17,7 +18,7 @@
 #include "error.h"
 #include "proto.h"
 
-#define BIG_CAP ((size_t)PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES)
+#define BIG_CAP ((size_t)PROTO_MAX_WORK_BYTES)
 
 static void die(const char *what, const proto_msg *m)
 {
@@ -162,9 +163,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     fo_errname(rc));
             abort();
         }
-        if (rc != FO_EPROTO && rc != FO_EVERSION)
+        if (rc != FO_EPROTO && rc != FO_EVERSION && rc != FO_ETOOBIG)
             abort();
+        if (rc == FO_ETOOBIG && !strstr(err, "frame")) {
+            fprintf(stderr, "fuzz_proto: ETOOBIG without the type: %s\n", err);
+            abort();
+        }
         return 0;
+    }
+    if (size > proto_max_frame_bytes(m.type)) {
+        fprintf(stderr, "fuzz_proto: a %s over its frame cap decoded\n",
+                proto_type_name(m.type));
+        abort();
     }
     fo_buf frame;
     buf_init(&frame, BIG_CAP);

@@ -18,6 +18,78 @@
 
 #define BIG_CAP ((size_t)PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES)
 
+/*
+ * A counting allocator. msgpack-c takes no allocator, but this executable's
+ * malloc family interposes on every shared library's (ELF symbol lookup
+ * finds the executable first), so the bytes msgpack-c asks for while a
+ * frame decodes can be counted. Sanitizers bring their own malloc, so under
+ * them the tests fall back to the error code alone.
+ */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||     \
+    __has_feature(memory_sanitizer)
+#define NO_COUNTING 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define NO_COUNTING 1
+#endif
+
+static int counting;         /* count allocations now */
+static size_t counted_bytes; /* bytes requested while counting */
+
+#ifndef NO_COUNTING
+void *__libc_malloc(size_t n);
+void *__libc_calloc(size_t count, size_t n);
+void *__libc_realloc(void *p, size_t n);
+void __libc_free(void *p);
+
+void *malloc(size_t n)
+{
+    if (counting)
+        counted_bytes += n;
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t count, size_t n)
+{
+    if (counting)
+        counted_bytes += count * n;
+    return __libc_calloc(count, n);
+}
+
+void *realloc(void *p, size_t n)
+{
+    if (counting)
+        counted_bytes += n;
+    return __libc_realloc(p, n);
+}
+
+void free(void *p)
+{
+    __libc_free(p);
+}
+#endif
+
+/* Decodes p and returns the result; *bytes is what the decoder allocated,
+ * or SIZE_MAX when this build cannot count. */
+static fo_err decode_counted(const void *p, size_t n, size_t *bytes, char *err,
+                             size_t errlen)
+{
+    proto_msg m;
+    counted_bytes = 0;
+    counting = 1;
+    fo_err e = proto_decode(p, n, &m, err, errlen);
+    counting = 0;
+    proto_msg_fini(&m);
+#ifdef NO_COUNTING
+    *bytes = SIZE_MAX;
+#else
+    *bytes = counted_bytes;
+#endif
+    return e;
+}
+
 /* Decodes; on failure asserts that *m was left empty with a reason. */
 static fo_err decode(const void *p, size_t n, proto_msg *m)
 {
@@ -511,8 +583,10 @@ static void test_deep_nesting_rejected(void **state)
     memset(p, 0x91, DEPTH - 1); /* fixarray of one element */
     p[DEPTH - 1] = 0x90;        /* innermost: empty */
     proto_msg m;
-    assert_fo(FO_EPROTO, decode(p, DEPTH, &m));
-    /* The same inside a HEARTBEAT's held field: [1, 3, 0, 0, [[[...]]]] */
+    /* 10000 one-element arrays: more than any message needs. */
+    assert_fo(FO_ETOOBIG, decode(p, DEPTH, &m));
+    /* The same inside a HEARTBEAT's held field: [1, 3, 0, 0, [[[...]]]]
+     * fits the element cap of a heartbeat, and is malformed. */
     unsigned char *q = malloc(DEPTH + 8);
     assert_non_null(q);
     memcpy(q, "\x95\x01\x03\x00\x00", 5);
@@ -526,7 +600,7 @@ static void check_no_crash(const void *p, size_t n)
 {
     proto_msg m;
     fo_err e = decode(p, n, &m);
-    if (e != FO_OK && e != FO_EPROTO && e != FO_EVERSION)
+    if (e != FO_OK && e != FO_EPROTO && e != FO_EVERSION && e != FO_ETOOBIG)
         fail_msg("unexpected %s", fo_errname(e));
     proto_msg_fini(&m);
 }
@@ -617,6 +691,243 @@ static void test_heartbeat_over_cap_rejected(void **state)
     free(refs);
 }
 
+/* ---- allocation caps --------------------------------------------------- */
+
+/* Writes an array32 header claiming n elements at p. */
+static size_t put_array32(unsigned char *p, uint32_t n)
+{
+    p[0] = 0xdd;
+    p[1] = (unsigned char)(n >> 24);
+    p[2] = (unsigned char)(n >> 16);
+    p[3] = (unsigned char)(n >> 8);
+    p[4] = (unsigned char)n;
+    return 5;
+}
+
+/* Asserts that frame f of n bytes is refused with FO_ETOOBIG naming `name`
+ * and that the decoder allocated (almost) nothing on the way. */
+static void expect_refused_cheaply(const unsigned char *f, size_t n,
+                                   const char *name)
+{
+    char err[256] = "";
+    size_t bytes;
+    fo_err e = decode_counted(f, n, &bytes, err, sizeof err);
+    if (e != FO_ETOOBIG)
+        fail_msg("%zu-byte %s frame: %s (%s)", n, name, fo_errname(e), err);
+    assert_contains(err, name);
+    if (bytes != SIZE_MAX && bytes > 4096)
+        fail_msg("%zu-byte %s frame: the decoder allocated %zu bytes", n, name,
+                 bytes);
+}
+
+static void test_frame_of_nils_refused_before_allocating(void **state)
+{
+    (void)state;
+    /* [1, RESULT, 0, nil x ~4M]: 4 MiB that msgpack-c would have turned
+     * into 96 MiB of msgpack_objects. */
+    enum { N = 4 << 20 };
+    unsigned char *f = malloc(N);
+    assert_non_null(f);
+    size_t at = put_array32(f, N - 5);
+    f[at++] = PROTO_VERSION;
+    f[at++] = PROTO_RESULT;
+    f[at++] = 0;
+    memset(f + at, 0xc0, N - at);
+    expect_refused_cheaply(f, N, "RESULT");
+    /* [1, HEARTBEAT, 0, 0, [nil x ~1.9M]]: within the control frame cap,
+     * ten times the refs a heartbeat may list. */
+    size_t n = PROTO_MAX_CONTROL_BYTES - 64;
+    memcpy(f, "\x95\x01\x03\x00\x00", 5);
+    at = 5 + put_array32(f + 5, (uint32_t)(n - 10));
+    memset(f + at, 0xc0, n - at);
+    expect_refused_cheaply(f, n, "HEARTBEAT");
+    /* The same nils as a map: pairs count twice. */
+    at = 5;
+    f[at++] = 0xdf;
+    uint32_t pairs = (uint32_t)((n - 10) / 2);
+    f[at++] = (unsigned char)(pairs >> 24);
+    f[at++] = (unsigned char)(pairs >> 16);
+    f[at++] = (unsigned char)(pairs >> 8);
+    f[at++] = (unsigned char)pairs;
+    memset(f + at, 0xc0, 2 * (size_t)pairs);
+    expect_refused_cheaply(f, at + 2 * (size_t)pairs, "HEARTBEAT");
+    free(f);
+}
+
+static void test_nested_empty_arrays_refused(void **state)
+{
+    (void)state;
+    /* [1, WORK, 0, [], [], ...]: each empty array is one element of the
+     * message array, far past what a WORK has. */
+    enum { N = 1 << 20 };
+    unsigned char *f = malloc(N);
+    assert_non_null(f);
+    size_t at = put_array32(f, N - 5);
+    f[at++] = PROTO_VERSION;
+    f[at++] = PROTO_WORK;
+    f[at++] = 0;
+    memset(f + at, 0x90, N - at);
+    expect_refused_cheaply(f, N, "WORK");
+    /* [1, BYE, 0, [[[[...]]]]]: one list, but nested 1M deep. */
+    memcpy(f, "\x94\x01\x07\x00", 4);
+    memset(f + 4, 0x91, N - 5);
+    f[N - 1] = 0x90;
+    expect_refused_cheaply(f, N, "BYE");
+    /* A TOKEN_GRANT may carry PROTO_MAX_GRANT offsets, not a heartbeat's
+     * worth. */
+    memcpy(f, "\x96\x01\x05\x00\x00\x00", 6);
+    at = 6 + put_array32(f + 6, 2 * PROTO_MAX_GRANT);
+    memset(f + at, 0x00, 2 * PROTO_MAX_GRANT);
+    expect_refused_cheaply(f, at + 2 * PROTO_MAX_GRANT, "TOKEN_GRANT");
+    free(f);
+}
+
+static void test_unknown_type_gets_the_smallest_caps(void **state)
+{
+    (void)state;
+    /* [1, 99, 0, nil x 100]: more elements than any message array. */
+    unsigned char f[128];
+    memcpy(f, "\xdc\x00\x67\x01\x63\x00", 6);
+    memset(f + 6, 0xc0, 100);
+    expect_refused_cheaply(f, 106, "frame (unknown type 99)");
+    assert_int_equal(proto_max_frame_bytes(99), PROTO_MAX_CONTROL_BYTES);
+    assert_int_equal(proto_max_frame_bytes(0), PROTO_MAX_CONTROL_BYTES);
+}
+
+static void test_frame_over_its_type_cap_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(proto_max_frame_bytes(PROTO_WORK), PROTO_MAX_WORK_BYTES);
+    assert_int_equal(proto_max_frame_bytes(PROTO_RESULT),
+                     PROTO_MAX_RESULT_BYTES);
+    assert_int_equal(proto_max_frame_bytes(PROTO_CTL), PROTO_MAX_CONTROL_BYTES);
+    assert_true(PROTO_MAX_RESULT_BYTES > PROTO_MAX_BODY_BYTES);
+    assert_true(PROTO_WORK_BYTES(1 << 20) < PROTO_MAX_WORK_BYTES);
+    /* A CTL one byte over the control cap is refused by its size alone. */
+    size_t n = PROTO_MAX_CONTROL_BYTES + 1;
+    unsigned char *f = malloc(n);
+    assert_non_null(f);
+    memcpy(f, "\x94\x01\x0e\x00\xdb", 5);
+    uint32_t sl = (uint32_t)(n - 9);
+    f[5] = (unsigned char)(sl >> 24);
+    f[6] = (unsigned char)(sl >> 16);
+    f[7] = (unsigned char)(sl >> 8);
+    f[8] = (unsigned char)sl;
+    memset(f + 9, 'x', sl);
+    expect_refused_cheaply(f, n, "CTL");
+    free(f);
+}
+
+/* Round-trips in and asserts it decodes, allocating no more than its type
+ * allows plus copies of the payload bytes (payload). */
+static void round_trip_within_caps(const proto_msg *in, size_t payload)
+{
+    fo_buf f;
+    buf_init(&f, BIG_CAP);
+    assert_fo(FO_OK, proto_encode(in, &f));
+    char err[256] = "";
+    size_t bytes;
+    fo_err e = decode_counted(f.data, f.len, &bytes, err, sizeof err);
+    if (e != FO_OK)
+        fail_msg("%s of %zu bytes: %s (%s)", proto_type_name(in->type), f.len,
+                 fo_errname(e), err);
+    /* msgpack-c's zone doubles its chunks: twice the objects, at worst. */
+    size_t allowed = 2 * (2 * (size_t)PROTO_MAX_HELD + PROTO_MAX_FIELDS) *
+                         sizeof(msgpack_object) +
+                     2 * payload + 65536;
+    /* The payload is copied out, so a working count sees at least that. */
+    if (bytes != SIZE_MAX && bytes < payload)
+        fail_msg("%s: counted %zu bytes, below the %zu copied out",
+                 proto_type_name(in->type), bytes, payload);
+    if (bytes != SIZE_MAX && bytes > allowed)
+        fail_msg("%s: allocated %zu bytes, allowed %zu",
+                 proto_type_name(in->type), bytes, allowed);
+    buf_fini(&f);
+}
+
+static void test_largest_valid_frames_still_decode(void **state)
+{
+    (void)state;
+    /* A full HEARTBEAT with the widest refs fits the control cap. */
+    proto_ref *refs = calloc(PROTO_MAX_HELD, sizeof *refs);
+    assert_non_null(refs);
+    for (uint32_t i = 0; i < PROTO_MAX_HELD; i++)
+        refs[i] = (proto_ref){UINT64_MAX - i, UINT32_MAX - i};
+    proto_msg in = {.type = PROTO_HEARTBEAT, .epoch = 1};
+    in.u.heartbeat.nheld = PROTO_MAX_HELD;
+    in.u.heartbeat.held = refs;
+    round_trip_within_caps(&in, PROTO_MAX_HELD * sizeof *refs);
+    in = (proto_msg){.type = PROTO_BYE, .epoch = 1};
+    in.u.bye.nheld = PROTO_MAX_HELD;
+    in.u.bye.held = refs;
+    round_trip_within_caps(&in, PROTO_MAX_HELD * sizeof *refs);
+    free(refs);
+    /* A JOB and a CTL of the largest JSON allowed. */
+    char *json = malloc(PROTO_MAX_JOB_BYTES + 1);
+    assert_non_null(json);
+    memset(json, ' ', PROTO_MAX_JOB_BYTES);
+    json[PROTO_MAX_JOB_BYTES] = '\0';
+    in = (proto_msg){.type = PROTO_JOB, .epoch = 1};
+    in.u.job.job_json = json;
+    round_trip_within_caps(&in, PROTO_MAX_JOB_BYTES);
+    in = (proto_msg){.type = PROTO_CTL_REPLY, .epoch = 1};
+    in.u.ctl.json = json;
+    round_trip_within_caps(&in, PROTO_MAX_JOB_BYTES);
+    free(json);
+    /* RESULT and WORK may be larger than the control cap. */
+    size_t big = PROTO_MAX_CONTROL_BYTES * 2;
+    char *body = calloc(big, 1);
+    assert_non_null(body);
+    in = (proto_msg){.type = PROTO_RESULT, .epoch = 1};
+    in.u.result.key = "k";
+    in.u.result.response = body;
+    in.u.result.response_len = big;
+    in.u.result.worker = "w";
+    round_trip_within_caps(&in, big);
+    in = (proto_msg){.type = PROTO_WORK, .epoch = 1};
+    in.u.work.key = "k";
+    in.u.work.url = "http://x/";
+    in.u.work.body = body;
+    in.u.work.body_len = big;
+    in.u.work.idem_key = "i";
+    round_trip_within_caps(&in, big);
+    free(body);
+}
+
+static void test_round_trip_pause_rateinfo_ctl(void **state)
+{
+    (void)state;
+    fo_buf f;
+    proto_msg out;
+    proto_msg in = {.type = PROTO_PAUSE, .epoch = 2};
+    in.u.pause.pause_ms = 1234;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.pause.pause_ms, 1234);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    in = (proto_msg){.type = PROTO_RATEINFO, .epoch = 2};
+    in.u.rateinfo.limit = 100;
+    in.u.rateinfo.window_ms = -1;
+    in.u.rateinfo.remaining = 0;
+    in.u.rateinfo.reset_ms = INT64_MAX;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.rateinfo.limit, 100);
+    assert_int_equal(out.u.rateinfo.window_ms, -1);
+    assert_int_equal(out.u.rateinfo.remaining, 0);
+    assert_int_equal(out.u.rateinfo.reset_ms, INT64_MAX);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    static const int ctl_types[] = {PROTO_CTL, PROTO_CTL_REPLY};
+    for (size_t i = 0; i < 2; i++) {
+        in = (proto_msg){.type = ctl_types[i], .epoch = 2};
+        in.u.ctl.json = "{\"cmd\":\"status\"}";
+        round_trip(&in, &f, &out);
+        assert_string_equal(out.u.ctl.json, "{\"cmd\":\"status\"}");
+        proto_msg_fini(&out);
+        buf_fini(&f);
+    }
+}
+
 static void test_encode_past_cap_leaves_buffer(void **state)
 {
     (void)state;
@@ -692,6 +1003,12 @@ int main(void)
         cmocka_unit_test(test_mutated_frames_never_crash),
         cmocka_unit_test(test_grant_over_cap_rejected),
         cmocka_unit_test(test_heartbeat_over_cap_rejected),
+        cmocka_unit_test(test_frame_of_nils_refused_before_allocating),
+        cmocka_unit_test(test_nested_empty_arrays_refused),
+        cmocka_unit_test(test_unknown_type_gets_the_smallest_caps),
+        cmocka_unit_test(test_frame_over_its_type_cap_refused),
+        cmocka_unit_test(test_largest_valid_frames_still_decode),
+        cmocka_unit_test(test_round_trip_pause_rateinfo_ctl),
         cmocka_unit_test(test_encode_past_cap_leaves_buffer),
         cmocka_unit_test(test_encode_unknown_type_writes_nothing),
         cmocka_unit_test(test_fini_twice_is_safe),

@@ -216,6 +216,178 @@ static void test_output_cap_gives_etoobig(void **state)
     free(out);
 }
 
+/* ---- values that would change the request's shape ------------------- */
+
+static void test_dot_segment_values_are_encoded(void **state)
+{
+    (void)state;
+    const char *url = "http://api/v1/users/{id}/delete";
+    expect(url, "{\"id\":\"..\"}", TEMPLATE_URL,
+           "http://api/v1/users/%2E%2E/delete");
+    expect(url, "{\"id\":\".\"}", TEMPLATE_URL,
+           "http://api/v1/users/%2E/delete");
+    /* Not a dot segment: stays readable. */
+    expect(url, "{\"id\":\"...\"}", TEMPLATE_URL,
+           "http://api/v1/users/.../delete");
+    expect(url, "{\"id\":\"a.b\"}", TEMPLATE_URL,
+           "http://api/v1/users/a.b/delete");
+    /* '/' is encoded, so "a/.." stays one segment. */
+    expect(url, "{\"id\":\"a/..\"}", TEMPLATE_URL,
+           "http://api/v1/users/a%2F../delete");
+    expect(url, "{\"id\":\"../..\"}", TEMPLATE_URL,
+           "http://api/v1/users/..%2F../delete");
+    /* At the end of the path, before a query, and as the whole path. */
+    expect("http://api/u/{id}", "{\"id\":\"..\"}", TEMPLATE_URL,
+           "http://api/u/%2E%2E");
+    expect("http://api/u/{id}?x=1", "{\"id\":\"..\"}", TEMPLATE_URL,
+           "http://api/u/%2E%2E?x=1");
+    expect("http://api/{id}", "{\"id\":\".\"}", TEMPLATE_URL, "http://api/%2E");
+    expect("/u/{id}/x", "{\"id\":\"..\"}", TEMPLATE_URL, "/u/%2E%2E/x");
+}
+
+static void test_dot_segment_from_several_parts(void **state)
+{
+    (void)state;
+    /* Two fields, or a field and the template's own dot, make "..". */
+    expect("http://api/u/{a}{b}/x", "{\"a\":\".\",\"b\":\".\"}", TEMPLATE_URL,
+           "http://api/u/%2E%2E/x");
+    expect("http://api/u/.{a}/x", "{\"a\":\".\"}", TEMPLATE_URL,
+           "http://api/u/.%2E/x");
+    expect("http://api/u/%2E{a}/x", "{\"a\":\".\"}", TEMPLATE_URL,
+           "http://api/u/%2E%2E/x");
+    expect("http://api/u/{a}{b}/x", "{\"a\":\"\",\"b\":\"..\"}", TEMPLATE_URL,
+           "http://api/u/%2E%2E/x");
+    /* Three dots are no dot segment. */
+    expect("http://api/u/.{a}./x", "{\"a\":\".\"}", TEMPLATE_URL,
+           "http://api/u/.../x");
+}
+
+static void test_dots_outside_the_path_stay(void **state)
+{
+    (void)state;
+    /* In the query, the fragment and the host, ".." climbs nothing. */
+    expect("http://api/u?id={id}", "{\"id\":\"..\"}", TEMPLATE_URL,
+           "http://api/u?id=..");
+    expect("http://api/u?a=1&{id}", "{\"id\":\".\"}", TEMPLATE_URL,
+           "http://api/u?a=1&.");
+    expect("http://api/u#{id}", "{\"id\":\"..\"}", TEMPLATE_URL,
+           "http://api/u#..");
+    expect("http://{h}/u", "{\"h\":\"..\"}", TEMPLATE_URL, "http://../u");
+    /* The template's own dot segments are the operator's. */
+    expect("http://api/a/../{id}", "{\"id\":\"x\"}", TEMPLATE_URL,
+           "http://api/a/../x");
+    /* Other modes are not URLs. */
+    expect("/u/{id}/x", "{\"id\":\"..\"}", TEMPLATE_RAW, "/u/../x");
+}
+
+static void test_dot_encoding_respects_the_cap(void **state)
+{
+    (void)state;
+    /* "/u/.." fits in 5 bytes; "/u/%2E%2E" needs 9. */
+    expect_err("/u/{id}", "{\"id\":\"..\"}", TEMPLATE_URL, 5, FO_ETOOBIG,
+               "5 bytes");
+    char *out = NULL, err[128];
+    assert_fo(FO_OK, render("/u/{id}", "{\"id\":\"..\"}", TEMPLATE_URL, 9, &out,
+                            err, sizeof err));
+    assert_string_equal(out, "/u/%2E%2E");
+    free(out);
+}
+
+/* Renders body for item and returns the parsed document (caller decrefs);
+ * fails unless the rendering is valid JSON. */
+static json_t *render_json(const char *body, const char *item)
+{
+    char *out = NULL, err[128];
+    fo_err e =
+        render(body, item, TEMPLATE_JSON, 1 << 16, &out, err, sizeof err);
+    if (e != FO_OK)
+        fail_msg("'%s': %s: %s", body, fo_errname(e), err);
+    json_error_t jerr;
+    json_t *doc = json_loads(out, 0, &jerr);
+    if (!doc)
+        fail_msg("'%s' rendered invalid JSON: %s (%s)", body, out, jerr.text);
+    free(out);
+    return doc;
+}
+
+static void test_quoted_slot_string_cannot_break_out(void **state)
+{
+    (void)state;
+    /* Quotes, backslashes and control characters stay string content. */
+    static const char *const values[] = {
+        "\"",
+        "\\",
+        "\\\"",
+        "x\",\"admin\":true,\"y\":\"",
+        "\\\",\"admin\":true,\"y\":\"\\",
+        "a\nb\rc\td\x01\x1f",
+        "}]",
+        "{id}",
+    };
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        json_t *item = json_pack("{s:s}", "name", values[i]);
+        char *item_json = json_dumps(item, 0);
+        json_t *doc = render_json("{{\"name\":\"{name}\",\"k\":1}}", item_json);
+        assert_int_equal(json_object_size(doc), 2);
+        assert_string_equal(json_string_value(json_object_get(doc, "name")),
+                            values[i]);
+        json_decref(doc);
+        free(item_json);
+        json_decref(item);
+    }
+}
+
+static void test_quoted_slot_other_values_become_strings(void **state)
+{
+    (void)state;
+    const char *item = "{\"o\":{\"a\":\"x\\\"y\"},\"l\":[1,\"2\"],\"n\":42,"
+                       "\"t\":true,\"z\":null}";
+    expect("{{\"v\":\"{o}\"}}", item, TEMPLATE_JSON,
+           "{\"v\":\"{\\\"a\\\":\\\"x\\\\\\\"y\\\"}\"}");
+    expect("{{\"v\":\"{l}\"}}", item, TEMPLATE_JSON,
+           "{\"v\":\"[1,\\\"2\\\"]\"}");
+    expect("{{\"v\":\"{n}/{t}/{z}\"}}", item, TEMPLATE_JSON,
+           "{\"v\":\"42/true/null\"}");
+    json_t *doc = render_json("{{\"v\":\"{o}\"}}", item);
+    assert_string_equal(json_string_value(json_object_get(doc, "v")),
+                        "{\"a\":\"x\\\"y\"}");
+    json_decref(doc);
+    /* {*} inside a string is the item's JSON text as a string. */
+    doc = render_json("{{\"all\":\"{*}\"}}", "{\"k\":\"\\\"\"}");
+    assert_string_equal(json_string_value(json_object_get(doc, "all")),
+                        "{\"k\":\"\\\"\"}");
+    json_decref(doc);
+}
+
+static void test_unquoted_slot_keeps_json_text(void **state)
+{
+    (void)state;
+    const char *item =
+        "{\"o\":{\"a\":1},\"n\":42,\"s\":\"x\\\"y\",\"q\":\"\\\"\"}";
+    /* Numbers and objects as JSON text, strings escaped without quotes. */
+    expect("{{\"o\":{o},\"n\":{n}}}", item, TEMPLATE_JSON,
+           "{\"o\":{\"a\":1},\"n\":42}");
+    expect("[{s}]", item, TEMPLATE_JSON, "[x\\\"y]");
+    /* Escaped quotes in a key, and strings after a quoted slot, are read
+     * right: the third field is outside any string again. */
+    expect("{{\"a\\\"b\":\"{s}\",\"c\":{o}}}", item, TEMPLATE_JSON,
+           "{\"a\\\"b\":\"x\\\"y\",\"c\":{\"a\":1}}");
+    expect("{{\"x\":\"{q}\",\"y\":{n}}}", item, TEMPLATE_JSON,
+           "{\"x\":\"\\\"\",\"y\":42}");
+}
+
+static void test_field_after_backslash_in_string_refused(void **state)
+{
+    (void)state;
+    expect_err("{{\"a\":\"x\\{v}\"}}", "{\"v\":\"\\\"\"}", TEMPLATE_JSON,
+               1 << 16, FO_EINVAL, "backslash");
+    /* A finished escape before the field is fine. */
+    expect("{{\"a\":\"x\\\\{v}\"}}", "{\"v\":\"y\"}", TEMPLATE_JSON,
+           "{\"a\":\"x\\\\y\"}");
+    /* Only JSON mode reads the template as JSON. */
+    expect("a\\{v}", "{\"v\":\"y\"}", TEMPLATE_RAW, "a\\y");
+}
+
 /* ---- ${ENV} ------------------------------------------------------------ */
 
 static void expect_env(const char *src, fo_err want, const char *want_out,
@@ -298,6 +470,14 @@ int main(void)
         cmocka_unit_test(test_raw_mode_inserts_strings_as_is),
         cmocka_unit_test(test_star_is_the_whole_item),
         cmocka_unit_test(test_output_cap_gives_etoobig),
+        cmocka_unit_test(test_dot_segment_values_are_encoded),
+        cmocka_unit_test(test_dot_segment_from_several_parts),
+        cmocka_unit_test(test_dots_outside_the_path_stay),
+        cmocka_unit_test(test_dot_encoding_respects_the_cap),
+        cmocka_unit_test(test_quoted_slot_string_cannot_break_out),
+        cmocka_unit_test(test_quoted_slot_other_values_become_strings),
+        cmocka_unit_test(test_unquoted_slot_keeps_json_text),
+        cmocka_unit_test(test_field_after_backslash_in_string_refused),
         cmocka_unit_test(test_env_expansion),
         cmocka_unit_test(test_env_dollar_dollar_is_literal),
         cmocka_unit_test(test_env_unset_variable_named),
