@@ -143,9 +143,8 @@ static int apply(opts *o, size_t i, const char *text, int src,
  *    the names DESIGN.md announces for round 2;
  *  - variables read by the build, the tests and the deploy scripts.
  * An entry ending in '*' matches a prefix. When a program gains an option,
- * add it here: the "options_env_family" test (cmake/FanoutDist.cmake) runs
- * every program with every option variable of the others and fails on a
- * warning.
+ * add it here, or the workers a master spawns warn about it (no check
+ * enforces this yet).
  */
 static const char *const env_family[] = {
     /* fanout-master */
