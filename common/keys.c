@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char z85_chars[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI"
@@ -34,10 +35,39 @@ static int write_text(const char *path, mode_t mode, const char *text)
     return close(fd);
 }
 
+/* Creates the missing directories above path ("keys/ops/master" makes keys/
+ * and keys/ops/), each 0700 because they hold secret keys; directories that
+ * exist keep their mode. Returns 0, or -1 with errno and err naming the
+ * directory. */
+static int make_parents(const char *path, char *err, size_t errlen)
+{
+    char dir[4096];
+    int n = snprintf(dir, sizeof dir, "%s", path);
+    if (n < 0 || (size_t)n >= sizeof dir) {
+        errno = ENAMETOOLONG;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/' || p[-1] == '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create directory %s: %s", dir,
+                     strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
 fo_err keys_write(const char *path, const keys_pair *kp, char *err,
                   size_t errlen)
 {
     char key[4200], pub[4200], text[512];
+    if (make_parents(path, err, errlen) != 0)
+        return FO_EIO;
     snprintf(key, sizeof key, "%s.key", path);
     snprintf(pub, sizeof pub, "%s.pub", path);
     snprintf(text, sizeof text,

@@ -29,7 +29,10 @@ typedef struct keys_pair {
 
 /* 1 when s is exactly 40 characters of the Z85 alphabet. */
 int keys_valid_z85(const char *s);
-/* Writes DIR/NAME.key and DIR/NAME.pub for kp (path is "DIR/NAME"). */
+/* Writes DIR/NAME.key and DIR/NAME.pub for kp (path is "DIR/NAME"),
+ * creating DIR and its missing parents with mode 0700 first. Never
+ * overwrites: an existing file fails with errno EEXIST. Returns FO_OK or
+ * FO_EIO with err naming the file or directory and errno set. */
 FO_WUR fo_err keys_write(const char *path, const keys_pair *kp, char *err,
                          size_t errlen);
 /* Reads a .key or .pub file. need_secret: fail when there is no secret.

@@ -4,8 +4,12 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <unistd.h>
+
+extern char **environ;
 
 typedef struct opt_value {
     int given;       /* set by a source other than the default */
@@ -130,6 +134,54 @@ static int apply(opts *o, size_t i, const char *text, int src,
     return 0;
 }
 
+/*
+ * FANOUT_* variables that are not options of the program reading them and
+ * yet are no mistake, so they never draw the "not an option" warning:
+ *  - the options of the other fanout programs, because one environment
+ *    often serves several (a master's is inherited by the workers it
+ *    spawns; one env file or compose block may feed master and ctl), and
+ *    the names DESIGN.md announces for round 2;
+ *  - variables read by the build, the tests and the deploy scripts.
+ * An entry ending in '*' matches a prefix. When a program gains an option,
+ * add it here, or the workers a master spawns warn about it (no check
+ * enforces this yet).
+ */
+static const char *const env_family[] = {
+    /* fanout-master */
+    "INPUT", "FOLLOW", "IDLE_GRACE", "URL", "OUT", "METHOD", "HEADER", "BODY",
+    "KEY", "RATE", "BURST", "RATE_MARGIN", "ADAPTIVE", "MAX_IN_FLIGHT",
+    "BATCH_SIZE", "MAX_ATTEMPTS", "MAX_THROTTLED", "BACKOFF_BASE",
+    "BACKOFF_MAX", "TIMEOUT", "CONNECT_TIMEOUT", "MAX_RESPONSE_BYTES",
+    "MAX_LINE_BYTES", "SPAWN_WORKERS", "WORKER_CONCURRENCY", "BIND",
+    "CURVE_SECRET", "CURVE_ALLOW", "INSECURE", "LEASE", "HEARTBEAT",
+    "DRAIN_TIMEOUT", "WINDOW", "REDRIVE", "METRICS", "READY_FILE", "PROGRESS",
+    "LOG_LEVEL", "LOG_FORMAT", "CONFIG",
+    /* fanout-worker and fanout-ctl */
+    "MASTER", "CONCURRENCY", "ID", "ONCE", "CURVE_SERVER_KEY", "JSON",
+    /* round 2 (DESIGN.md) */
+    "CTL_ALLOW", "ALLOW_ENV", "HALT_AFTER", "ON_FINISH", "NOTIFY", "RATE_KEY",
+    "KEY_RATE", "KEY_MAX_IN_FLIGHT", "KEEP", "DROP_RESPONSE", "BATCHES",
+    "NO_WORKER_WARNING",
+    /* build, tests, deploy (not options) */
+    "BIN", "TIMEOUT_MULTIPLIER", "TEST_TIMEOUT_MULTIPLIER", "REQUIRE_CLUSTER",
+    "VERSION", "WRAP", "IMAGE", "INPUT_DIR", "INPUT_FILE", "METRICS_PORT",
+    "HEALTHCHECK_TIMEOUT", "SANITIZER", "WERROR", "TESTS", "WARNINGS", "FUZZ*",
+    "COMPOSE_*", "CLUSTER_*"};
+
+/* 1 when suffix (after "FANOUT_", up to '=' or the end) is in env_family. */
+static int in_family(const char *suffix, size_t len)
+{
+    for (size_t i = 0; i < sizeof env_family / sizeof env_family[0]; i++) {
+        const char *f = env_family[i];
+        size_t fl = strlen(f);
+        if (fl && f[fl - 1] == '*'
+                ? len >= fl - 1 && !strncmp(suffix, f, fl - 1)
+                : len == fl && !strncmp(suffix, f, fl))
+            return 1;
+    }
+    return 0;
+}
+
 static void env_name(const char *name, char *out, size_t cap)
 {
     size_t n = (size_t)snprintf(out, cap, "FANOUT_");
@@ -138,13 +190,114 @@ static void env_name(const char *name, char *out, size_t cap)
     out[n] = '\0';
 }
 
+/* Levenshtein distance with adjacent transpositions counted as one edit
+ * (optimal string alignment), case-insensitive, '-' and '_' equal: the
+ * misspellings people make in option and variable names ("RAET" for
+ * "RATE" is one edit). Names longer than 63 bytes are never near. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return SIZE_MAX;
+    size_t d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int ca = tolower((unsigned char)a[i - 1]);
+            int cb = tolower((unsigned char)b[j - 1]);
+            ca = ca == '_' ? '-' : ca;
+            cb = cb == '_' ? '-' : cb;
+            size_t best = d[i - 1][j - 1] + (ca != cb);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == cb &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+/* The option nearest to name, or NULL when none is near enough to be a
+ * plausible misspelling (about one edit in three characters). */
+static const opt_def *nearest(const opts *o, const char *name)
+{
+    const opt_def *best = NULL;
+    size_t bestd = SIZE_MAX;
+    for (size_t i = 0; i < o->n; i++) {
+        size_t d = edit_distance(name, o->defs[i].name);
+        if (d < bestd) {
+            bestd = d;
+            best = &o->defs[i];
+        }
+    }
+    if (!best)
+        return NULL;
+    size_t len =
+        strlen(name) > strlen(best->name) ? strlen(name) : strlen(best->name);
+    return bestd * 3 <= len + 3 ? best : NULL;
+}
+
+/* The program's name: the first word of its version string. */
+static void program_name(const char *version, char *out, size_t cap)
+{
+    size_t n = strcspn(version, " ");
+    snprintf(out, cap, "%.*s", (int)n, version);
+}
+
+/* Warns once for each FANOUT_* variable in the environment that is neither
+ * an option of this program nor a known name of the fanout family (see
+ * env_family): a misspelt FANOUT_RAET used to be ignored in silence, and
+ * the job then ran at a rate nobody asked for. A warning, not an error,
+ * so that an environment shared by several programs keeps working. */
+static void warn_unknown_env(const opts *o, const char *prog)
+{
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "FANOUT_", 7) != 0)
+            continue;
+        const char *suffix = *e + 7;
+        size_t len = strcspn(suffix, "=");
+        int known = in_family(suffix, len);
+        char en[96];
+        for (size_t i = 0; i < o->n && !known; i++) {
+            env_name(o->defs[i].name, en, sizeof en);
+            known = strlen(en) == len + 7 && !strncmp(en + 7, suffix, len);
+        }
+        if (known)
+            continue;
+        char name[96];
+        snprintf(name, sizeof name, "%.*s", (int)(len < 80 ? len : 80), suffix);
+        const opt_def *near = nearest(o, name);
+        if (near)
+            env_name(near->name, en, sizeof en);
+        fprintf(stderr, "warning: FANOUT_%s is not an option of %s%s%s%s\n",
+                name, prog, near ? " (did you mean " : "", near ? en : "",
+                near ? "?)" : "");
+    }
+}
+
 static int load_config(opts *o, const char *path, char *err, size_t errlen)
 {
+    /* Opened here rather than by json_load_file(), whose message for a
+     * missing file came out as "line -1". */
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, errlen, "--config %s: cannot open: %s", path,
+                 strerror(errno));
+        return -1;
+    }
     json_error_t jerr;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    fclose(f);
     if (!root) {
-        snprintf(err, errlen, "--config %s: line %d: %s", path, jerr.line,
-                 jerr.text);
+        snprintf(err, errlen, "--config %s: line %d, column %d: %s", path,
+                 jerr.line, jerr.column, jerr.text);
         return -1;
     }
     int rc = 0;
@@ -161,7 +314,10 @@ static int load_config(opts *o, const char *path, char *err, size_t errlen)
         snprintf(origin, sizeof origin, "%s: %s", path, key);
         long i = find(o, key, strlen(key));
         if (i < 0 || !strcmp(key, "config")) {
-            snprintf(err, errlen, "%s: unknown option '%s'", path, key);
+            const opt_def *near = i < 0 ? nearest(o, key) : NULL;
+            snprintf(err, errlen, "%s: unknown option '%s'%s%s%s", path, key,
+                     near ? " (did you mean '" : "", near ? near->name : "",
+                     near ? "'?)" : "");
             rc = -1;
             goto out;
         }
@@ -287,6 +443,9 @@ opts *opts_parse(const opt_def *defs, size_t ndefs, int argc, char **argv,
             }
         }
     }
+    char prog[64];
+    program_name(version, prog, sizeof prog);
+    warn_unknown_env(o, prog);
     if (config && find(o, "config", 6) >= 0) {
         if (load_config(o, config, err, errlen))
             goto fail;

@@ -8,9 +8,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "keys.h"
 #include "options.h"
 #include "unit_assert.h"
 
@@ -30,12 +33,24 @@ static const char *const env_vars[] = {
     "FANOUT_TIMEOUT", "FANOUT_MAX_BODY", "FANOUT_HEADER",
 };
 
-/* Every test starts and ends with none of our variables set. */
+/* Every test starts and ends with no FANOUT_* variable set at all, so
+ * that one in the caller's environment cannot draw a warning. */
 static int clear_env(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof env_vars / sizeof env_vars[0]; i++)
         unsetenv(env_vars[i]);
+    extern char **environ;
+    for (size_t i = 0; environ && environ[i];) {
+        if (strncmp(environ[i], "FANOUT_", 7) != 0) {
+            i++;
+            continue;
+        }
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(environ[i], "="),
+                 environ[i]);
+        unsetenv(name); /* environ shifts down: look at i again */
+    }
     return 0;
 }
 
@@ -376,6 +391,132 @@ static void test_config_errors_name_file_and_key(void **state)
                        "/nonexistent/fo.json", NULL);
 }
 
+static void test_config_missing_file_says_why(void **state)
+{
+    (void)state;
+    expect_usage_error("--config /nonexistent/fo.json: cannot open",
+                       "No such file or directory", "--config",
+                       "/nonexistent/fo.json", NULL);
+}
+
+static void test_config_syntax_error_names_line_and_column(void **state)
+{
+    (void)state;
+    expect_config_error("{\"name\": \"x\",\n \"workers\": oops}",
+                        "line 2, column ");
+}
+
+static void test_config_unknown_key_suggests_nearest(void **state)
+{
+    (void)state;
+    expect_config_error("{\"wrokers\": 3}",
+                        "unknown option 'wrokers' (did you mean 'workers'?)");
+}
+
+/* Runs parse with stderr sent to a file; returns what was written there
+ * (at most cap - 1 bytes) and the status. */
+static int parse_capturing_stderr(char *out, size_t cap, const char *arg)
+{
+    char path[] = "/tmp/fo_unit_stderr_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fd, STDERR_FILENO) >= 0);
+    int status;
+    char err[256];
+    opts *o = parse(&status, err, sizeof err, arg, (char *)NULL);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    opts_destroy(&o);
+    ssize_t n = pread(fd, out, cap - 1, 0);
+    close(fd);
+    unlink(path);
+    out[n > 0 ? n : 0] = '\0';
+    return status;
+}
+
+static void test_env_misspelling_warns_with_nearest(void **state)
+{
+    (void)state;
+    char out[1024];
+    assert_int_equal(setenv("FANOUT_WROKERS", "3", 1), 0);
+    assert_int_equal(setenv("FANOUT_QQQQQQQQ", "1", 1), 0);
+    assert_int_equal(parse_capturing_stderr(out, sizeof out, "--verbose"), 0);
+    unsetenv("FANOUT_WROKERS");
+    unsetenv("FANOUT_QQQQQQQQ");
+    assert_contains(out, "warning: FANOUT_WROKERS is not an option of prog "
+                         "(did you mean FANOUT_WORKERS?)\n");
+    /* Nothing near: named, without a guess. */
+    assert_contains(out, "warning: FANOUT_QQQQQQQQ is not an option of "
+                         "prog\n");
+    /* One line each. */
+    size_t lines = 0;
+    for (const char *p = out; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 2);
+}
+
+static void test_env_options_and_family_names_do_not_warn(void **state)
+{
+    (void)state;
+    char out[1024];
+    /* Our own option, another program's option (a spawned worker inherits
+     * the master's FANOUT_RATE), and names the tests and scripts use. */
+    static const char *const quiet[] = {"FANOUT_WORKERS",
+                                        "FANOUT_RATE",
+                                        "FANOUT_MASTER",
+                                        "FANOUT_BIN",
+                                        "FANOUT_TIMEOUT_MULTIPLIER",
+                                        "FANOUT_VERSION",
+                                        "FANOUT_REQUIRE_CLUSTER",
+                                        "FANOUT_COMPOSE_RATE",
+                                        "FANOUT_FUZZ_TARGETS"};
+    for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++)
+        assert_int_equal(setenv(quiet[i], "2", 1), 0);
+    int status = parse_capturing_stderr(out, sizeof out, "--verbose");
+    for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++)
+        unsetenv(quiet[i]);
+    assert_int_equal(status, 0);
+    assert_string_equal(out, "");
+}
+
+static void test_keys_write_creates_missing_directories(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fo_unit_keys_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128], file[160];
+    snprintf(path, sizeof path, "%s/a/b/master", dir);
+    keys_pair kp;
+    memset(&kp, 0, sizeof kp);
+    memset(kp.public_key, 'a', KEYS_Z85_LEN);
+    memset(kp.secret_key, 'b', KEYS_Z85_LEN);
+    char err[256] = "";
+    assert_fo(FO_OK, keys_write(path, &kp, err, sizeof err));
+    struct stat st;
+    snprintf(file, sizeof file, "%s/a/b", dir);
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    snprintf(file, sizeof file, "%s.key", path);
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    /* A second write refuses to overwrite the key. */
+    assert_fo(FO_EIO, keys_write(path, &kp, err, sizeof err));
+    assert_contains(err, "master.key");
+    snprintf(file, sizeof file, "%s.key", path);
+    unlink(file);
+    snprintf(file, sizeof file, "%s.pub", path);
+    unlink(file);
+    snprintf(file, sizeof file, "%s/a/b", dir);
+    rmdir(file);
+    snprintf(file, sizeof file, "%s/a", dir);
+    rmdir(file);
+    rmdir(dir);
+}
+
 static void test_help_and_version_return_status_1(void **state)
 {
     (void)state;
@@ -445,6 +586,12 @@ int main(void)
         T(test_env_list_is_one_item_per_line),
         T(test_config_file_then_env_then_flags),
         T(test_config_errors_name_file_and_key),
+        T(test_config_missing_file_says_why),
+        T(test_config_syntax_error_names_line_and_column),
+        T(test_config_unknown_key_suggests_nearest),
+        T(test_env_misspelling_warns_with_nearest),
+        T(test_env_options_and_family_names_do_not_warn),
+        T(test_keys_write_creates_missing_directories),
         T(test_help_and_version_return_status_1),
         T(test_positional_arguments),
         T(test_help_after_double_dash_is_positional),
