@@ -4,11 +4,12 @@
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-unit test-asan test-valgrind test-cluster \
-        test-compose demo bench fuzz static clean format format-check
+.PHONY: all deps build test test-unit test-asan test-tsan test-valgrind \
+        test-cluster test-compose demo bench fuzz static clean format format-check
 
 all: build
 
@@ -34,6 +35,19 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ctest --output-on-failure -j 2
+
+# ThreadSanitizer over the code with threads of its own: the unit tests
+# and the queue suite (the master's queue thread, source_queue.c). A race
+# halts the process; tests/tsan.supp silences only third-party false
+# positives, each with its reason.
+test-tsan: deps
+	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	    -DFANOUT_SANITIZER=thread \
+	    -DFANOUT_TEST_TIMEOUT_MULTIPLIER=3 >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && \
+	    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	    ctest --output-on-failure -R '^(unit\..*|integration\.queues)$$'
 
 demo: build
 	@tests/demo.sh $(BUILD)
@@ -74,4 +88,4 @@ format-check:
 	@clang-format --dry-run --Werror $(SOURCES) && echo "format: clean"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-static demo-out
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-fuzz build-static demo-out

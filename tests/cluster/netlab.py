@@ -280,6 +280,7 @@ class Lab:
         pids = ns_pids(host.ns)
         _kill_all(pids)
         for p in host.procs:
+            p.sent.add(signal.SIGKILL)  # an expected death (harness.Proc)
             try:
                 p.p.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -325,6 +326,7 @@ table inet %(t)s {
         for host in self.hosts.values():
             for p in host.procs:
                 if p.alive():
+                    p.sent.add(signal.SIGKILL)
                     p.p.kill()
         for ns in reversed(self.made):
             destroy_namespace(ns)

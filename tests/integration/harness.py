@@ -6,6 +6,16 @@ Each test runs in its own temporary directory holding inputs, logs and the
 job's --out. On failure the directory is kept and the tail of every child's
 log is printed. A child that leaves a sanitizer report fails the test.
 
+Every child has an expected exit status, 0 unless the test says otherwise
+(spawn(expect=...), Proc.expect(), Proc.wait(expect=...)). At teardown a
+child that exited with another status, or was killed by a signal that
+neither the test nor the harness sent it, fails the test with its log.
+Children still running at teardown are killed and that is no failure.
+
+One helper each: Env.master() starts a master (port 0, ready file),
+run_job() runs a whole job with workers, and Job is a master command line
+that is restarted on the ports of its first run's ready file.
+
 A test file defines functions named test_*; harness.main() runs them and
 prints 'N passed, N failed' as its last line.
 """
@@ -13,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +58,12 @@ def wait_for(cond, seconds, what, interval=0.02):
 
 
 class Proc:
-    def __init__(self, name, argv, log, env=None, stdin=None):
+    """A child process writing stdout and stderr to log.
+
+    expected: the exit statuses the test accepts (default 0); sent: the
+    signals sent through signal() or kill(), whose deaths are accepted."""
+
+    def __init__(self, name, argv, log, env=None, stdin=None, expect=0):
         self.name, self.argv, self.log = name, argv, log
         self.logf = open(log, "ab")
         e = dict(os.environ)
@@ -59,29 +73,73 @@ class Proc:
                                   stdin=stdin if stdin is not None
                                   else subprocess.DEVNULL, env=e)
         self.pid = self.p.pid
+        self.expected = set()
+        self.expect(expect)
+        self.sent = set()
+
+    def expect(self, *statuses):
+        """Declares the exit statuses the test accepts (replacing the
+        earlier ones; a tuple counts as its members); returns self."""
+        self.expected = set()
+        for st in statuses:
+            self.expected.update(st if isinstance(st, (tuple, list, set))
+                                 else (st,))
+        return self
 
     def alive(self):
         return self.p.poll() is None
 
-    def wait(self, seconds):
+    def wait(self, seconds, expect=None):
+        """The exit status, waiting at most seconds. With expect, declares
+        it (as expect()) and fails with the log's tail on another one."""
+        if expect is not None:
+            self.expect(expect)
         try:
-            return self.p.wait(timeout=seconds * SCALE)
+            st = self.p.wait(timeout=seconds * SCALE)
         except subprocess.TimeoutExpired:
             raise AssertionError("%s did not exit within %.0fs"
                                  % (self.name, seconds * SCALE))
+        if expect is not None:
+            assert self.exited_as_expected(), "%s: %s\n%s" % (
+                self.name, self.describe_exit(), self.text()[-3000:])
+        return st
 
     def signal(self, sig):
+        self.sent.add(sig)
         if self.alive():
             self.p.send_signal(sig)
 
     def kill(self):
+        self.sent.add(signal.SIGKILL)
         if self.alive():
             self.p.kill()
         try:
             self.p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        self.logf.close()
+        if not self.logf.closed:
+            self.logf.close()
+
+    def exited_as_expected(self):
+        """True while running, after an expected status, or after death
+        by a signal that was sent to it."""
+        st = self.p.poll()
+        if st is None:
+            return True
+        if st < 0:
+            return -st in self.sent
+        return st in self.expected
+
+    def describe_exit(self):
+        st = self.p.poll()
+        if st is not None and st < 0:
+            try:
+                name = signal.Signals(-st).name
+            except ValueError:
+                name = str(-st)
+            return "killed by %s, which the test did not send" % name
+        return "exit status %s, expected %s" % (
+            st, " or ".join(str(x) for x in sorted(self.expected)))
 
     def text(self):
         try:
@@ -118,29 +176,49 @@ class Server:
 
 
 class Master:
-    def __init__(self, env, args, name="master", stdin=None):
+    """One fanout-master run on 127.0.0.1: port 0 (three ports the kernel
+    picks) unless port is given, a ready file, plain progress."""
+
+    def __init__(self, env, args, name="master", stdin=None, env_vars=None,
+                 port=0, expect=0):
         self.ready = env.path(name + ".ready")
         if os.path.exists(self.ready):
             os.unlink(self.ready)
         argv = [os.path.join(BIN, "fanout-master"), "--bind",
-                "tcp://127.0.0.1:0", "--ready-file", self.ready,
+                "tcp://127.0.0.1:%d" % port, "--ready-file", self.ready,
                 "--progress", "plain"] + list(args)
-        self.proc = env.spawn(name, argv, stdin=stdin)
+        self.proc = env.spawn(name, argv, env=env_vars, stdin=stdin,
+                              expect=expect)
         self.endpoints = None
 
-    def wait_ready(self, seconds=10):
+    def wait_ready(self, seconds=15, or_exit=False):
+        """The endpoints in the ready file (control, work, result, metrics,
+        pid, epoch). Fails if the master exits first; with or_exit, returns
+        None then instead (a job with nothing to call can finish before
+        anyone looks at the ready file)."""
+        if self.endpoints:
+            return self.endpoints
+
         def ready():
+            t = _read(self.ready)
+            if t:
+                return json.loads(t)
             if not self.proc.alive():
-                raise AssertionError("master exited early (status %s):\n%s"
+                if or_exit:
+                    return "exited"
+                raise AssertionError("master exited before it was ready "
+                                     "(status %s):\n%s"
                                      % (self.proc.p.returncode,
                                         self.proc.text()[-3000:]))
-            t = _read(self.ready)
-            return json.loads(t) if t else None
-        self.endpoints = wait_for(ready, seconds, "the master's ready file")
+            return None
+        got = wait_for(ready, seconds, "the master's ready file")
+        self.endpoints = None if got == "exited" else got
         return self.endpoints
 
     @property
     def control(self):
+        if not self.endpoints:
+            self.wait_ready()
         return self.endpoints["control"]
 
 
@@ -154,26 +232,36 @@ class Env:
     def path(self, *p):
         return os.path.join(self.dir, *p)
 
-    def spawn(self, name, argv, env=None, stdin=None):
+    def spawn(self, name, argv, env=None, stdin=None, expect=0):
+        """Starts a child; expect: its expected exit status(es)."""
         if WRAP and os.path.basename(argv[0]) in ("fanout-master",
                                                   "fanout-worker"):
             argv = WRAP + list(argv)
-        p = Proc(name, argv, self.path(name + ".log"), env=env, stdin=stdin)
+        p = Proc(name, argv, self.path(name + ".log"), env=env, stdin=stdin,
+                 expect=expect)
         self.procs.append(p)
         return p
 
     def server(self, *args):
         return Server(self, args)
 
-    def master(self, *args, name="master", stdin=None):
-        return Master(self, args, name=name, stdin=stdin)
+    def master(self, *args, name="master", stdin=None, env=None, port=0,
+               expect=0, wait=True):
+        """Starts a master and, with wait, returns once its ready file is
+        written or it has exited (see Master.wait_ready's or_exit)."""
+        m = Master(self, args, name=name, stdin=stdin, env_vars=env,
+                   port=port, expect=expect)
+        if wait:
+            m.wait_ready(or_exit=True)
+        return m
 
-    def worker(self, control, *args, name=None, env=None):
+    def worker(self, control, *args, name=None, env=None, once=True,
+               expect=0):
         name = name or "worker%d" % len([p for p in self.procs
                                          if p.name.startswith("worker")])
-        argv = [os.path.join(BIN, "fanout-worker"), "--master", control,
-                "--once"] + list(args)
-        return self.spawn(name, argv, env=env)
+        argv = [os.path.join(BIN, "fanout-worker"), "--master",
+                control] + (["--once"] if once else []) + list(args)
+        return self.spawn(name, argv, env=env, expect=expect)
 
     def write_items(self, name, n, start=1, fmt=None):
         path = self.path(name)
@@ -193,9 +281,24 @@ class Env:
                 bad.append(p.name)
         return bad
 
-    def teardown(self, failed):
+    def stop(self):
+        """Kills every child still running (no failure: the harness sent
+        the signal) and closes the logs."""
         for p in self.procs:
             p.kill()
+
+    def unexpected_exits(self):
+        """An error naming each child that exited unexpectedly, with the
+        tail of its log; None when there is none. Call after stop()."""
+        bad = [p for p in self.procs if not p.exited_as_expected()]
+        if not bad:
+            return None
+        return "\n".join("child %s (%s): %s; its log ends:\n%s" % (
+            p.name, " ".join(p.argv[:1]), p.describe_exit(),
+            "\n".join(p.text().splitlines()[-40:])) for p in bad)
+
+    def teardown(self, failed):
+        self.stop()
         if failed:
             for p in self.procs:
                 t = p.text()
@@ -250,30 +353,6 @@ def assert_exactly_once(recs, ids):
     assert not extra, "unexpected ids: %s" % extra[:10]
 
 
-def free_ports():
-    """A port P with P, P+1 and P+2 free on 127.0.0.1, for a master that is
-    restarted on the same endpoints (its workers find it again)."""
-    for _ in range(200):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        p = s.getsockname()[1]
-        s.close()
-        if p > 65000:
-            continue
-        ok = True
-        for q in (p, p + 1, p + 2):
-            t = socket.socket()
-            try:
-                t.bind(("127.0.0.1", q))
-            except OSError:
-                ok = False
-            finally:
-                t.close()
-        if ok:
-            return p
-    raise AssertionError("no three consecutive free ports on 127.0.0.1")
-
-
 def count_lines(path):
     try:
         with open(path, "rb") as f:
@@ -282,34 +361,77 @@ def count_lines(path):
         return 0
 
 
+def run_job(env, *args, workers=1, worker_args=(), seconds=60, expect=0,
+            out=None, name="master"):
+    """Runs a whole job: a master with args and --out (env.path("out")
+    unless given), then `workers` --once workers; waits for the master
+    to exit with a status in expect, and the workers with 0. Returns
+    (status, out). A job that needs no calls (every line invalid) takes
+    workers=0: it may finish before a worker could join, and a --once
+    worker then waits for ever."""
+    out = out or env.path("out")
+    m = env.master("--out", out, *args, name=name, expect=expect)
+    ws = []
+    if m.proc.alive():
+        ws = [env.worker(m.control, *worker_args) for _ in range(workers)]
+    # Fail fast when every worker has died (a crash would otherwise leave
+    # the master waiting for a lease to expire, then for ever).
+    wait_for(lambda: not m.proc.alive() or
+             (ws and not any(w.alive() for w in ws)), seconds,
+             "the master to finish")
+    if m.proc.alive() and any(w.p.returncode != 0 for w in ws):
+        raise AssertionError("every worker exited, some with an error, "
+                             "before the job finished:\n%s" % "\n".join(
+                                 w.text()[-2000:] for w in ws))
+    # Workers leave on DONE, a moment before the master exits.
+    status = m.proc.wait(30, expect=expect)
+    for w in ws:
+        w.wait(30, expect=0)
+    return status, out
+
+
 class Job:
     """One fanout-master command line reading source, restartable with the
-    same command on the same fixed ports (separately started workers find
-    the restarted master), with extra environment for the master."""
+    same command: the first run binds port 0, and every restart binds the
+    control port its ready file named, so separately started workers find
+    the restarted master (they learn the work and result ports from the
+    JOB message). extra: more master flags; master_env: its environment.
+
+    The master binds work and result on control+1 and control+2 when given
+    a port, so a restart can fail with "cannot listen" if another socket
+    took one of them meanwhile: the master has no flag to bind those two
+    on the first run's ports as well."""
 
     def __init__(self, env, source, url, *extra, name="", master_env=None):
         self.env, self.name = env, name
-        self.port = free_ports()
-        self.control = "tcp://127.0.0.1:%d" % self.port
+        self.port = 0          # the control port, once the first run is up
+        self.control = None    # its endpoint, for workers and fanout-ctl
         self.out = env.path(name + "out")
         self.master_env = master_env
         self.args = ["--input", source, "--out", self.out, "--url", url,
                      "--lease", "2s", "--heartbeat", "500ms"] + list(extra)
         self.runs = 0
-        self.master = None
+        self.run = None        # the Master of the latest run
+        self.master = None     # its Proc
+        self.n = None          # items, when made by items_job()
 
-    def start(self):
+    def start(self, expect=0):
+        """Starts the next run (expect: its expected exit status); returns
+        its Proc once it is ready."""
         self.runs += 1
-        ready = self.env.path("%smaster%d.ready" % (self.name, self.runs))
-        argv = [os.path.join(BIN, "fanout-master"), "--bind", self.control,
-                "--ready-file", ready, "--progress", "plain"] + self.args
-        self.master = self.env.spawn("%smaster%d" % (self.name, self.runs),
-                                     argv, env=self.master_env)
-        wait_for(lambda: os.path.exists(ready) or not self.master.alive(),
-                 15, "master ready")
-        assert self.master.alive(), "master exited early (%s):\n%s" % (
-            self.master.p.returncode, self.master.text()[-3000:])
+        self.run = Master(self.env, self.args, name="%smaster%d" % (
+            self.name, self.runs), env_vars=self.master_env, port=self.port,
+            expect=expect)
+        self.master = self.run.proc
+        ep = self.run.wait_ready()
+        if self.control is None:
+            self.control = ep["control"]
+            self.port = int(self.control.rsplit(":", 1)[1])
+        assert ep["control"] == self.control, (ep, self.control)
         return self.master
+
+    def ids(self):
+        return ["item-%d" % i for i in range(1, self.n + 1)]
 
     def results_path(self):
         return os.path.join(self.out, "results.jsonl")
@@ -331,9 +453,21 @@ class Job:
             return False
         wait_for(cond, seconds, what or "%d results" % n)
 
-    def finish(self, seconds):
-        """The master's exit status, waiting at most seconds."""
-        return self.master.wait(seconds)
+    def finish(self, seconds, expect=None):
+        """The master's exit status, waiting at most seconds (with expect,
+        failing on another one, as Proc.wait)."""
+        return self.master.wait(seconds, expect=expect)
+
+
+def items_job(env, server, n, *extra, url_path="/items", name="",
+              master_env=None):
+    """A Job over n generated items (item-1 ... item-n) calling
+    server.base + url_path + "/{id}"."""
+    items = env.write_items(name + "items.jsonl", n)
+    job = Job(env, items, server.base + url_path + "/{id}", *extra,
+              name=name, master_env=master_env)
+    job.n = n
+    return job
 
 
 def repeats(server):
@@ -366,13 +500,23 @@ def main(module_globals):
         env = Env(name)
         t0 = time.monotonic()
         ok = False
+        exits = None
         try:
-            fn(env)
+            try:
+                fn(env)
+            finally:
+                env.stop()
+                exits = env.unexpected_exits()
             bad = env.sanitizer_reports()
             assert not bad, "sanitizer reports in: %s" % bad
+            if exits:
+                raise AssertionError("unexpected exits:\n%s" % exits)
             ok = True
         except Exception:
             traceback.print_exc()
+            if exits and not traceback.format_exc().rstrip().endswith(
+                    exits.rstrip()):
+                print("unexpected exits as well:\n%s" % exits)
         finally:
             env.teardown(not ok)
         dt = time.monotonic() - t0

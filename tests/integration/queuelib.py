@@ -8,8 +8,9 @@ the test on free loopback ports, so Env.teardown kills them with the rest.
 - Azurite(env): tests/queues/node_modules/.bin/azurite-queue, installed from
   tests/queues/package-lock.json by npm_ready(); enqueue() and qstat() run
   tests/queues/enqueue.js and qstat.js (Azure's JavaScript SDK).
-- QueueJob: harness.Job (a fanout-master command line restartable on fixed
-  ports, with extra environment for Azure credentials) reading a queue.
+- QueueJob: harness.Job (a fanout-master command line restartable on its
+  first run's ports, with extra environment for Azure credentials) reading
+  a queue.
 """
 import json
 import os
@@ -197,10 +198,13 @@ class Redis:
             if h.wait_for(self._up_or_dead, 15, "redis-server to answer "
                           "PING on port %d" % self.port) == "up":
                 break
-            if "Address already in use" not in self.proc.text():
-                raise AssertionError("redis-server exited (status %s):\n%s"
-                                     % (self.proc.p.returncode,
-                                        self.proc.text()[-2000:]))
+            if "Address already in use" in self.proc.text():
+                # Lost the port to another socket: an expected exit.
+                self.proc.expect(self.proc.p.returncode)
+                continue
+            raise AssertionError("redis-server exited (status %s):\n%s"
+                                 % (self.proc.p.returncode,
+                                    self.proc.text()[-2000:]))
         else:
             raise AssertionError("redis-server found no free port")
         self.conn = Resp(self.port)
@@ -309,10 +313,13 @@ class Azurite:
             if h.wait_for(self._up_or_dead, 30, "Azurite to listen on port "
                           "%d" % self.port) == "up":
                 break
-            if "EADDRINUSE" not in self.proc.text():
-                raise AssertionError("azurite-queue exited (status %s):\n%s"
-                                     % (self.proc.p.returncode,
-                                        self.proc.text()[-2000:]))
+            if "EADDRINUSE" in self.proc.text():
+                # Lost the port to another socket: an expected exit.
+                self.proc.expect(self.proc.p.returncode)
+                continue
+            raise AssertionError("azurite-queue exited (status %s):\n%s"
+                                 % (self.proc.p.returncode,
+                                    self.proc.text()[-2000:]))
         else:
             raise AssertionError("Azurite found no free port")
         self.endpoint = "http://127.0.0.1:%d/%s" % (self.port, DEV_ACCOUNT)

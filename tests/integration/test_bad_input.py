@@ -38,7 +38,7 @@ def write_lines(env, name, lines):
 def usage_error(env, *args, env_vars=None):
     """Runs a master that must refuse to start: returns its output lines."""
     argv = [os.path.join(h.BIN, "fanout-master")] + list(args)
-    p = env.spawn("master", argv, env=env_vars)
+    p = env.spawn("master", argv, env=env_vars, expect=2)
     status = p.wait(60)
     text = p.text()
     assert status == 2, "exit status %s, expected 2 (usage):\n%s" % (
@@ -49,48 +49,6 @@ def usage_error(env, *args, env_vars=None):
 def assert_line(lines, want):
     assert want in lines, "expected the line\n  %s\ngot:\n  %s" % (
         want, "\n  ".join(lines[-10:]))
-
-
-def start(env, *args, name="master", stdin=None):
-    """Starts a master; returns it once its ready file is written, or once
-    it has exited (a job with nothing to call can finish before anyone
-    looks at the ready file)."""
-    m = env.master(*args, name=name, stdin=stdin)
-
-    def ready():
-        t = h._read(m.ready)
-        if t:
-            m.endpoints = json.loads(t)
-            return True
-        return not m.proc.alive()
-    h.wait_for(ready, 20, "the master's ready file or its exit")
-    return m
-
-
-def run_job(env, *args, workers=1, wait=60, worker_args=()):
-    """Runs a whole job with `workers` workers; returns (status, out). A job
-    that needs no calls (every line invalid) takes workers=0: it may finish
-    before a worker could join, and a --once worker then waits forever."""
-    out = env.path("out")
-    m = start(env, "--out", out, *args)
-    ws = []
-    if m.proc.alive():
-        ws = [env.worker(m.control, *worker_args) for _ in range(workers)]
-    # Fail fast when every worker has died (a crash would otherwise leave
-    # the master waiting for a lease to expire, then for ever).
-    h.wait_for(lambda: not m.proc.alive() or
-               (ws and not any(w.alive() for w in ws)), wait,
-               "the master to finish")
-    if m.proc.alive() and any(w.p.returncode != 0 for w in ws):
-        raise AssertionError("every worker exited, some with an error, "
-                             "before the job finished:\n%s" % "\n".join(
-                                 w.text()[-2000:] for w in ws))
-    # Workers leave on DONE, a moment before the master exits.
-    status = m.proc.wait(30)
-    for w in ws:
-        assert w.wait(30) == 0, "worker exit status %s:\n%s" % (
-            w.p.returncode, w.text()[-2000:])
-    return status, out
 
 
 def by_line(recs):
@@ -109,8 +67,9 @@ def invalid_only(env, lines, *args):
     """A job whose every line is invalid: no worker needed. Returns the
     records by line number and the summary."""
     path = write_lines(env, "items.jsonl", lines)
-    status, out = run_job(env, "--input", path, "--url",
-                          "http://127.0.0.1:1/x/{id}", *args, workers=0)
+    status, out = h.run_job(env, "--input", path, "--url",
+                            "http://127.0.0.1:1/x/{id}", *args, workers=0,
+                            expect=1)
     assert status == 1, "exit status %d, expected 1" % status
     recs = h.results(out)
     assert len(recs) == len(lines), recs
@@ -194,7 +153,7 @@ def test_line_of_50_mib(env):
         f.write(b"\"}\n")
         f.write(b"{\"id\":\"after\"}\n")
     out = env.path("out")
-    m = start(env, "--input", path, "--out", out, "--url",
+    m = env.master("--input", path, "--out", out, "--url",
               s.base + "/items/{id}")
     # No worker yet: the invalid record is committed on its own.
     h.wait_for(lambda: b"is longer than" in
@@ -207,7 +166,7 @@ def test_line_of_50_mib(env):
         assert hwm < 48 * 1024, "master peak RSS %d KiB: the line was " \
             "buffered" % hwm
     w = env.worker(m.control)
-    assert m.proc.wait(60) == 1
+    m.proc.wait(60, expect=1)
     assert w.wait(30) == 0
     recs = by_line(h.results(out))
     assert recs[2] == {"id": "2", "status": "invalid", "attempts": 0,
@@ -221,8 +180,8 @@ def test_line_of_50_mib(env):
 def test_empty_input(env):
     path = env.path("items.jsonl")
     open(path, "w").close()
-    status, out = run_job(env, "--input", path, "--url",
-                          "http://127.0.0.1:1/{id}", workers=0)
+    status, out = h.run_job(env, "--input", path, "--url",
+                            "http://127.0.0.1:1/{id}", workers=0)
     assert status == 0, "exit status %d for an empty input" % status
     assert h.results(out) == []
     sm = h.summary(out)
@@ -232,8 +191,8 @@ def test_empty_input(env):
 
 def test_blank_lines_only(env):
     path = write_lines(env, "items.jsonl", [b"", b"   ", b"\t", b"\r"])
-    status, out = run_job(env, "--input", path, "--url",
-                          "http://127.0.0.1:1/{id}", workers=0)
+    status, out = h.run_job(env, "--input", path, "--url",
+                            "http://127.0.0.1:1/{id}", workers=0)
     assert status == 0, "exit status %d" % status
     sm = h.summary(out)
     assert sm["items"] == 0 and sm["blank_lines"] == 4, sm
@@ -247,9 +206,9 @@ def test_duplicate_ids(env):
     path = write_lines(env, "items.jsonl", [b"{\"id\":\"dup\",\"n\":1}",
                                             b"{\"id\":\"other\"}",
                                             b"{\"id\":\"dup\",\"n\":2}"])
-    status, out = run_job(env, "--input", path, "--url",
-                          s.base + "/items/{id}?n={n}", "--body", "{*}",
-                          "--method", "POST", "--key", "id")
+    status, out = h.run_job(env, "--input", path, "--url",
+                            s.base + "/items/{id}?n={n}", "--body", "{*}",
+                            "--method", "POST", "--key", "id", expect=1)
     assert status == 1, "exit status %d" % status  # "other" lacks n
     recs = h.results(out)
     dups = sorted((r for r in recs if r["id"] == "dup"),
@@ -268,8 +227,8 @@ def test_empty_string_id(env):
     recorded with that id (the codec must handle empty strings)."""
     s = env.server()
     path = write_lines(env, "items.jsonl", [b"{\"id\":\"\",\"n\":1}"])
-    status, out = run_job(env, "--input", path, "--url",
-                          s.base + "/items/{n}")
+    status, out = h.run_job(env, "--input", path, "--url",
+                            s.base + "/items/{n}")
     assert status == 0, "exit status %d" % status
     recs = h.results(out)
     assert len(recs) == 1 and recs[0]["id"] == "" and \
@@ -285,8 +244,9 @@ def test_missing_template_fields(env):
         b"{\"id\":\"d\",\"region\":\"eu\",\"user\":\"flat\"}",
         b"{\"id\":\"e\",\"region\":[\"eu\"],\"user\":{\"name\":\"x\"}}",
     ])
-    status, out = run_job(env, "--input", path, "--url",
-                          s.base + "/items/{id}/{region}?u={user.name}")
+    status, out = h.run_job(env, "--input", path, "--url",
+                            s.base + "/items/{id}/{region}?u={user.name}",
+                            expect=1)
     assert status == 1
     recs = by_line(h.results(out))
     assert recs[1]["status"] == "ok", recs[1]
@@ -311,9 +271,10 @@ def test_missing_body_field(env):
         b"{\"id\":\"b\",\"q\":\"flat\"}",
         b"{\"id\":\"c\"}",
     ])
-    status, out = run_job(env, "--input", path, "--url",
-                          s.base + "/items/{id}", "--body",
-                          "{{\"text\":\"{q.text}\"}}", "--method", "POST")
+    status, out = h.run_job(env, "--input", path, "--url",
+                            s.base + "/items/{id}", "--body",
+                            "{{\"text\":\"{q.text}\"}}", "--method", "POST",
+                            expect=1)
     assert status == 1
     recs = by_line(h.results(out))
     assert recs[1]["status"] == "ok", recs[1]
@@ -351,8 +312,8 @@ def test_long_ids_are_not_truncated(env):
     ids = ["a" * 2000, "a" * 2000 + "b", "x" * 5000]
     path = write_lines(env, "items.jsonl", [
         json.dumps({"id": i, "n": k}).encode() for k, i in enumerate(ids)])
-    status, out = run_job(env, "--input", path, "--url",
-                          s.base + "/items/{n}")
+    status, out = h.run_job(env, "--input", path, "--url",
+                            s.base + "/items/{n}", expect=(0, 1))
     recs = by_line(h.results(out))
     assert len(recs) == 3, recs
     for n, want in enumerate(ids, 1):
@@ -486,9 +447,10 @@ def test_out_is_under_a_regular_file(env):
 
 def test_unreachable_api(env):
     path = env.write_items("items.jsonl", 3)
-    status, out = run_job(env, "--input", path, "--url",
-                          "http://127.0.0.1:1/items/{id}", "--max-attempts",
-                          "2", "--backoff-base", "10", "--backoff-max", "20")
+    status, out = h.run_job(env, "--input", path, "--url",
+                            "http://127.0.0.1:1/items/{id}", "--max-attempts",
+                            "2", "--backoff-base", "10", "--backoff-max", "20",
+                            expect=1)
     assert status == 1, "exit status %d" % status
     recs = h.results(out)
     h.assert_exactly_once(recs, ["item-1", "item-2", "item-3"])
@@ -507,13 +469,13 @@ def test_response_of_2_gib_is_capped(env):
     s = env.server()
     path = env.write_items("items.jsonl", 1)
     out = env.path("out")
-    m = start(env, "--input", path, "--out", out, "--url",
+    m = env.master("--input", path, "--out", out, "--url",
               s.base + "/big/2147483648?id={id}", "--max-response-bytes",
               "64k")
     # Without --once, so that it is still there to be measured.
     w = env.spawn("worker", [os.path.join(h.BIN, "fanout-worker"),
                              "--master", m.control])
-    assert m.proc.wait(60) == 1
+    m.proc.wait(60, expect=1)
     recs = h.results(out)
     assert len(recs) == 1, recs
     r = recs[0]
@@ -531,10 +493,10 @@ def test_response_of_2_gib_is_capped(env):
 def test_slow_loris_api_times_out(env):
     s = env.server()
     path = env.write_items("items.jsonl", 2)
-    status, out = run_job(env, "--input", path, "--url",
-                          s.base + "/hang/{id}", "--timeout", "1s",
-                          "--max-attempts", "2", "--backoff-base", "10",
-                          "--backoff-max", "20")
+    status, out = h.run_job(env, "--input", path, "--url",
+                            s.base + "/hang/{id}", "--timeout", "1s",
+                            "--max-attempts", "2", "--backoff-base", "10",
+                            "--backoff-max", "20", expect=1)
     assert status == 1
     recs = h.results(out)
     h.assert_exactly_once(recs, ["item-1", "item-2"])
@@ -591,9 +553,9 @@ def test_malformed_retry_after(env):
     api = _LocalAPI((429, [("Retry-After", "soon")]), (200, []))
     try:
         path = env.write_items("items.jsonl", 1)
-        status, out = run_job(env, "--input", path, "--url",
-                              api.base + "/items/{id}", "--backoff-base",
-                              "10", "--backoff-max", "20")
+        status, out = h.run_job(env, "--input", path, "--url",
+                                api.base + "/items/{id}", "--backoff-base",
+                                "10", "--backoff-max", "20")
     finally:
         api.close()
     assert status == 0, "exit status %d" % status
@@ -619,8 +581,8 @@ def test_malformed_ratelimit_headers(env):
     api = _LocalAPI((200, junk), (200, junk))
     try:
         path = env.write_items("items.jsonl", 5)
-        status, out = run_job(env, "--input", path, "--url",
-                              api.base + "/items/{id}")
+        status, out = h.run_job(env, "--input", path, "--url",
+                                api.base + "/items/{id}")
     finally:
         api.close()
     assert status == 0, "exit status %d" % status
@@ -652,10 +614,10 @@ def test_full_disk_then_resume(env):
             fmt=lambda i: json.dumps({"id": "item-%d" % i, "pad": "p" * 100}))
         args = ["--input", items, "--url", s.base + "/items/{id}?p={pad}"]
         out = os.path.join(disk, "out")
-        m = start(env, "--out", out, *args)
+        m = env.master("--out", out, *args)
         assert m.proc.alive(), m.proc.text()
         env.worker(m.control)  # it outlives this master: not waited for
-        status = m.proc.wait(120)
+        status = m.proc.wait(120, expect=3)
         text = m.proc.text()
         assert status == 3, "exit status %d, expected 3:\n%s" % (
             status, text[-2000:])
@@ -674,7 +636,7 @@ def test_full_disk_then_resume(env):
 
         roomy = env.path("out2")
         shutil.copytree(out, roomy)
-        m2 = start(env, "--out", roomy, *args, name="master2")
+        m2 = env.master("--out", roomy, *args, name="master2")
         assert m2.proc.alive(), m2.proc.text()
         w2 = env.worker(m2.control)
         assert m2.proc.wait(120) == 0, m2.proc.text()[-2000:]
@@ -694,8 +656,8 @@ def finished_invalid_job(env):
     path = write_lines(env, "items.jsonl", [b"nope", b"[1]"])
     args = ["--input", path, "--url", "http://127.0.0.1:1/{id}", "--out",
             env.path("out")]
-    m = start(env, *args)
-    assert m.proc.wait(30) == 1
+    m = env.master(*args)
+    m.proc.wait(30, expect=1)
     with open(env.path("out", "results.jsonl"), "rb") as f:
         results = f.read()
     assert results.count(b"\n") == 2
@@ -703,8 +665,8 @@ def finished_invalid_job(env):
 
 
 def rerun_after_damage(env, args, results, want):
-    m = start(env, *args, name="master2")
-    status = m.proc.wait(30)
+    m = env.master(*args, name="master2")
+    status = m.proc.wait(30, expect=3)
     text = m.proc.text()
     assert status == 3, "exit status %s, expected 3:\n%s" % (status, text)
     assert_line(text.splitlines(), want)
@@ -732,8 +694,8 @@ def test_state_db_with_damaged_pages(env):
     with open(db, "r+b") as f:
         f.seek(4096)
         f.write(bytes(rnd.randrange(256) for _ in range(size - 4096)))
-    m = start(env, *args, name="master2")
-    status = m.proc.wait(30)
+    m = env.master(*args, name="master2")
+    status = m.proc.wait(30, expect=3)
     text = m.proc.text()
     assert status == 3, "exit status %s, expected 3:\n%s" % (status, text)
     # SQLite notices either at the first statement or in the quick_check.
@@ -787,7 +749,7 @@ def test_rogue_frames_on_every_master_socket(env):
     n = 30
     items = env.write_items("items.jsonl", n)
     out = env.path("out")
-    m = start(env, "--input", items, "--out", out, "--url",
+    m = env.master("--input", items, "--out", out, "--url",
               s.base + "/items/{id}")
     ep = m.endpoints
     ctx = zmq.Context()

@@ -1,7 +1,7 @@
 """Crash anywhere, lose nothing, repeat nothing (issue 3): real processes,
-real signals. Masters that are restarted bind the same fixed ports, chosen
-free by the kernel at the start of each test, so separately started workers
-find the new master on their own."""
+real signals. A restarted master binds the control port its first run's
+ready file named (harness.Job), so separately started workers find the new
+master on their own."""
 import json
 import os
 import random
@@ -13,22 +13,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
 
 
-free_ports = h.free_ports
 repeats = h.repeats
-
-
-class Job(h.Job):
-    """A job over n generated items (item-1 ... item-n)."""
-
-    def __init__(self, env, server, n, *extra, items=None, url_path="/items",
-                 name=""):
-        self.n = n
-        self.items = items or env.write_items(name + "items.jsonl", n)
-        super().__init__(env, self.items, server.base + url_path + "/{id}",
-                         *extra, name=name)
-
-    def ids(self):
-        return ["item-%d" % i for i in range(1, self.n + 1)]
+Job = h.items_job
 
 
 def test_kill_master_five_times(env):
@@ -154,7 +140,7 @@ def test_sigterm_drains_then_resume_repeats_nothing(env):
     h.wait_for(lambda: job.results_count() >= n // 4, 60, "a quarter done")
     t0 = time.monotonic()
     job.master.signal(signal.SIGTERM)
-    status = job.master.wait(30)
+    status = job.master.wait(30, expect=3)
     took = time.monotonic() - t0
     assert status == 3, "SIGTERM exit status %d" % status
     assert "re-run the same command to resume" in job.master.text()
@@ -225,7 +211,7 @@ def test_redrive_reruns_only_failed_items(env):
     job = Job(env, s, n, "--max-attempts", "1")
     job.start()
     env.worker(job.control)
-    assert job.master.wait(60) == 1
+    job.master.wait(60, expect=1)
     first = {r["id"]: r for r in h.results(job.out)}
     failed = [k for k, r in first.items() if r["status"] == "failed"]
     assert 20 < len(failed) < 120, len(failed)
@@ -289,8 +275,9 @@ def test_a_different_job_on_the_same_out_is_refused(env):
     env.worker(job.control)
     assert job.master.wait(30) == 0
     job.args[job.args.index("--url") + 1] = s.base + "/other/{id}"
-    m = env.spawn("other", [os.path.join(h.BIN, "fanout-master")] + job.args)
-    assert m.wait(30) == 2
+    m = env.spawn("other", [os.path.join(h.BIN, "fanout-master"), "--bind",
+                            "tcp://127.0.0.1:0"] + job.args, expect=2)
+    m.wait(30, expect=2)
     assert "url was" in m.text() and "/other/{id}" in m.text(), m.text()
 
 

@@ -11,16 +11,11 @@ import harness as h  # noqa: E402
 
 
 def run_job(env, server, n, *args, workers=3, worker_args=(), items=None,
-            wait=120):
+            wait=120, expect=0):
+    """harness.run_job over n generated items (or items) with 3 workers."""
     items = items or env.write_items("items.jsonl", n)
-    out = env.path("out")
-    m = env.master("--input", items, "--out", out, *args)
-    m.wait_ready()
-    ws = [env.worker(m.control, *worker_args) for _ in range(workers)]
-    status = m.proc.wait(wait)
-    for w in ws:
-        w.wait(30)
-    return status, out
+    return h.run_job(env, "--input", items, *args, workers=workers,
+                     worker_args=worker_args, seconds=wait, expect=expect)
 
 
 def test_end_to_end_at_the_strict_limit(env):
@@ -75,7 +70,7 @@ def test_always_500_fails_after_exactly_max_attempts(env):
     n = 6
     status, out = run_job(env, s, n, "--url", s.base + "/status/500/{id}",
                           "--max-attempts", "3", "--backoff-base", "10",
-                          "--backoff-max", "50", workers=1)
+                          "--backoff-max", "50", workers=1, expect=1)
     assert status == 1, "exit status %d, expected 1" % status
     recs = h.results(out)
     h.assert_exactly_once(recs, ["item-%d" % i for i in range(1, n + 1)])
@@ -92,7 +87,7 @@ def test_always_500_fails_after_exactly_max_attempts(env):
 def test_404_is_tried_once(env):
     s = env.server()
     status, out = run_job(env, s, 5, "--url", s.base + "/status/404/{id}",
-                          workers=1)
+                          workers=1, expect=1)
     assert status == 1
     recs = h.results(out)
     for r in recs:
@@ -159,7 +154,7 @@ def test_bad_lines_become_invalid_records(env):
                    s.base + "/things/{name}", "--max-line-bytes", "100")
     m.wait_ready()
     env.worker(m.control)
-    assert m.proc.wait(60) == 1
+    m.proc.wait(60, expect=1)
     recs = {r["id"]: r for r in h.results(out)}
     assert len(recs) == 7, recs.keys()  # the blank line is not an item
     assert recs["a"]["status"] == "ok"

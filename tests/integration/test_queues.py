@@ -297,9 +297,7 @@ def test_redis_bad_entries_are_recorded_invalid(env):
                     "--idle-grace", GRACE, url_path="/items/{n}",
                     params={"field": "payload"})
     job.start()
-    status = job.finish(60)
-    assert status == 1, "exit status %s, expected 1:\n%s" % (
-        status, job.master.text()[-3000:])
+    job.finish(60, expect=1)
     recs = h.results(job.out)
     ids = ["j-%d" % i for i in range(1, 21)]
     h.assert_exactly_once(recs, ids + [bad_mid, nokey_mid])
@@ -359,9 +357,7 @@ def test_azure_bad_messages_are_recorded_invalid(env):
     job = azure_job(env, a, s, "jobs", "--spawn-workers", "1",
                     "--idle-grace", GRACE)
     job.start()
-    status = job.finish(60)
-    assert status == 1, "exit status %s, expected 1:\n%s" % (
-        status, job.master.text()[-3000:])
+    job.finish(60, expect=1)
     recs = h.results(job.out)
     ids = ["item-%d" % i for i in range(1, 11)]
     h.assert_exactly_once(recs, ids + bad)
