@@ -671,13 +671,13 @@ static fo_err open_all(master *m, char *err, size_t errlen)
                  m->run_start_ns);
     if ((rc = apply_limits(m, err, errlen)))
         return rc;
-    int queue = queue_is_url(cfg->input);
+    int is_queue = queue_is_url(cfg->input);
     if ((rc = commit_open_results(
-             &m->cm, queue, cfg->redrive,
+             &m->cm, is_queue, cfg->redrive,
              (size_t)cfg->max_response_bytes * 8 + (1 << 20), err, errlen)))
         return rc;
     /* A queue's job is never over: a new run reads what came since. */
-    if (m->cm.state.finished && queue)
+    if (m->cm.state.finished && is_queue)
         m->cm.state.finished = 0;
     wire(m);
     if (m->cm.state.finished) {

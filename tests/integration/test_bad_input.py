@@ -372,8 +372,8 @@ def test_config_file_not_json(env):
     with open(cfg, "w") as f:
         f.write("{\"rate\": \"5/s\",\n oops}\n")
     lines = usage_error(env, *base_args(env), "--config", cfg)
-    assert_line(lines, "fanout-master: --config %s: line 2: string or '}' "
-                       "expected near 'oops'" % cfg)
+    assert_line(lines, "fanout-master: --config %s: line 2, column 5: "
+                       "string or '}' expected near 'oops'" % cfg)
 
 
 def test_bad_value_in_environment(env):
