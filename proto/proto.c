@@ -409,13 +409,14 @@ static fo_err precheck(const unsigned char *p, size_t len, char *err,
         return FO_EPROTO;
     }
     if (elements > max_elements(type)) {
-        snprintf(
-            err, errlen,
-            "%s of %zu bytes holds %llu elements and would take %llu "
-            "bytes to decode, over the cap of %llu",
-            what, len, (unsigned long long)elements,
-            (unsigned long long)(elements * sizeof(msgpack_object)),
-            (unsigned long long)(max_elements(type) * sizeof(msgpack_object)));
+        snprintf(err, errlen,
+                 "%s of %zu bytes holds %llu elements and would take %llu "
+                 "bytes to decode, over the cap of %llu",
+                 what, len, (unsigned long long)elements,
+                 (unsigned long long)elements *
+                     (unsigned long long)sizeof(msgpack_object),
+                 (unsigned long long)max_elements(type) *
+                     (unsigned long long)sizeof(msgpack_object));
         return FO_ETOOBIG;
     }
     return FO_OK;
