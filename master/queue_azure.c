@@ -17,6 +17,7 @@
 #include "queue.h"
 #include "buf.h"
 #include "util.h"
+#include "xmlmini.h"
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -134,151 +135,6 @@ static void rfc1123_now(char *out, size_t cap)
     snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", day[tm.tm_wday],
              tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
              tm.tm_min, tm.tm_sec);
-}
-
-/* ---- XML: just enough for Get Messages and error bodies ---- */
-
-/* Finds the next element <name>...</name> in [s, end). Sets *v and *vl to
- * its raw content ("" for <name/>) and returns the position after it, or
- * NULL when there is none. Elements are never nested in themselves here. */
-static const char *xml_elem(const char *s, const char *end, const char *name,
-                            const char **v, size_t *vl)
-{
-    size_t nl = strlen(name);
-    for (const char *p = s; p < end; p++) {
-        p = memchr(p, '<', (size_t)(end - p));
-        if (!p)
-            return NULL;
-        if ((size_t)(end - p) < nl + 2 || memcmp(p + 1, name, nl) != 0)
-            continue;
-        const char *q = p + 1 + nl;
-        if (*q != '>' && *q != '/' && *q != ' ' && *q != '\t' && *q != '\r' &&
-            *q != '\n')
-            continue; /* a longer name with this prefix */
-        const char *gt = memchr(q, '>', (size_t)(end - q));
-        if (!gt)
-            return NULL;
-        if (gt[-1] == '/') {
-            *v = gt;
-            *vl = 0;
-            return gt + 1;
-        }
-        for (const char *c = gt + 1; c < end; c++) {
-            c = memchr(c, '<', (size_t)(end - c));
-            if (!c)
-                return NULL;
-            if ((size_t)(end - c) >= nl + 3 && c[1] == '/' &&
-                memcmp(c + 2, name, nl) == 0 && c[2 + nl] == '>') {
-                *v = gt + 1;
-                *vl = (size_t)(c - gt - 1);
-                return c + 3 + nl;
-            }
-        }
-        return NULL;
-    }
-    return NULL;
-}
-
-/* Writes the UTF-8 for entity body e (between '&' and ';') into u and
- * returns its length, or 0 when it is not an entity we know. */
-static size_t xml_entity(const char *e, size_t n, char u[4])
-{
-    static const struct {
-        const char *name;
-        char c;
-    } named[] = {
-        {"lt", '<'}, {"gt", '>'}, {"amp", '&'}, {"quot", '"'}, {"apos", '\''}};
-    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++)
-        if (strlen(named[i].name) == n && memcmp(e, named[i].name, n) == 0) {
-            u[0] = named[i].c;
-            return 1;
-        }
-    if (n < 2 || e[0] != '#')
-        return 0;
-    int hex = e[1] == 'x' || e[1] == 'X';
-    uint32_t cp = 0;
-    size_t i = hex ? 2 : 1;
-    if (i == n)
-        return 0;
-    for (; i < n; i++) {
-        int c = (unsigned char)e[i], d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (hex && c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else if (hex && c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
-            return 0;
-        cp = cp * (hex ? 16u : 10u) + (uint32_t)d;
-        if (cp > 0x10FFFF)
-            return 0;
-    }
-    /* NUL and surrogates are not characters a message can hold. */
-    if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        u[0] = (char)(0xC0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    u[0] = (char)(0xF0 | (cp >> 18));
-    u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    u[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* Appends the text [s, s + n) to out with XML entities decoded; an unknown
- * entity stays as written. FO_ETOOBIG when out's cap is hit. */
-static fo_err xml_text(fo_buf *out, const char *s, size_t n)
-{
-    const char *end = s + n;
-    while (s < end) {
-        const char *amp = memchr(s, '&', (size_t)(end - s));
-        size_t lit = amp ? (size_t)(amp - s) : (size_t)(end - s);
-        if (buf_append(out, s, lit) != FO_OK)
-            return FO_ETOOBIG;
-        if (!amp)
-            break;
-        /* The longest entity we know is "&#x10FFFF;". */
-        size_t look = (size_t)(end - amp) < 12 ? (size_t)(end - amp) : 12;
-        const char *semi = memchr(amp, ';', look);
-        char u[4];
-        size_t ul = semi ? xml_entity(amp + 1, (size_t)(semi - amp - 1), u) : 0;
-        if (buf_append(out, ul ? u : "&", ul ? ul : 1) != FO_OK)
-            return FO_ETOOBIG;
-        s = ul ? semi + 1 : amp + 1;
-    }
-    return FO_OK;
-}
-
-/* Copies element name's decoded text into a string of at most cap bytes:
- * returns it (caller frees), or NULL when absent or longer. */
-static char *xml_string(const char *s, const char *end, const char *name,
-                        size_t cap)
-{
-    const char *v;
-    size_t vl;
-    if (!xml_elem(s, end, name, &v, &vl))
-        return NULL;
-    fo_buf b;
-    buf_init(&b, cap);
-    if (xml_text(&b, v, vl) != FO_OK) {
-        buf_fini(&b);
-        return NULL;
-    }
-    return buf_take(&b);
 }
 
 /* ---- HTTP ---- */
@@ -452,8 +308,8 @@ static int az_call(az *a, const char *verb, const char *rel, qparam *qp,
     }
     /* An error body names its code too; the header is the reliable one. */
     if (!r->code[0] && r->body.len) {
-        char *code = xml_string(r->body.data, r->body.data + r->body.len,
-                                "Code", sizeof r->code - 1);
+        char *code = xmlmini_string(r->body.data, r->body.data + r->body.len,
+                                    "Code", sizeof r->code - 1);
         if (code)
             snprintf(r->code, sizeof r->code, "%s", code);
         free(code);
@@ -497,15 +353,15 @@ static int parse_messages(az *a, const fo_buf *body, queue_msg *out, size_t max,
     if (!body->len || !strstr(body->data, "<QueueMessagesList"))
         return -1;
     int found = 0;
-    while ((p = xml_elem(p, end, "QueueMessage", &blk, &bl))) {
+    while ((p = xmlmini_elem(p, end, "QueueMessage", &blk, &bl))) {
         found++;
         if (*n >= max)
             continue;
         const char *bend = blk + bl, *text;
         size_t tl = 0;
-        char *id = xml_string(blk, bend, "MessageId", AZ_ID_MAX);
-        char *receipt = xml_string(blk, bend, "PopReceipt", AZ_RECEIPT_MAX);
-        char *count = xml_string(blk, bend, "DequeueCount", 32);
+        char *id = xmlmini_string(blk, bend, "MessageId", AZ_ID_MAX);
+        char *receipt = xmlmini_string(blk, bend, "PopReceipt", AZ_RECEIPT_MAX);
+        char *count = xmlmini_string(blk, bend, "DequeueCount", 32);
         if (!id || !*id || !receipt || !*receipt) {
             /* Never from a real server. Without these it cannot be acked;
              * it shows up again after the lease and is skipped again. */
@@ -522,7 +378,7 @@ static int parse_messages(az *a, const fo_buf *body, queue_msg *out, size_t max,
         if (count && util_parse_i64(count, 0, INT64_MAX, &dc) == 0)
             m->deliveries = dc;
         free(count);
-        if (!xml_elem(blk, bend, "MessageText", &text, &tl)) {
+        if (!xmlmini_elem(blk, bend, "MessageText", &text, &tl)) {
             text = blk; /* no text: queue_set_body says why it is bad */
             tl = 0;
         }
@@ -530,7 +386,7 @@ static int parse_messages(az *a, const fo_buf *body, queue_msg *out, size_t max,
          * stop decoding there instead of copying the rest. */
         fo_buf t;
         buf_init(&t, a->max_item_bytes * 2 + 9);
-        if (xml_text(&t, text, tl) != FO_OK)
+        if (xmlmini_text(&t, text, tl) != FO_OK)
             m->too_big = 1;
         else
             queue_set_body(m, buf_str(&t), t.len, a->encoding,
