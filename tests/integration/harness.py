@@ -390,6 +390,39 @@ def run_job(env, *args, workers=1, worker_args=(), seconds=60, expect=0,
     return status, out
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_triple(tries=200):
+    """A port P with P, P+1 and P+2 free on 127.0.0.1, below the kernel's
+    ephemeral range, so no outgoing connection can take one of them later
+    (a test's port-0 sockets and connections all live above it)."""
+    import random
+    import socket
+    top = _ephemeral_low() - 3
+    rnd = random.Random()
+    for _ in range(tries):
+        p = rnd.randrange(max(1024, top - 12000), top)
+        socks = []
+        try:
+            for q in (p, p + 1, p + 2):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", q))
+            return p
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no three free ports below %d" % top)
+
+
 class Job:
     """One fanout-master command line reading source, restartable with the
     same command: the first run binds port 0, and every restart binds the
@@ -398,9 +431,10 @@ class Job:
     JOB message). extra: more master flags; master_env: its environment.
 
     The master binds work and result on control+1 and control+2 when given
-    a port, so a restart can fail with "cannot listen" if another socket
-    took one of them meanwhile: the master has no flag to bind those two
-    on the first run's ports as well."""
+    a port. Ports the kernel picks (port 0) come from the ephemeral range,
+    where any outgoing connection (a worker reconnecting while the master
+    is down) may take control+1 or control+2 before the restart binds them.
+    So a Job picks its three ports below that range (free_port_triple)."""
 
     def __init__(self, env, source, url, *extra, name="", master_env=None):
         self.env, self.name = env, name
@@ -419,6 +453,8 @@ class Job:
         """Starts the next run (expect: its expected exit status); returns
         its Proc once it is ready."""
         self.runs += 1
+        if not self.port:
+            self.port = free_port_triple()
         self.run = Master(self.env, self.args, name="%smaster%d" % (
             self.name, self.runs), env_vars=self.master_env, port=self.port,
             expect=expect)
@@ -426,7 +462,6 @@ class Job:
         ep = self.run.wait_ready()
         if self.control is None:
             self.control = ep["control"]
-            self.port = int(self.control.rsplit(":", 1)[1])
         assert ep["control"] == self.control, (ep, self.control)
         return self.master
 
