@@ -161,7 +161,7 @@ static const char *const env_family[] = {
     /* round 2 (DESIGN.md) */
     "CTL_ALLOW", "ALLOW_ENV", "HALT_AFTER", "ON_FINISH", "NOTIFY", "RATE_KEY",
     "KEY_RATE", "KEY_MAX_IN_FLIGHT", "KEEP", "DROP_RESPONSE", "BATCHES",
-    "NO_WORKER_WARNING",
+    "NO_WORKER_WARNING", "MAX_WORKER_CONCURRENCY",
     /* build, tests, deploy (not options) */
     "BIN", "TIMEOUT_MULTIPLIER", "TEST_TIMEOUT_MULTIPLIER", "REQUIRE_CLUSTER",
     "VERSION", "WRAP", "IMAGE", "INPUT_DIR", "INPUT_FILE", "METRICS_PORT",

@@ -124,6 +124,7 @@ mitem *batches_append(batches *b, int64_t line_no, proto_ref *ref)
     mitem *it = &mb->items[idx];
     memset(it, 0, sizeof *it);
     it->holder = -1;
+    it->prev_holder = -1;
     it->line_no = line_no;
     *ref = (proto_ref){mb->no, idx};
     return it;
@@ -172,7 +173,12 @@ int batches_requeue(batches *b, proto_ref ref)
     if (!it || it->state != MI_SENT)
         return 0;
     it->state = MI_PENDING;
+    if (it->holder >= 0) {
+        it->prev_holder = it->holder;
+        it->prev_gen = it->holder_gen;
+    }
     it->holder = -1;
+    it->claimed = 0;
     b->n_redispatch++;
     *(proto_ref *)ring_push(&b->dq) = ref;
     return 1;

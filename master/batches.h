@@ -37,8 +37,11 @@ typedef struct mitem {
     uint32_t dispatches; /* times pushed */
     int64_t deadline_ns; /* lease end while MI_SENT */
     int64_t sent_ns;     /* when last pushed */
-    int32_t holder;      /* worker slot that listed it, or -1 */
+    int32_t holder;      /* worker slot it was dispatched to, or -1 */
     uint32_t holder_gen; /* that slot's generation */
+    int32_t prev_holder; /* the holder before a re-dispatch, or -1 */
+    uint32_t prev_gen;   /* that slot's generation */
+    uint8_t claimed;     /* its holder listed it in a heartbeat */
     int64_t line_no;     /* input line (file), 0 for a queue */
     char *key;           /* id */
     char *url;           /* rendered URL, until its record is made */

@@ -38,6 +38,7 @@ typedef struct budget_worker {
     uint32_t inflight;                  /* calls in flight (heartbeat) */
     uint32_t held;                      /* items held (heartbeat) */
     uint64_t results;                   /* results received from it */
+    uint32_t assigned;                  /* items dispatched to it, held */
 } budget_worker;
 
 typedef struct budget budget;

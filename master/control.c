@@ -13,8 +13,9 @@
 #include <zmq.h>
 
 void control_init(control *c, void *sock, budget *bud, sender *snd, ratectl *rc,
-                  batches *bt, const char *job_json, int64_t lease_ms,
-                  control_ctl_fn on_ctl, void *ctl_ctx, uint64_t *n_bad)
+                  batches *bt, dispatcher *dp, fanin *fi, const char *job_json,
+                  int64_t lease_ms, uint32_t max_conc, control_ctl_fn on_ctl,
+                  void *ctl_ctx, uint64_t *n_bad)
 {
     memset(c, 0, sizeof *c);
     c->sock = sock;
@@ -22,6 +23,9 @@ void control_init(control *c, void *sock, budget *bud, sender *snd, ratectl *rc,
     c->snd = snd;
     c->rc = rc;
     c->bt = bt;
+    c->dp = dp;
+    c->fi = fi;
+    c->max_conc = max_conc ? max_conc : 1;
     c->job_json = job_json;
     c->lease_ns = lease_ms * FO_NS_PER_MS;
     c->on_ctl = on_ctl;
@@ -52,6 +56,7 @@ static void on_hello(control *c, budget_worker *w, const void *rid,
                      size_t rid_len, const proto_msg *msg, int64_t now)
 {
     int known = w != NULL;
+    uint32_t old_gen = known ? w->gen : 0;
     w = budget_join(c->bud, rid, rid_len, now);
     if (!w) {
         LOG_WARN("worker.refused", "worker %s refused: %d workers already",
@@ -62,6 +67,15 @@ static void on_hello(control *c, budget_worker *w, const void *rid,
     snprintf(w->host, sizeof w->host, "%s", msg->u.hello.host);
     w->pid = msg->u.hello.pid;
     w->concurrency = msg->u.hello.concurrency ? msg->u.hello.concurrency : 1;
+    if (w->concurrency > c->max_conc) {
+        LOG_WARN("worker.concurrency_capped",
+                 "worker %s claims concurrency %u; counting %u "
+                 "(--max-worker-concurrency)",
+                 w->name, w->concurrency, c->max_conc);
+        w->concurrency = c->max_conc;
+    }
+    if (known)
+        dispatch_rejoined(c->dp, w, old_gen);
     proto_msg job = {.type = PROTO_JOB};
     job.u.job.job_json = (char *)c->job_json;
     sender_to(c->snd, w->rid, w->rid_len, &job);
@@ -76,21 +90,11 @@ static void on_heartbeat(control *c, budget_worker *w, const proto_msg *msg,
 {
     w->inflight = msg->u.heartbeat.inflight;
     w->held = msg->u.heartbeat.nheld;
-    int32_t slot = (int32_t)(w - budget_at(c->bud, 0));
     for (uint32_t i = 0; i < msg->u.heartbeat.nheld; i++) {
         mitem *it = batches_item(c->bt, msg->u.heartbeat.held[i]);
-        if (!it)
-            continue;
-        if (it->state == MI_PENDING && it->url) {
-            /* Its lease ran out but the worker still has it: keep it
-             * there rather than call the API twice. */
-            it->state = MI_SENT;
-        }
-        if (it->state == MI_SENT) {
-            it->deadline_ns = now + c->lease_ns;
-            it->holder = slot;
-            it->holder_gen = w->gen;
-        }
+        if (it && (it->state == MI_PENDING || it->state == MI_SENT) &&
+            dispatch_check(c->dp, w, it, 1, now, "HEARTBEAT claim"))
+            dispatch_listed(c->dp, w, it, now);
     }
 }
 
@@ -99,37 +103,38 @@ static void on_throttled(control *c, budget_worker *w, const proto_msg *msg,
 {
     int64_t ra = msg->u.throttled.retry_after_ms;
     if (ratectl_on_throttled(c->rc, now, ra, msg->u.throttled.http_status,
-                             w->name))
+                             w->name, (int32_t)(w - budget_at(c->bud, 0))))
         tell_pause(c, (budget_paused_until(c->bud) - now) / FO_NS_PER_MS);
 }
 
-static void on_rateinfo(control *c, const proto_msg *msg, int64_t now)
+static void on_rateinfo(control *c, budget_worker *w, const proto_msg *msg,
+                        int64_t now)
 {
-    if (ratectl_on_rateinfo(
-            c->rc, now, msg->u.rateinfo.limit, msg->u.rateinfo.window_ms,
-            msg->u.rateinfo.remaining, msg->u.rateinfo.reset_ms))
+    if (ratectl_on_rateinfo(c->rc, now, msg->u.rateinfo.limit,
+                            msg->u.rateinfo.window_ms,
+                            msg->u.rateinfo.remaining, msg->u.rateinfo.reset_ms,
+                            w->name, (int32_t)(w - budget_at(c->bud, 0))))
         tell_pause(c, (budget_paused_until(c->bud) - now) / FO_NS_PER_MS);
-}
-
-static void requeue(control *c, proto_ref ref, const char *why)
-{
-    if (batches_requeue(c->bt, ref))
-        LOG_DEBUG("lease.expired", "id %s back in the queue: %s",
-                  batches_item(c->bt, ref)->key, why);
 }
 
 static void on_bye(control *c, budget_worker *w, const proto_msg *msg)
 {
-    for (uint32_t i = 0; i < msg->u.bye.nheld; i++)
-        requeue(c, msg->u.bye.held[i],
-                "handed back by a worker that is leaving");
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < msg->u.bye.nheld; i++) {
+        mitem *it = batches_item(c->bt, msg->u.bye.held[i]);
+        if (it && it->state == MI_SENT &&
+            it->holder == (int32_t)(w - budget_at(c->bud, 0)) &&
+            it->holder_gen == w->gen)
+            n += (uint32_t)dispatch_requeue(c->dp, msg->u.bye.held[i]);
+    }
+    if (!w->leaving)
+        LOG_INFO("worker.leaving", "worker %s leaves; %u items handed back",
+                 w->name, n);
     w->leaving = 1;
-    LOG_INFO("worker.leaving", "worker %s leaves; %u items handed back",
-             w->name, msg->u.bye.nheld);
 }
 
 /* One message from a registered worker. */
-static void on_worker_msg(control *c, budget_worker *w, const proto_msg *msg,
+static void on_worker_msg(control *c, budget_worker *w, proto_msg *msg,
                           int64_t now)
 {
     w->last_seen_ns = now;
@@ -145,10 +150,13 @@ static void on_worker_msg(control *c, budget_worker *w, const proto_msg *msg,
         on_throttled(c, w, msg, now);
         break;
     case PROTO_RATEINFO:
-        on_rateinfo(c, msg, now);
+        on_rateinfo(c, w, msg, now);
         break;
     case PROTO_BYE:
         on_bye(c, w, msg);
+        break;
+    case PROTO_RESULT:
+        fanin_result(c->fi, w, (proto_msg *)msg, now);
         break;
     default:
         ++*c->n_bad;
@@ -158,11 +166,51 @@ static void on_worker_msg(control *c, budget_worker *w, const proto_msg *msg,
     }
 }
 
+/* What the ZAP handler said the peer's key may do. */
+typedef enum { ROLE_ANY, ROLE_WORKER, ROLE_OPERATOR } peer_role;
+
+static peer_role role_of(const char *user_id)
+{
+    if (!user_id || !*user_id)
+        return ROLE_ANY; /* no Curve: a local peer, trusted with both */
+    if (!strcmp(user_id, "operator"))
+        return ROLE_OPERATOR;
+    return ROLE_WORKER;
+}
+
+/* 1 when a peer of this role may send this message; else counts, logs and
+ * answers a CTL with the reason. */
+static int allowed(control *c, peer_role role, const void *rid, size_t rid_len,
+                   const proto_msg *msg)
+{
+    int is_ctl = msg->type == PROTO_CTL;
+    if (role == ROLE_ANY ||
+        (is_ctl ? role == ROLE_OPERATOR : role == ROLE_WORKER))
+        return 1;
+    c->n_forbidden++;
+    if (c->n_forbidden <= 10 || c->n_forbidden % 1000 == 0)
+        LOG_WARN("peer.forbidden",
+                 "refused %s from a %s key (%" PRIu64 " so far): %s",
+                 proto_type_name(msg->type),
+                 role == ROLE_OPERATOR ? "operator" : "worker", c->n_forbidden,
+                 is_ctl ? "commands need an operator key (--ctl-allow)"
+                        : "operator keys may only send commands");
+    if (is_ctl) {
+        proto_msg reply = {.type = PROTO_CTL_REPLY};
+        reply.u.ctl.json =
+            (char *)"{\"ok\":false,\"error\":\"forbidden: this key "
+                    "is a worker key; commands need a key in the "
+                    "master's --ctl-allow\"}";
+        sender_to(c->snd, rid, rid_len, &reply);
+    }
+    return 0;
+}
+
 /* Receives one message: the routing id frame and one body frame. Returns
  * 0 when nothing was waiting, 1 with *rc the decode result (FO_EPROTO for
  * a multipart body, whose extra frames are drained). */
 static int recv_one(control *c, zmq_msg_t *rid, proto_msg *msg, fo_err *rc,
-                    char *err, size_t errlen)
+                    peer_role *role, char *err, size_t errlen)
 {
     zmq_msg_init(rid);
     if (zmq_msg_recv(rid, c->sock, ZMQ_DONTWAIT) < 0) {
@@ -188,6 +236,7 @@ static int recv_one(control *c, zmq_msg_t *rid, proto_msg *msg, fo_err *rc,
     *rc = got == 1 ? proto_decode(zmq_msg_data(&body), zmq_msg_size(&body), msg,
                                   err, errlen)
                    : FO_EPROTO;
+    *role = role_of(got ? zmq_msg_gets(&body, "User-Id") : NULL);
     zmq_msg_close(&body);
     return 1;
 }
@@ -198,8 +247,9 @@ void control_recv(control *c, int64_t now)
         zmq_msg_t rid;
         proto_msg msg;
         fo_err rc;
+        peer_role role;
         char err[256];
-        if (!recv_one(c, &rid, &msg, &rc, err, sizeof err))
+        if (!recv_one(c, &rid, &msg, &rc, &role, err, sizeof err))
             return;
         const void *id = zmq_msg_data(&rid);
         size_t idlen = zmq_msg_size(&rid);
@@ -214,7 +264,9 @@ void control_recv(control *c, int64_t now)
             continue;
         }
         budget_worker *w = budget_find(c->bud, id, idlen);
-        if (msg.type == PROTO_CTL) {
+        if (!allowed(c, role, id, idlen, &msg)) {
+            /* refused and counted */
+        } else if (msg.type == PROTO_CTL) {
             on_ctl(c, id, idlen, &msg, now);
         } else if (msg.type == PROTO_HELLO) {
             on_hello(c, w, id, idlen, &msg, now);
@@ -232,19 +284,7 @@ void control_recv(control *c, int64_t now)
 
 static void expire_worker(control *c, budget_worker *w, const char *why)
 {
-    int32_t slot = (int32_t)(w - budget_at(c->bud, 0));
-    size_t n = 0;
-    for (size_t i = 0; i < batches_len(c->bt); i++) {
-        mbatch *b = batches_at(c->bt, i);
-        for (uint32_t k = 0; k < b->n; k++) {
-            mitem *it = &b->items[k];
-            if (it->state == MI_SENT && it->holder == slot &&
-                it->holder_gen == w->gen) {
-                requeue(c, (proto_ref){b->no, k}, why);
-                n++;
-            }
-        }
-    }
+    size_t n = dispatch_requeue_worker(c->dp, w);
     LOG_WARN("worker.lost",
              "worker %s (host %s, pid %" PRId64 ") %s; %zu "
              "items re-dispatched, %" PRId64 " permits returned",

@@ -9,20 +9,17 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zmq.h>
 
-void fanin_init(fanin *f, void *pull, batches *bt, commit *cm, orphans *orph,
-                ratectl *rc, budget *bud, int queue, uint64_t *n_bad)
+void fanin_init(fanin *f, batches *bt, commit *cm, orphans *orph, ratectl *rc,
+                dispatcher *dp, int queue)
 {
     memset(f, 0, sizeof *f);
-    f->pull = pull;
     f->bt = bt;
     f->cm = cm;
     f->orph = orph;
     f->rc = rc;
-    f->bud = bud;
+    f->dp = dp;
     f->queue = queue;
-    f->n_bad = n_bad;
 }
 
 /* A queue item's place can differ from what the worker was told (an
@@ -34,29 +31,18 @@ static mitem *find_queue_item(fanin *f, proto_msg *r, int64_t now)
     const proto_ref *ref = batches_lookup(f->bt, r->u.result.idem_key);
     mitem *it = ref ? batches_item(f->bt, *ref) : NULL;
     if (!it) {
-        orphans_stash(f->orph, r, now);
+        /* Only a restarted master waits for an earlier life's results. */
+        if (now < f->dp->adopt_until_ns)
+            orphans_stash(f->orph, r, now);
+        else
+            f->n_stale++;
         return NULL;
     }
     r->u.result.ref = *ref;
     return it;
 }
 
-/* Results travel on the PULL socket, which has no routing ids: credit the
- * worker by the id it signs results with. */
-static void credit_worker(fanin *f, const char *name)
-{
-    if (!name)
-        return;
-    for (size_t i = 0; i < budget_capacity(f->bud); i++) {
-        budget_worker *w = budget_at(f->bud, i);
-        if (w->used && !strcmp(w->name, name)) {
-            w->results++;
-            return;
-        }
-    }
-}
-
-void fanin_result(fanin *f, proto_msg *r, int64_t now)
+void fanin_result(fanin *f, budget_worker *w, proto_msg *r, int64_t now)
 {
     mitem *it = batches_item(f->bt, r->u.result.ref);
     if (f->queue && r->u.result.idem_key &&
@@ -73,6 +59,8 @@ void fanin_result(fanin *f, proto_msg *r, int64_t now)
                   r->u.result.ref.batch, r->u.result.ref.idx);
         return;
     }
+    if (w && !dispatch_check(f->dp, w, it, 0, now, "RESULT"))
+        return;
     if (it->state == MI_COMMITTING || it->state == MI_DONE) {
         f->n_dup++;
         LOG_DEBUG("result.duplicate", "second result for id %s ignored",
@@ -92,7 +80,8 @@ void fanin_result(fanin *f, proto_msg *r, int64_t now)
         r->u.result.status == PROTO_STATUS_OK ? ITEM_OK : ITEM_FAILED;
     if (st == ITEM_OK)
         ratectl_ok(f->rc, now, 1);
-    credit_worker(f, r->u.result.worker);
+    if (w)
+        w->results++;
     record rec = {.id = it->key,
                   .status = st,
                   .http_status = (int)r->u.result.http_status,
@@ -114,40 +103,11 @@ void fanin_result(fanin *f, proto_msg *r, int64_t now)
         f->n_dup++;
         return;
     }
+    dispatch_done(f->dp, it);
     batches_release(it);
     if (st != ITEM_OK)
         LOG_DEBUG("item.failed", "id %s: %s", it->key,
                   r->u.result.error ? r->u.result.error : "failed");
-}
-
-void fanin_recv(fanin *f, int64_t now)
-{
-    for (int turn = 0; turn < 5000; turn++) {
-        zmq_msg_t msg;
-        zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, f->pull, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&msg);
-            return;
-        }
-        proto_msg r;
-        char err[256];
-        fo_err rc = proto_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &r,
-                                 err, sizeof err);
-        zmq_msg_close(&msg);
-        if (rc || r.type != PROTO_RESULT) {
-            uint64_t bad = ++*f->n_bad;
-            if (bad <= 10 || bad % 1000 == 0)
-                LOG_WARN(rc == FO_EVERSION ? "proto.bad_version"
-                                           : "proto.bad_frame",
-                         "dropped a frame on the result socket (%" PRIu64
-                         " so far): %s",
-                         bad, rc ? err : "not a RESULT");
-            proto_msg_fini(&r);
-            continue;
-        }
-        fanin_result(f, &r, now);
-        proto_msg_fini(&r);
-    }
 }
 
 int fanin_take_orphan(fanin *f, mbatch *mb, uint32_t idx, int64_t now)
@@ -161,7 +121,7 @@ int fanin_take_orphan(fanin *f, mbatch *mb, uint32_t idx, int64_t now)
     LOG_DEBUG("result.recovered",
               "id %s: recorded the result an earlier run's call produced",
               mb->items[idx].key);
-    fanin_result(f, &r, now);
+    fanin_result(f, NULL, &r, now);
     proto_msg_fini(&r);
     return 1;
 }

@@ -70,9 +70,11 @@ static const opt_def master_opts[] = {
      "also start N local fanout-worker processes"},
     {"worker-concurrency", OPT_INT, "16", 1, 10000, "N",
      "--concurrency of spawned workers"},
+    {"max-worker-concurrency", OPT_INT, "1024", 1, 100000, "N",
+     "count a worker's --concurrency as at most N (items it is given)"},
     {"bind", OPT_STRING, "tcp://127.0.0.1:5555", 0, 0, "tcp://ADDR:PORT",
-     "control endpoint; work and results use PORT+1 and PORT+2 (port 0: "
-     "any free ports)"},
+     "the endpoint workers and fanout-ctl connect to (port 0: any free "
+     "port)"},
     {"curve-secret", OPT_STRING, NULL, 0, 0, "FILE",
      "encrypt every socket with this CurveZMQ key pair (fanout-keygen)"},
     {"curve-allow", OPT_STRING, NULL, 0, 0, "DIR",
@@ -305,6 +307,7 @@ int main(int argc, char **argv)
     c.max_line_bytes = opts_num(o, "max-line-bytes");
     c.spawn_workers = opts_num(o, "spawn-workers");
     c.worker_concurrency = opts_num(o, "worker-concurrency");
+    c.max_worker_concurrency = opts_num(o, "max-worker-concurrency");
     c.bind = opts_str(o, "bind");
     c.insecure = (int)opts_num(o, "insecure");
     c.lease_ms = opts_num(o, "lease");

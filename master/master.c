@@ -1,16 +1,18 @@
 /*
  * master.c - fanout-master's event loop; see master.h.
  *
- * One thread and one zmq_poll over the control ROUTER, the result PULL, the
- * work PUSH (while items wait and the last send would have blocked) and the
- * input when it is a pipe. Each turn: handle control messages and results,
- * read more input while fewer items than the window are outstanding, push
- * items, grant tokens, commit results that have waited a few milliseconds,
- * and on a 100 ms tick expire leases, heartbeat and draw progress.
+ * One thread and one zmq_poll over the control ROUTER (every message to
+ * and from workers, items and results included) and the input when it is
+ * a pipe. Each turn: handle messages, read more input while fewer items
+ * than the window are outstanding, dispatch items to workers with free
+ * credit, grant tokens, commit results that have waited a few
+ * milliseconds, and on a 100 ms tick expire leases, heartbeat and draw
+ * progress.
  *
  * The work itself lives in modules, each owning its state (the Redis
  * serverCron habit): batches (items and the dispatch queue), intake
- * (reading and rendering), fanin (results to records), commit (group
+ * (reading and rendering), dispatch (who holds what), fanin (results to
+ * records), commit (group
  * commit and results.jsonl), orphans, ratectl (limits, adaptive, pauses),
  * sender, control (the worker conversation), ctlcmd (operators), observe
  * (/status, /metrics, summaries) and curve (ZAP). This file wires them
@@ -25,6 +27,7 @@
 #include "control.h"
 #include "ctlcmd.h"
 #include "curve.h"
+#include "dispatch.h"
 #include "fanin.h"
 #include "httpd.h"
 #include "intake.h"
@@ -62,44 +65,42 @@
  * results meant for the old master. Dispatching before that would call the
  * API again for items whose results are on their way. */
 #define RESUME_GRACE_NS (800 * FO_NS_PER_MS)
+/* How long after a restart workers may claim items and deliver results
+ * this life has not given out: a lease, and at least this. */
+#define ADOPT_MIN_NS (10 * FO_NS_PER_S)
 
 struct master {
-    const master_config *cfg;   /* options */
-    store *st;                  /* durable state */
-    budget *bud;                /* tokens and workers */
-    void *zctx;                 /* ZeroMQ context */
-    void *ctl, *push, *pull;    /* control ROUTER, work PUSH, result PULL */
-    char ctl_ep[300];           /* bound control endpoint */
-    char work_ep[300];          /* bound work endpoint */
-    char result_ep[300];        /* bound result endpoint */
-    int work_port, result_port; /* for the JOB */
-    char host[256];             /* --bind's host */
-    char *job_json;             /* the JOB sent to workers */
-    batches bt;                 /* open batches and the dispatch queue */
-    intake in;                  /* source to batches */
-    commit cm;                  /* records to disk */
-    orphans orph;               /* queue results of an earlier run */
-    ratectl rc;                 /* limits, adaptive scale, pauses */
-    sender snd;                 /* the way out to workers */
-    fanin fi;                   /* results to records */
-    control cs;                 /* the worker conversation */
-    ctlcmd cc;                  /* operators' commands */
-    observe obs;                /* status, metrics, summaries */
-    curve cv;                   /* Curve keys and ZAP */
-    httpd *http;                /* /metrics and /status, or NULL */
-    spawn_set spawned;          /* local workers */
-    int already_done;           /* the job was complete before this run */
-    int push_blocked;           /* the last push would have blocked */
-    int64_t run_start_ns;       /* this run's start */
-    int64_t next_tick_ns;       /* next housekeeping */
-    int64_t next_hb_ns;         /* next heartbeat to workers */
-    int64_t next_lease_ns;      /* next lease scan */
-    int stopping;               /* a signal asked us to stop */
-    int64_t stop_deadline_ns;   /* drain deadline */
-    int64_t drained_ns;         /* when permits reached zero */
-    int64_t dispatch_after_ns;  /* resume grace: no dispatch before */
-    int first_dispatch_logged;  /* dispatch.first was logged */
-    uint64_t n_bad_frames;      /* frames dropped on any socket */
+    const master_config *cfg; /* options */
+    store *st;                /* durable state */
+    budget *bud;              /* tokens and workers */
+    void *zctx;               /* ZeroMQ context */
+    void *ctl;                /* the control ROUTER */
+    char ctl_ep[300];         /* its bound endpoint */
+    char host[256];           /* --bind's host */
+    char *job_json;           /* the JOB sent to workers */
+    batches bt;               /* open batches and the dispatch queue */
+    intake in;                /* source to batches */
+    commit cm;                /* records to disk */
+    orphans orph;             /* queue results of an earlier run */
+    ratectl rc;               /* limits, adaptive scale, pauses */
+    sender snd;               /* the way out to workers */
+    dispatcher dp;            /* items to workers, who holds what */
+    fanin fi;                 /* results to records */
+    control cs;               /* the worker conversation */
+    ctlcmd cc;                /* operators' commands */
+    observe obs;              /* status, metrics, summaries */
+    curve cv;                 /* Curve keys and ZAP */
+    httpd *http;              /* /metrics and /status, or NULL */
+    spawn_set spawned;        /* local workers */
+    int already_done;         /* the job was complete before this run */
+    int64_t run_start_ns;     /* this run's start */
+    int64_t next_tick_ns;     /* next housekeeping */
+    int64_t next_hb_ns;       /* next heartbeat to workers */
+    int64_t next_lease_ns;    /* next lease scan */
+    int stopping;             /* a signal asked us to stop */
+    int64_t stop_deadline_ns; /* drain deadline */
+    int64_t drained_ns;       /* when permits reached zero */
+    uint64_t n_bad_frames;    /* frames dropped on any socket */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -150,86 +151,12 @@ static int64_t window(master *m)
     return w > WINDOW_MAX ? WINDOW_MAX : w;
 }
 
-static void dispatch(master *m, int64_t now)
-{
-    m->push_blocked = 0;
-    if (budget_live(m->bud, NULL) == 0 || now < m->dispatch_after_ns)
-        return;
-    ring *dq = &m->bt.dq;
-    while (dq->len > 0) {
-        proto_ref ref = *(proto_ref *)ring_at(dq, 0);
-        mitem *it = batches_item(&m->bt, ref);
-        if (it && it->state == MI_PENDING && it->url) {
-            proto_msg w = {.type = PROTO_WORK};
-            char idem[BATCHES_IDEM_BYTES];
-            batches_idem_key(&m->bt, it, idem);
-            w.u.work.ref = ref;
-            w.u.work.key = it->key;
-            w.u.work.url = it->url;
-            w.u.work.body = it->body;
-            w.u.work.body_len = it->body_len;
-            w.u.work.idem_key = idem;
-            fo_err rc = sender_work(&m->snd, &w);
-            if (rc == FO_EAGAIN) {
-                m->push_blocked = 1;
-                return;
-            }
-            if (rc != FO_OK)
-                LOG_ERROR("proto.encode_failed", "item %s too large", it->key);
-            if (!m->first_dispatch_logged) {
-                m->first_dispatch_logged = 1;
-                LOG_INFO("dispatch.first",
-                         "first item dispatched %.3f s after start",
-                         (double)(clock_now_ns() - m->run_start_ns) / 1e9);
-            }
-            it->state = MI_SENT;
-            it->sent_ns = now;
-            it->holder = -1;
-            it->dispatches++;
-            it->deadline_ns = now + m->cfg->lease_ms * FO_NS_PER_MS;
-        }
-        ring_pop(dq);
-    }
-}
-
-/* An item goes back to the queue when its lease runs out, or sooner when
- * no worker has ever listed it: workers read their work socket on every
- * turn and list every item they hold in each heartbeat, so an item nobody
- * claimed within a few heartbeats was lost in the pipe of a worker that
- * left or died, and waiting out the whole lease would only stall. */
-static void scan_leases(master *m, int64_t now)
-{
-    int64_t unclaimed_ns = m->cfg->heartbeat_ms * FO_NS_PER_MS * 5 / 2;
-    size_t nb = batches_len(&m->bt);
-    for (size_t i = 0; i <= nb; i++) {
-        mbatch *b = i < nb ? batches_at(&m->bt, i) : &m->bt.bld;
-        for (uint32_t k = 0; k < b->n; k++) {
-            mitem *it = &b->items[k];
-            if (it->state != MI_SENT)
-                continue;
-            if (it->deadline_ns < now) {
-                LOG_INFO("lease.expired",
-                         "id %s: no worker reported it for %" PRId64
-                         " ms; re-dispatching",
-                         it->key, m->cfg->lease_ms);
-                batches_requeue(&m->bt, (proto_ref){b->no, k});
-            } else if (it->holder < 0 && now - it->sent_ns > unclaimed_ns &&
-                       budget_live(m->bud, NULL) > 0) {
-                LOG_DEBUG("lease.unclaimed",
-                          "id %s: no worker has listed it; re-dispatching",
-                          it->key);
-                batches_requeue(&m->bt, (proto_ref){b->no, k});
-            }
-        }
-    }
-}
-
 static void tick(master *m, int64_t now)
 {
     orphans_expire(&m->orph, now);
     control_expire(&m->cs, now);
     if (now >= m->next_lease_ns) {
-        scan_leases(m, now);
+        dispatch_scan_leases(&m->dp, now, m->cfg->lease_ms);
         m->next_lease_ns = now + 250 * FO_NS_PER_MS;
     }
     if (now >= m->next_hb_ns) {
@@ -257,9 +184,6 @@ static int poll_items(master *m, zmq_pollitem_t *pi, int *http_first)
 {
     int n = 0;
     pi[n++] = (zmq_pollitem_t){m->ctl, 0, ZMQ_POLLIN, 0};
-    pi[n++] = (zmq_pollitem_t){m->pull, 0, ZMQ_POLLIN, 0};
-    if (m->push_blocked && m->bt.dq.len && !m->stopping)
-        pi[n++] = (zmq_pollitem_t){m->push, 0, ZMQ_POLLOUT, 0};
     if (m->cv.zap)
         pi[n++] = (zmq_pollitem_t){m->cv.zap, 0, ZMQ_POLLIN, 0};
     void *psock = NULL;
@@ -284,20 +208,21 @@ static long poll_timeout(master *m, int64_t now)
         int64_t g = budget_next_wake(m->bud, now);
         if (g < deadline)
             deadline = g;
-        if (m->dispatch_after_ns > now && m->dispatch_after_ns < deadline)
-            deadline = m->dispatch_after_ns;
+        if (m->dp.after_ns > now && m->dp.after_ns < deadline)
+            deadline = m->dp.after_ns;
     }
     long timeout = (long)((deadline - now + FO_NS_PER_MS - 1) / FO_NS_PER_MS);
     void *psock = NULL;
     int pfd = -1;
     int pollable = source_pollable(m->in.src, &psock, &pfd);
-    /* A commit just made room in the window, or items wait for a free
-     * push: go round again at once rather than sleep until the next
-     * event. Each of these runs dry in one turn, so this never spins. */
+    /* A commit just made room in the window, or items wait for a worker
+     * with free credit: go round again at once rather than sleep until
+     * the next event. Each of these runs dry in one turn, so this never
+     * spins. */
     if (!m->stopping && budget_live(m->bud, NULL) > 0 &&
-        now >= m->dispatch_after_ns &&
+        now >= m->dp.after_ns &&
         ((!m->in.eof && !pollable && m->cm.outstanding < window(m)) ||
-         (m->bt.dq.len && !m->push_blocked)))
+         dispatch_ready(&m->dp, now)))
         timeout = 0;
     return timeout < 0 ? 0 : timeout;
 }
@@ -309,8 +234,8 @@ static int stop_done(master *m, int64_t now)
         return 0;
     if (budget_permits_in_use(m->bud) == 0 && !m->drained_ns)
         m->drained_ns = now;
-    /* Results travel on another socket than the permit releases: give
-     * them a moment to land after the last release. */
+    /* A worker sends a result before the token request that releases
+     * its permit, but give late ones a moment to land. */
     return (m->drained_ns && now - m->drained_ns > 300 * FO_NS_PER_MS) ||
            now >= m->stop_deadline_ns || budget_live(m->bud, NULL) == 0;
 }
@@ -332,7 +257,7 @@ static fo_err run_loop(master *m, master_end *end, char *err, size_t errlen)
         if (!m->stopping) {
             if (intake_read(&m->in, window(m), now, err, errlen))
                 return fail(FO_EIO, "source.read_failed", err);
-            dispatch(m, now);
+            dispatch_run(&m->dp, now);
             /* Offsets are relative to the moment of sending: a stale "now"
              * would shift every token of this grant later. */
             budget_grant(m->bud, clock_now_ns(), send_grant, m);
@@ -386,7 +311,6 @@ static fo_err run_loop(master *m, master_end *end, char *err, size_t errlen)
             httpd_dispatch(m->http, pi + http_first, (size_t)(n - http_first),
                            now);
         control_recv(&m->cs, now);
-        fanin_recv(&m->fi, now);
         intake_tick(&m->in, now);
     }
 }
@@ -419,38 +343,35 @@ static void *make_socket(master *m, int type, int64_t maxmsg)
 
 static fo_err bind_sockets(master *m, int64_t port, char *err, size_t errlen)
 {
-    m->ctl = make_socket(m, ZMQ_ROUTER, PROTO_MAX_CONTROL_BYTES);
-    m->push = make_socket(m, ZMQ_PUSH, 0);
-    m->pull = make_socket(m, ZMQ_PULL,
-                          PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
-    int hwm = 1000;
-    zmq_setsockopt(m->push, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    int handover = 1;
+    /* Every message of every type travels here: the largest a worker may
+     * send is a RESULT with this job's largest response and line; the
+     * decoder caps each type by what it can need. */
+    size_t cap =
+        PROTO_RESULT_BYTES(m->cfg->max_response_bytes, m->cfg->max_line_bytes);
+    if (cap < PROTO_MAX_CONTROL_BYTES)
+        cap = PROTO_MAX_CONTROL_BYTES;
+    m->ctl = make_socket(m, ZMQ_ROUTER, (int64_t)cap);
+    /* Credit bounds the WORK queued per worker; the rest is control. */
+    int hwm = 1000000, handover = 1;
+    zmq_setsockopt(m->ctl, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(m->ctl, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(m->ctl, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover);
-    void *socks[3] = {m->ctl, m->push, m->pull};
-    char *eps[3] = {m->ctl_ep, m->work_ep, m->result_ep};
-    int ports[3];
-    for (int i = 0; i < 3; i++) {
-        if (m->cv.zap)
-            curve_serve(&m->cv, socks[i]);
-        char ep[300];
-        if (port == 0)
-            snprintf(ep, sizeof ep, "tcp://%s:*", m->host);
-        else
-            snprintf(ep, sizeof ep, "tcp://%s:%" PRId64, m->host, port + i);
-        if (zmq_bind(socks[i], ep) != 0) {
-            snprintf(err, errlen, "--bind: cannot listen on %s: %s", ep,
-                     zmq_strerror(errno));
-            return FO_EUSAGE;
-        }
-        ports[i] = endpoint_port(socks[i], eps[i], 300);
-        if (ports[i] < 0) {
-            snprintf(err, errlen, "cannot read back the endpoint of %s", ep);
-            return FO_EIO;
-        }
+    if (m->cv.zap)
+        curve_serve(&m->cv, m->ctl);
+    char ep[300];
+    if (port == 0)
+        snprintf(ep, sizeof ep, "tcp://%s:*", m->host);
+    else
+        snprintf(ep, sizeof ep, "tcp://%s:%" PRId64, m->host, port);
+    if (zmq_bind(m->ctl, ep) != 0) {
+        snprintf(err, errlen, "--bind: cannot listen on %s: %s", ep,
+                 zmq_strerror(errno));
+        return FO_EUSAGE;
     }
-    m->work_port = ports[1];
-    m->result_port = ports[2];
+    if (endpoint_port(m->ctl, m->ctl_ep, sizeof m->ctl_ep) < 0) {
+        snprintf(err, errlen, "cannot read back the endpoint of %s", ep);
+        return FO_EIO;
+    }
     return FO_OK;
 }
 
@@ -479,8 +400,6 @@ static char *build_job_json(master *m)
     json_object_set_new(o, "backoff_max_ms", json_integer(c->backoff_max_ms));
     json_object_set_new(o, "max_response_bytes",
                         json_integer(c->max_response_bytes));
-    json_object_set_new(o, "work_port", json_integer(m->work_port));
-    json_object_set_new(o, "result_port", json_integer(m->result_port));
     json_object_set_new(o, "heartbeat_ms", json_integer(c->heartbeat_ms));
     json_object_set_new(o, "lease_ms", json_integer(c->lease_ms));
     json_object_set_new(o, "rate_limited", json_integer(c->nrates > 0));
@@ -581,11 +500,9 @@ static fo_err write_ready(master *m, const char *metrics_url, char *err,
 {
     char ready[1600];
     int n = snprintf(ready, sizeof ready,
-                     "{\"control\":\"%s\",\"work\":\"%s\",\"result\":"
-                     "\"%s\",\"metrics\":\"%s\",\"pid\":%d,\"epoch\":%" PRIu64
-                     "}\n",
-                     m->ctl_ep, m->work_ep, m->result_ep, metrics_url,
-                     (int)getpid(), store_epoch(m->st));
+                     "{\"control\":\"%s\",\"metrics\":\"%s\",\"pid\":%d,"
+                     "\"epoch\":%" PRIu64 "}\n",
+                     m->ctl_ep, metrics_url, (int)getpid(), store_epoch(m->st));
     if (observe_write_file_atomic(m->cfg->ready_file, ready, (size_t)n)) {
         snprintf(err, errlen, "--ready-file %s: %s", m->cfg->ready_file,
                  strerror(errno));
@@ -624,11 +541,12 @@ static void install_signals(void)
 /* Wires the modules to each other once every piece exists. */
 static void wire(master *m)
 {
-    fanin_init(&m->fi, m->pull, &m->bt, &m->cm, &m->orph, &m->rc, m->bud,
-               m->in.queue, &m->n_bad_frames);
+    fanin_init(&m->fi, &m->bt, &m->cm, &m->orph, &m->rc, &m->dp, m->in.queue);
     m->cc = (ctlcmd){&m->obs, &m->rc, m->bud, m->st};
-    control_init(&m->cs, m->ctl, m->bud, &m->snd, &m->rc, &m->bt, m->job_json,
-                 m->cfg->lease_ms, ctlcmd_handle, &m->cc, &m->n_bad_frames);
+    control_init(&m->cs, m->ctl, m->bud, &m->snd, &m->rc, &m->bt, &m->dp,
+                 &m->fi, m->job_json, m->cfg->lease_ms,
+                 (uint32_t)m->cfg->max_worker_concurrency, ctlcmd_handle,
+                 &m->cc, &m->n_bad_frames);
     m->obs = (observe){.out = m->cfg->out,
                        .st = m->st,
                        .bt = &m->bt,
@@ -704,7 +622,9 @@ static fo_err open_all(master *m, char *err, size_t errlen)
         return rc;
     if ((rc = bind_sockets(m, port, err, errlen)))
         return rc;
-    sender_init(&m->snd, m->ctl, m->push, store_epoch(m->st));
+    sender_init(&m->snd, m->ctl, store_epoch(m->st));
+    dispatch_init(&m->dp, &m->bt, m->bud, &m->snd, cfg->lease_ms,
+                  cfg->heartbeat_ms, m->run_start_ns);
     m->job_json = build_job_json(m);
     wire(m);
     char metrics_url[300] = "";
@@ -713,18 +633,24 @@ static fo_err open_all(master *m, char *err, size_t errlen)
         return rc;
     if (cfg->ready_file && (rc = write_ready(m, metrics_url, err, errlen)))
         return rc;
-    if (store_epoch(m->st) > 1 &&
-        (m->cm.state.totals.items > 0 || m->in.nprev > 0))
-        m->dispatch_after_ns = clock_now_ns() + RESUME_GRACE_NS;
+    if (store_epoch(m->st) > 1) {
+        /* An earlier life may have given items out: their holders may
+         * claim them, and deliver results, for a while (dispatch.h). */
+        int64_t now = clock_now_ns(), adopt = cfg->lease_ms * FO_NS_PER_MS;
+        if (adopt < ADOPT_MIN_NS)
+            adopt = ADOPT_MIN_NS;
+        int resumed = m->cm.state.totals.items > 0 || m->in.nprev > 0;
+        dispatch_set_resume(&m->dp, resumed ? now + RESUME_GRACE_NS : 0,
+                            now + adopt);
+    }
     char resume[64] = "";
     if (!m->in.queue)
         snprintf(resume, sizeof resume, " at line %" PRId64,
                  m->cm.state.cursor.line_no);
     LOG_INFO("master.started",
-             "epoch %" PRIu64 ", control %s, work %s, "
-             "results %s; resuming%s (%" PRId64 " items already recorded)",
-             store_epoch(m->st), m->ctl_ep, m->work_ep, m->result_ep, resume,
-             m->cm.state.totals.items);
+             "epoch %" PRIu64 ", listening on %s; resuming%s (%" PRId64
+             " items already recorded)",
+             store_epoch(m->st), m->ctl_ep, resume, m->cm.state.totals.items);
     install_signals();
     if (cfg->spawn_workers > 0 && (rc = spawn_workers(m, err, errlen)))
         return rc;
@@ -813,10 +739,6 @@ void master_close(master **mp)
     sender_fini(&m->snd);
     if (m->ctl)
         zmq_close(m->ctl);
-    if (m->push)
-        zmq_close(m->push);
-    if (m->pull)
-        zmq_close(m->pull);
     curve_fini(&m->cv);
     httpd_destroy(&m->http);
     if (m->zctx)

@@ -37,6 +37,7 @@ typedef struct master_config {
     const char *out;                  /* output directory */
     int64_t spawn_workers;            /* local workers to start */
     int64_t worker_concurrency;       /* their --concurrency */
+    int64_t max_worker_concurrency;   /* cap on a HELLO's claim */
     const char *bind;                 /* control endpoint */
     int insecure;                     /* allow non-loopback without keys */
     int64_t lease_ms;                 /* silence before items come back */

@@ -166,7 +166,18 @@ char *observe_metrics(observe *o, int64_t now)
            "came back (expired or over the caps).",
            (double)o->orph->n_dropped);
     metric(&b, "fanout_bad_frames_total", "counter",
-           "Malformed or unknown messages dropped.", (double)*o->fi->n_bad);
+           "Malformed or unknown messages dropped.", (double)*o->ctl->n_bad);
+    metric(&b, "fanout_foreign_reports_total", "counter",
+           "Results and heartbeat claims about items the sending worker "
+           "does not hold (ignored).",
+           (double)o->ctl->dp->n_foreign);
+    metric(&b, "fanout_forbidden_messages_total", "counter",
+           "Messages refused for the sender's key role (a command from a "
+           "worker key, worker messages from an operator key).",
+           (double)o->ctl->n_forbidden);
+    metric(&b, "fanout_long_pauses_capped_total", "counter",
+           "Long pauses reported by a single worker, cut to 60 s.",
+           (double)o->rc->n_capped);
     metric(&b, "fanout_curve_denied_total", "counter",
            "Connections refused by the Curve allow-list.",
            o->n_denied ? (double)*o->n_denied : 0);
@@ -321,7 +332,11 @@ void observe_write_summary(observe *o, int finished)
     json_object_set_new(j, "duplicate_results",
                         json_integer((json_int_t)o->fi->n_dup));
     json_object_set_new(j, "bad_frames",
-                        json_integer((json_int_t)*o->fi->n_bad));
+                        json_integer((json_int_t)*o->ctl->n_bad));
+    json_object_set_new(j, "foreign_reports",
+                        json_integer((json_int_t)o->ctl->dp->n_foreign));
+    json_object_set_new(j, "forbidden_messages",
+                        json_integer((json_int_t)o->ctl->n_forbidden));
     json_object_set_new(j, "blank_lines",
                         json_integer((json_int_t)o->in->n_blank));
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER |

@@ -167,13 +167,39 @@ int ratectl_pause(ratectl *rc, int64_t now, int64_t ms)
     return 1;
 }
 
+/* A pause over RATECTL_SINGLE_PAUSE_MS stops the whole cluster for long:
+ * one worker's word (a misread header, a hostile peer) is not enough, a
+ * second worker must report one within that time. Returns the pause to
+ * take. */
+static int64_t agreed_pause(ratectl *rc, int64_t now, int64_t ms,
+                            const char *worker, int32_t who)
+{
+    if (ms <= RATECTL_SINGLE_PAUSE_MS)
+        return ms;
+    int agreed =
+        rc->long_ra_ns &&
+        now - rc->long_ra_ns <= RATECTL_SINGLE_PAUSE_MS * FO_NS_PER_MS &&
+        rc->long_ra_who != who;
+    rc->long_ra_ns = now;
+    rc->long_ra_who = who;
+    if (agreed)
+        return ms;
+    rc->n_capped++;
+    LOG_WARN("api.long_pause_capped",
+             "worker %s reports a pause of %" PRId64 " ms; pausing %" PRId64
+             " ms unless another worker reports one too",
+             worker, ms, RATECTL_SINGLE_PAUSE_MS);
+    return RATECTL_SINGLE_PAUSE_MS;
+}
+
 int ratectl_on_throttled(ratectl *rc, int64_t now, int64_t retry_after_ms,
-                         unsigned http_status, const char *worker)
+                         unsigned http_status, const char *worker, int32_t who)
 {
     rc->n_throttled++;
     int64_t ra = retry_after_ms ? retry_after_ms : 1000;
     if (ra > RATECTL_MAX_PAUSE_MS)
         ra = RATECTL_MAX_PAUSE_MS;
+    ra = agreed_pause(rc, now, ra, worker, who);
     int64_t until = now + ra * FO_NS_PER_MS;
     int extended = ratectl_pause(rc, now, ra);
     if (adaptive_on_throttle(&rc->ad, now,
@@ -190,7 +216,8 @@ int ratectl_on_throttled(ratectl *rc, int64_t now, int64_t retry_after_ms,
 }
 
 int ratectl_on_rateinfo(ratectl *rc, int64_t now, int64_t limit,
-                        int64_t window_ms, int64_t remaining, int64_t reset_ms)
+                        int64_t window_ms, int64_t remaining, int64_t reset_ms,
+                        const char *worker, int32_t who)
 {
     if (limit > 0 && window_ms > 0 && rc->nrates) {
         double before = adaptive_scale(&rc->ad);
@@ -205,8 +232,10 @@ int ratectl_on_rateinfo(ratectl *rc, int64_t now, int64_t limit,
     }
     if (remaining != 0 || reset_ms <= 0)
         return 0;
-    int64_t ms =
-        reset_ms > RATECTL_MAX_PAUSE_MS ? RATECTL_MAX_PAUSE_MS : reset_ms;
+    int64_t ms = agreed_pause(
+        rc, now,
+        reset_ms > RATECTL_MAX_PAUSE_MS ? RATECTL_MAX_PAUSE_MS : reset_ms,
+        worker, who);
     if (now + ms * FO_NS_PER_MS > budget_paused_until(rc->bud)) {
         rc->n_quota_pauses++;
         LOG_INFO("api.quota_used",

@@ -23,8 +23,11 @@
 
 #define RATECTL_CALL_BUCKETS 50 /* 100 ms buckets: calls/s over 5 s */
 #define RATECTL_OK_BUCKETS 100  /* 10 ms buckets: successes over 1 s */
-/* No single report pauses the cluster for longer than this. */
+/* No report pauses the cluster for longer than this. */
 #define RATECTL_MAX_PAUSE_MS (3600 * INT64_C(1000))
+/* One worker's Retry-After pauses the cluster at most this long; a longer
+ * pause needs a second worker to report one within this time. */
+#define RATECTL_SINGLE_PAUSE_MS (60 * INT64_C(1000))
 
 /* Visible only so it can be embedded in the master. */
 typedef struct ratectl {
@@ -45,6 +48,9 @@ typedef struct ratectl {
     uint64_t n_throttled;                 /* THROTTLED reports */
     uint64_t n_quota_pauses;     /* pauses from RateLimit remaining=0 */
     int64_t paused_logged_until; /* last pause logged */
+    int64_t long_ra_ns;          /* when a long Retry-After was reported */
+    int32_t long_ra_who;         /* by which worker slot */
+    uint64_t n_capped;           /* single long reports cut short */
 } ratectl;
 
 void ratectl_init(ratectl *rc, budget *bud, int64_t burst, int64_t margin_ms,
@@ -72,16 +78,19 @@ double ratectl_effective_per_s(ratectl *rc);
  * Returns 1 when that extends the pause in force: the caller then tells
  * the workers to drop the tokens they hold. */
 int ratectl_pause(ratectl *rc, int64_t now, int64_t ms);
-/* A worker reports push-back (429, or 503 with Retry-After): pauses for
- * retry_after_ms (1 s when 0) and lowers the adaptive scale. Returns 1 when
- * the pause was extended. */
+/* Worker slot `who` (named worker) reports push-back (429, or 503 with
+ * Retry-After): pauses for retry_after_ms (1 s when 0; over
+ * RATECTL_SINGLE_PAUSE_MS only when another worker agreed, see above) and
+ * lowers the adaptive scale. Returns 1 when the pause was extended. */
 int ratectl_on_throttled(ratectl *rc, int64_t now, int64_t retry_after_ms,
-                         unsigned http_status, const char *worker);
+                         unsigned http_status, const char *worker, int32_t who);
 /* A worker relays RateLimit headers: caps the scale under an announced
- * limit, and pauses until the reset when no requests are left. Returns 1
+ * limit, and pauses until the reset when no requests are left (a long
+ * pause needs agreement, as for THROTTLED). Returns 1
  * when the pause was extended. */
 int ratectl_on_rateinfo(ratectl *rc, int64_t now, int64_t limit,
-                        int64_t window_ms, int64_t remaining, int64_t reset_ms);
+                        int64_t window_ms, int64_t remaining, int64_t reset_ms,
+                        const char *worker, int32_t who);
 /* Once-a-second adaptive steps. */
 void ratectl_tick(ratectl *rc, int64_t now);
 

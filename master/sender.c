@@ -6,10 +6,9 @@
 
 #include <zmq.h>
 
-void sender_init(sender *s, void *ctl, void *push, uint64_t epoch)
+void sender_init(sender *s, void *ctl, uint64_t epoch)
 {
     s->ctl = ctl;
-    s->push = push;
     s->epoch = epoch;
     s->n_sent = s->n_lost = 0;
     buf_init(&s->scratch, PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
@@ -20,19 +19,25 @@ void sender_fini(sender *s)
     buf_fini(&s->scratch);
 }
 
+/* Sends the encoded scratch buffer to rid. */
+static void send_scratch(sender *s, const void *rid, size_t rid_len)
+{
+    if (zmq_send(s->ctl, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(s->ctl, s->scratch.data, s->scratch.len, ZMQ_DONTWAIT) < 0)
+        s->n_lost++;
+    else
+        s->n_sent++;
+}
+
 void sender_to(sender *s, const void *rid, size_t rid_len, proto_msg *msg)
 {
     msg->epoch = s->epoch;
     buf_reset(&s->scratch);
-    if (proto_encode(msg, &s->scratch) != FO_OK ||
-        zmq_send(s->ctl, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+    if (proto_encode(msg, &s->scratch) != FO_OK) {
         s->n_lost++;
         return;
     }
-    if (zmq_send(s->ctl, s->scratch.data, s->scratch.len, ZMQ_DONTWAIT) < 0)
-        s->n_lost++;
-    else
-        s->n_sent++;
+    send_scratch(s, rid, rid_len);
 }
 
 void sender_broadcast(sender *s, budget *bud, proto_msg *msg)
@@ -44,13 +49,12 @@ void sender_broadcast(sender *s, budget *bud, proto_msg *msg)
     }
 }
 
-fo_err sender_work(sender *s, proto_msg *msg)
+fo_err sender_work(sender *s, const void *rid, size_t rid_len, proto_msg *msg)
 {
     msg->epoch = s->epoch;
     buf_reset(&s->scratch);
     if (proto_encode(msg, &s->scratch) != FO_OK)
         return FO_ETOOBIG;
-    if (zmq_send(s->push, s->scratch.data, s->scratch.len, ZMQ_DONTWAIT) < 0)
-        return FO_EAGAIN;
+    send_scratch(s, rid, rid_len);
     return FO_OK;
 }

@@ -20,7 +20,7 @@
 #include "buf.h"
 #include "error.h"
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 
 /* Caps on what a peer may send, checked by proto_decode(). */
 #define PROTO_MAX_HELD 100000           /* item refs in one heartbeat */

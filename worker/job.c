@@ -53,16 +53,13 @@ fo_err job_parse(const char *text, job *j, char *err, size_t errlen)
     j->max_response = (size_t)jint(o, "max_response_bytes", 1 << 20);
     if (j->max_response > PROTO_MAX_BODY_BYTES)
         j->max_response = PROTO_MAX_BODY_BYTES;
-    j->work_port = (int)jint(o, "work_port", 0);
-    j->result_port = (int)jint(o, "result_port", 0);
     j->heartbeat_ns = jint(o, "heartbeat_ms", 1000) * FO_NS_PER_MS;
     j->lease_ns = jint(o, "lease_ms", 5000) * FO_NS_PER_MS;
     j->rate_limited = (int)jint(o, "rate_limited", 1);
     j->slack_ns = jint(o, "token_slack_ms", 5) * FO_NS_PER_MS;
     fo_err rc = FO_OK;
-    if (j->work_port <= 0 || j->work_port > 65535 || j->result_port <= 0 ||
-        j->result_port > 65535 || j->retry.max_attempts < 1) {
-        snprintf(err, errlen, "JOB has bad ports or retry policy");
+    if (j->retry.max_attempts < 1) {
+        snprintf(err, errlen, "JOB has a bad retry policy");
         rc = FO_EPROTO;
         goto out;
     }

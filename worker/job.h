@@ -27,8 +27,6 @@ typedef struct job {
     long connect_timeout_ms; /* per attempt */
     retry_policy retry;      /* attempts, throttling and backoff limits */
     size_t max_response;     /* response body cap, <= PROTO_MAX_BODY_BYTES */
-    int work_port;           /* master's PUSH port */
-    int result_port;         /* master's PULL port */
     int64_t heartbeat_ns;    /* heartbeat interval */
     int64_t lease_ns;        /* master silence before re-hello */
     int rate_limited;        /* tokens carry times that matter */

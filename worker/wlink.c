@@ -5,11 +5,15 @@
 #include "log.h"
 
 #include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <zmq.h>
 
+/* On exit, results still queued get this long to reach the master. */
 #define RESULT_LINGER_MS 5000
 
-static void *make_socket(wlink *l, int type, int linger_ms, int maxmsg)
+static void *make_socket(wlink *l, int type, int linger_ms, int64_t maxmsg)
 {
     void *s = zmq_socket(l->zctx, type);
     /* Reconnect quickly: a restarted master should see its workers again
@@ -40,7 +44,17 @@ static int open_control(wlink *l)
     static int generation;
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://fanout.monitor.%d", generation++);
-    l->ctl = make_socket(l, ZMQ_DEALER, 0, PROTO_MAX_CONTROL_BYTES);
+    /* Everything travels here, WORK included: the largest frame is a
+     * WORK for the longest line a job may allow. */
+    l->ctl = make_socket(l, ZMQ_DEALER, RESULT_LINGER_MS,
+                         (int64_t)PROTO_MAX_WORK_BYTES);
+    /* The master bounds what it queues for us by our credit. */
+    int hwm = 100000;
+    zmq_setsockopt(l->ctl, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(l->ctl, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    /* One routing id for the process: after a dropped connection the
+     * master still knows us, and the items it gave us stay ours. */
+    zmq_setsockopt(l->ctl, ZMQ_ROUTING_ID, l->rid, sizeof l->rid);
     if (zmq_socket_monitor(l->ctl, ep,
                            ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
@@ -93,6 +107,13 @@ fo_err wlink_init(wlink *l, const char *master, const char *curve_secret,
         memcpy(l->server_key, sk.public_key, sizeof l->server_key);
         l->curve = 1;
     }
+    if (getrandom(l->rid, sizeof l->rid, 0) != (ssize_t)sizeof l->rid) {
+        /* Unique enough: the master tells workers apart by it. */
+        uint64_t t = (uint64_t)clock_now_ns() ^ ((uint64_t)getpid() << 32);
+        for (size_t i = 0; i < sizeof l->rid; i++)
+            l->rid[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)i;
+    }
+    l->rid[0] = 'w'; /* a routing id must not start with a zero byte */
     l->zctx = zmq_ctx_new();
     if (open_control(l) != 0) {
         snprintf(err, errlen, "--master %s: %s", master, zmq_strerror(errno));
@@ -103,49 +124,11 @@ fo_err wlink_init(wlink *l, const char *master, const char *curve_secret,
 
 void wlink_fini(wlink *l)
 {
-    if (l->work)
-        zmq_close(l->work);
-    if (l->res)
-        zmq_close(l->res);
-    l->work = l->res = NULL;
     close_control(l);
     if (l->zctx)
         zmq_ctx_term(l->zctx);
     l->zctx = NULL;
     buf_fini(&l->scratch);
-}
-
-fo_err wlink_connect_data(wlink *l, int work_port, int result_port, char *err,
-                          size_t errlen)
-{
-    char ep[400];
-    if (l->work)
-        zmq_close(l->work);
-    if (l->res)
-        zmq_close(l->res);
-    l->work = make_socket(l, ZMQ_PULL, 0,
-                          PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
-    l->res = make_socket(l, ZMQ_PUSH, RESULT_LINGER_MS, 0);
-    int hwm = 100000;
-    zmq_setsockopt(l->res, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    snprintf(ep, sizeof ep, "tcp://%s:%d", l->master_host, work_port);
-    if (zmq_connect(l->work, ep) != 0) {
-        snprintf(err, errlen, "connect %s: %s", ep, zmq_strerror(errno));
-        return FO_EIO;
-    }
-    snprintf(ep, sizeof ep, "tcp://%s:%d", l->master_host, result_port);
-    if (zmq_connect(l->res, ep) != 0) {
-        snprintf(err, errlen, "connect %s: %s", ep, zmq_strerror(errno));
-        return FO_EIO;
-    }
-    return FO_OK;
-}
-
-void wlink_close_work(wlink *l)
-{
-    if (l->work)
-        zmq_close(l->work);
-    l->work = NULL;
 }
 
 void wlink_send_ctl(wlink *l, const proto_msg *m)
@@ -162,7 +145,7 @@ void wlink_send_ctl(wlink *l, const proto_msg *m)
 int wlink_send_result(void *ctx, const void *data, size_t len)
 {
     wlink *l = ctx;
-    return zmq_send(l->res, data, len, ZMQ_DONTWAIT) < 0 ? -1 : 0;
+    return zmq_send(l->ctl, data, len, ZMQ_DONTWAIT) < 0 ? -1 : 0;
 }
 
 void wlink_handle_monitor(wlink *l, int64_t now)

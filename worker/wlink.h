@@ -1,18 +1,20 @@
 /*
  * wlink.h - the worker's ZeroMQ connections to its master.
  *
- * Three sockets, all connecting to the master: the control DEALER (HELLO,
- * JOB, tokens, heartbeats), the work PULL and the result PUSH, whose ports
- * arrive in the JOB. Every socket gets the same options (fast reconnect,
- * ZMTP heartbeats, a message size cap) and, when Curve keys are given, the
- * same keys. A monitor on the control socket turns handshake failures into
+ * One DEALER connecting to the master's ROUTER carries every message:
+ * HELLO, JOB, tokens, heartbeats, WORK and RESULT. It has a routing id of
+ * its own, random per process, so a dropped and restored connection is
+ * still the same worker to the master. Options: fast reconnect, ZMTP
+ * heartbeats, a message size cap, a linger that lets queued results out
+ * on exit, and Curve keys when given. A monitor on the socket turns
+ * handshake failures into
  * log lines: a master that refuses our Curve key otherwise looks like one
  * that is simply not there; after a refusal the control socket is reopened
  * a little later, since libzmq does not try again on its own.
  *
  * The struct is visible so the worker can embed it and poll its sockets
- * (ctl, work, res, monitor; NULL when closed); only this module opens and
- * closes them. Single-threaded, like every socket (zguide ch. 2).
+ * (ctl, monitor; NULL when closed); only this module opens and closes
+ * them. Single-threaded, like every socket (zguide ch. 2).
  */
 #ifndef FANOUT_WLINK_H
 #define FANOUT_WLINK_H
@@ -27,11 +29,10 @@
 
 typedef struct wlink {
     const char *master;                /* control endpoint (borrowed) */
-    char master_host[256];             /* its host part, for data sockets */
+    char master_host[256];             /* its host part */
+    unsigned char rid[16];             /* our routing id */
     void *zctx;                        /* ZeroMQ context */
     void *ctl;                         /* DEALER to the master */
-    void *work;                        /* PULL of items, or NULL */
-    void *res;                         /* PUSH of results, or NULL */
     void *monitor;                     /* handshake events of ctl, or NULL */
     int curve;                         /* Curve keys in use */
     keys_pair my_key;                  /* our key pair */
@@ -52,12 +53,6 @@ FO_WUR fo_err wlink_init(wlink *l, const char *master, const char *curve_secret,
 /* Closes every socket and the context; safe twice. */
 void wlink_fini(wlink *l);
 
-/* (Re)connects the work and result sockets to the master's host on the
- * given ports. Returns FO_OK or FO_EIO (err names the endpoint). */
-FO_WUR fo_err wlink_connect_data(wlink *l, int work_port, int result_port,
-                                 char *err, size_t errlen);
-/* Closes the work socket: the master's PUSH routes no more items here. */
-void wlink_close_work(wlink *l);
 /* Encodes and sends a control message without blocking. A full pipe
  * means the master is gone; the message is dropped and the caller's loop
  * regenerates it later (heartbeat, hello, token request). */

@@ -61,6 +61,7 @@ typedef struct wstate {
     uint64_t rng;             /* jitter source */
     int64_t paused_until_ns;  /* no calls before this (API push-back) */
     int64_t next_rateinfo_ns; /* next RATEINFO report allowed */
+    int said_bye;             /* leaving: items that come now go back */
     uint64_t n_ok, n_failed, n_retries, n_bad_frames; /* counters */
     outage api;                                       /* is the API down? */
 } wstate;
@@ -369,8 +370,6 @@ static fo_err on_job(wstate *w, proto_msg *m)
                   err);
         return FO_EPROTO;
     }
-    int ports_changed = !w->have_job || j.work_port != w->job.work_port ||
-                        j.result_port != w->job.result_port;
     if (w->have_job && (m->epoch != w->epoch || !w->master_ok)) {
         /* A new master, or ours after it lost us: either way it has given
          * what we had not started to others (or will). Calls in flight
@@ -389,11 +388,6 @@ static fo_err on_job(wstate *w, proto_msg *m)
     w->epoch = m->epoch;
     /* The master starts our token account afresh on every JOB. */
     wtokens_reset(&w->tok);
-    if (ports_changed && wlink_connect_data(&w->link, j.work_port,
-                                            j.result_port, err, sizeof err)) {
-        LOG_ERROR("worker.connect_failed", "%s", err);
-        return FO_EPROTO;
-    }
     if (!w->have_job || !w->master_ok)
         LOG_INFO("worker.joined",
                  "joined master %s (epoch %" PRIu64 ", concurrency %d)",
@@ -402,6 +396,21 @@ static fo_err on_job(wstate *w, proto_msg *m)
     w->master_ok = 1;
     w->next_hb_ns = 0;
     return FO_OK;
+}
+
+/* An item for us. After our BYE it goes straight back: the master sent
+ * it before the BYE reached it. */
+static void on_work(wstate *w, proto_msg *m)
+{
+    if (w->said_bye) {
+        proto_msg bye = {.type = PROTO_BYE, .epoch = w->epoch};
+        proto_ref ref = m->u.work.ref;
+        bye.u.bye.held = &ref;
+        bye.u.bye.nheld = 1;
+        send_ctl(w, &bye);
+        return;
+    }
+    witems_add(&w->held, m);
 }
 
 /* Returns 1 when the worker should exit: DONE with --once, or a JOB it
@@ -469,6 +478,9 @@ static int handle_control(wstate *w, int64_t now, fo_err *fatal)
                 return 1;
             }
             break;
+        case PROTO_WORK:
+            on_work(w, &m);
+            break;
         case PROTO_HEARTBEAT:
         default:
             break;
@@ -478,42 +490,13 @@ static int handle_control(wstate *w, int64_t now, fo_err *fatal)
     return 0;
 }
 
-static void handle_work(wstate *w)
-{
-    if (!w->link.work)
-        return;
-    for (int budget = 0; budget < 10000; budget++) {
-        zmq_msg_t msg;
-        zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, w->link.work, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&msg);
-            return;
-        }
-        proto_msg m;
-        char err[256];
-        fo_err rc = proto_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &m,
-                                 err, sizeof err);
-        zmq_msg_close(&msg);
-        if (rc || m.type != PROTO_WORK) {
-            w->n_bad_frames++;
-            LOG_WARN("proto.bad_frame", "dropped a work frame: %s",
-                     rc ? err : "not WORK");
-            proto_msg_fini(&m);
-            continue;
-        }
-        witems_add(&w->held, &m);
-        proto_msg_fini(&m);
-    }
-}
-
 /* ---- the loop -------------------------------------------------------- */
 
 static void say_bye(wstate *w)
 {
-    /* Take in whatever is already on its way, then stop the master's PUSH
-     * from routing more here, so the BYE lists every item we received. */
-    handle_work(w);
-    wlink_close_work(&w->link);
+    /* Items the master sends before it reads this go back one by one
+     * (on_work). */
+    w->said_bye = 1;
     proto_msg m = {.type = PROTO_BYE, .epoch = w->epoch};
     witems_drop_unstarted(&w->held, &m.u.bye.held, &m.u.bye.nheld);
     send_ctl(w, &m);
@@ -575,11 +558,10 @@ static int64_t tick(wstate *w, int64_t now, int draining)
 static size_t poll_items(wstate *w, zmq_pollitem_t *pi, size_t *http_first)
 {
     size_t n = 0;
-    pi[n++] = (zmq_pollitem_t){w->link.ctl, 0, ZMQ_POLLIN, 0};
-    if (w->link.work)
-        pi[n++] = (zmq_pollitem_t){w->link.work, 0, ZMQ_POLLIN, 0};
-    if (w->link.res && outbox_pending(&w->ob))
-        pi[n++] = (zmq_pollitem_t){w->link.res, 0, ZMQ_POLLOUT, 0};
+    short ev = ZMQ_POLLIN;
+    if (outbox_pending(&w->ob))
+        ev |= ZMQ_POLLOUT;
+    pi[n++] = (zmq_pollitem_t){w->link.ctl, 0, ev, 0};
     if (w->link.monitor)
         pi[n++] = (zmq_pollitem_t){w->link.monitor, 0, ZMQ_POLLIN, 0};
     *http_first = n;
@@ -648,7 +630,6 @@ static fo_err run_loop(wstate *w)
             job_done = 1;
             continue;
         }
-        handle_work(w);
         http_dispatch(w->http, pi + http_first, n - http_first);
     }
     free(pi);

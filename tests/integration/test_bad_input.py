@@ -735,11 +735,12 @@ def _mp_array(items):
 
 
 def test_rogue_frames_on_every_master_socket(env):
-    """Garbage, a 10 MiB frame, multipart messages and well-formed msgpack
-    of another protocol version, sent to the control and result sockets
-    before any worker joins: the master keeps running, counts every frame
-    that reaches it as bad (summary.json "bad_frames"), and the job then
-    completes exactly once."""
+    """Garbage, a 10 MiB frame, multipart messages, a 4G-element array and
+    well-formed msgpack of another protocol version, sent to the master's
+    one socket before any worker joins: the master keeps running, counts
+    every frame that reaches it as bad (summary.json "bad_frames"), answers
+    a stranger's well-formed TOKEN_REQ and RESULT with RESET (recording
+    nothing), and the job then completes exactly once."""
     zmq = _zmq()
     if zmq is None:
         print("SKIP: test_rogue_frames_on_every_master_socket: pyzmq is "
@@ -764,32 +765,31 @@ def test_rogue_frames_on_every_master_socket(env):
     try:
         rnd = random.Random(42)
         junk = b"\xc1" + bytes(rnd.randrange(256) for _ in range(63))
-        # Control socket (ROUTER): four frames reach the decoder.
         big = sock(zmq.DEALER, ep["control"])
         big.send(b"\xc1" * (10 * MiB))  # over ZMQ_MAXMSGSIZE: cut off
         ctl = sock(zmq.DEALER, ep["control"])
+        # Ten frames reach the decoder, each one bad.
         ctl.send(junk)
-        ctl.send_multipart([_mp_array([1, 4, 0, 1, 0, 0]), b"extra"])
-        ctl.send(_mp_array([2, 1, 0, "rogue", "host", 1, 1]))  # version 2
-        ctl.send(_mp_array([1, 99, 0]))  # unknown type
-        # A well-formed TOKEN_REQ from a stranger is answered with RESET,
-        # which also proves the master still serves its control socket.
-        ctl.send(_mp_array([1, 4, 0, 1, 0, 0]))
-        assert ctl.poll(int(10000 * h.SCALE)), "no RESET from the master"
-        reply = ctl.recv()
-        assert reply[:3] == b"\x93\x01\x08", "not a RESET: %r" % reply[:16]
-        # Result socket (PULL): six frames (a multipart message is read
-        # one frame at a time).
-        res = sock(zmq.PUSH, ep["result"])
-        res.send(junk)
-        res.send(b"\xc1" * (10 * MiB))
-        res.send_multipart([junk, junk])
-        res.send(_mp_array([2, 10, 0]))
-        res.send(b"\x93\x01\x0a\xdd\xff\xff\xff\xff")  # 4G-element array
-        # A well-formed RESULT for an item that does not exist: stale, not
-        # bad, and certainly not recorded.
-        res.send(bytes([0x9e, 1, 10, 0]) + b"\xcd\x03\xe7\x00" +
-                 b"\xa3abc\x00\xcd\x00\xc8\x01\x00\x01\xc0\xc0\xa1w")
+        ctl.send_multipart([_mp_array([2, 4, 0, 1, 0, 0]), b"extra"])
+        ctl.send(_mp_array([3, 1, 0, "rogue", "host", 1, 1]))  # version 3
+        ctl.send(_mp_array([2, 99, 0]))  # unknown type
+        ctl.send(b"\x93\x02\x0a\xdd\xff\xff\xff\xff")  # 4G elements
+        ctl.send_multipart([junk, junk])
+        ctl.send(_mp_array([3, 10, 0]))
+        ctl.send(junk[:20])
+        ctl.send(b"\xc1" * 100)
+        ctl.send(_mp_array([2, 4]))  # a TOKEN_REQ without its fields
+        # A well-formed RESULT for an item from a stranger: RESET, not
+        # recorded; so is a TOKEN_REQ, which also proves the master
+        # still serves its socket.
+        ctl.send(bytes([0x9e, 2, 10, 0]) + b"\x00\x00" +
+                 b"\xa6item-1\x00\xcd\x00\xc8\x01\x00\x01\xc0\xc0\xa1w")
+        ctl.send(_mp_array([2, 4, 0, 1, 0, 0]))
+        for _ in range(2):
+            assert ctl.poll(int(10000 * h.SCALE)), "no RESET from the master"
+            reply = ctl.recv()
+            assert reply[:3] == b"\x93\x02\x08", "not a RESET: %r" % (
+                reply[:16])
         h.wait_for(lambda: "(10 so far)" in m.proc.text(), 30,
                    "the master to count 10 bad frames")
         assert m.proc.alive(), m.proc.text()[-2000:]

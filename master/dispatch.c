@@ -1,0 +1,279 @@
+/*
+ * dispatch.c - credit-based dispatch and holder checks; see dispatch.h.
+ */
+#include "fmacros.h"
+#include "dispatch.h"
+#include "clock.h"
+#include "log.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+void dispatch_init(dispatcher *d, batches *bt, budget *bud, sender *snd,
+                   int64_t lease_ms, int64_t heartbeat_ms, int64_t start_ns)
+{
+    memset(d, 0, sizeof *d);
+    d->bt = bt;
+    d->bud = bud;
+    d->snd = snd;
+    d->lease_ns = lease_ms * FO_NS_PER_MS;
+    d->unclaimed_ns = heartbeat_ms * FO_NS_PER_MS * 5 / 2;
+    d->start_ns = start_ns;
+}
+
+void dispatch_set_resume(dispatcher *d, int64_t after_ns,
+                         int64_t adopt_until_ns)
+{
+    d->after_ns = after_ns;
+    d->adopt_until_ns = adopt_until_ns;
+}
+
+uint32_t dispatch_credit(const budget_worker *w)
+{
+    if (!w->used || w->leaving)
+        return 0;
+    uint64_t cap = (uint64_t)(w->concurrency ? w->concurrency : 1) *
+                   DISPATCH_CREDIT_PER_SLOT;
+    return cap > w->assigned ? (uint32_t)(cap - w->assigned) : 0;
+}
+
+static budget_worker *holder_of(const dispatcher *d, int32_t slot, uint32_t gen)
+{
+    if (slot < 0 || (size_t)slot >= budget_capacity(d->bud))
+        return NULL;
+    budget_worker *w = budget_at(d->bud, (size_t)slot);
+    return w->used && w->gen == gen ? w : NULL;
+}
+
+static int32_t slot_of(const dispatcher *d, const budget_worker *w)
+{
+    return (int32_t)(w - budget_at(d->bud, 0));
+}
+
+/* The worker with the most free credit, and the second most. */
+static budget_worker *best(const dispatcher *d, uint32_t *free1,
+                           uint32_t *free2)
+{
+    budget_worker *top = NULL;
+    *free1 = *free2 = 0;
+    for (size_t i = 0; i < budget_capacity(d->bud); i++) {
+        budget_worker *w = budget_at(d->bud, i);
+        uint32_t c = dispatch_credit(w);
+        if (c > *free1) {
+            *free2 = *free1;
+            *free1 = c;
+            top = w;
+        } else if (c > *free2) {
+            *free2 = c;
+        }
+    }
+    return top;
+}
+
+/* Sends the item at ref to w. Returns 1 when it went out. */
+static int send_item(dispatcher *d, budget_worker *w, proto_ref ref, mitem *it,
+                     int64_t now)
+{
+    proto_msg m = {.type = PROTO_WORK};
+    char idem[BATCHES_IDEM_BYTES];
+    batches_idem_key(d->bt, it, idem);
+    m.u.work.ref = ref;
+    m.u.work.key = it->key;
+    m.u.work.url = it->url;
+    m.u.work.body = it->body;
+    m.u.work.body_len = it->body_len;
+    m.u.work.idem_key = idem;
+    if (sender_work(d->snd, w->rid, w->rid_len, &m) != FO_OK) {
+        /* Only a message too large to encode fails here; the render caps
+         * keep items under the frame cap, so this is our bug or a huge
+         * template. The item stays pending and is reported. */
+        d->n_too_big++;
+        LOG_ERROR("proto.encode_failed", "item %s too large to send", it->key);
+        return 0;
+    }
+    if (!d->first_logged) {
+        d->first_logged = 1;
+        LOG_INFO("dispatch.first", "first item dispatched %.3f s after start",
+                 (double)(clock_now_ns() - d->start_ns) / 1e9);
+    }
+    it->state = MI_SENT;
+    it->sent_ns = now;
+    it->holder = slot_of(d, w);
+    it->holder_gen = w->gen;
+    it->claimed = 0;
+    it->dispatches++;
+    it->deadline_ns = now + d->lease_ns;
+    w->assigned++;
+    d->n_sent++;
+    return 1;
+}
+
+int dispatch_ready(const dispatcher *d, int64_t now)
+{
+    if (now < d->after_ns || d->bt->dq.len == 0)
+        return 0;
+    for (size_t i = 0; i < budget_capacity(d->bud); i++)
+        if (dispatch_credit(budget_at(d->bud, i)) > 0)
+            return 1;
+    return 0;
+}
+
+void dispatch_run(dispatcher *d, int64_t now)
+{
+    if (now < d->after_ns)
+        return;
+    ring *dq = &d->bt->dq;
+    while (dq->len > 0) {
+        uint32_t free1, free2;
+        budget_worker *w = best(d, &free1, &free2);
+        if (!w)
+            return;
+        /* Fill the freest worker down to the next one's free credit: the
+         * same split as one item at a time, in one scan. */
+        uint32_t give = free1 - free2 + 1;
+        while (give > 0 && dq->len > 0) {
+            proto_ref ref = *(proto_ref *)ring_at(dq, 0);
+            mitem *it = batches_item(d->bt, ref);
+            ring_pop(dq);
+            if (it && it->state == MI_PENDING && it->url &&
+                send_item(d, w, ref, it, now))
+                give--;
+        }
+    }
+}
+
+int dispatch_holds(const dispatcher *d, const budget_worker *w, const mitem *it)
+{
+    int32_t slot = slot_of(d, w);
+    return (it->holder == slot && it->holder_gen == w->gen) ||
+           (it->prev_holder == slot && it->prev_gen == w->gen);
+}
+
+static void adopt(dispatcher *d, budget_worker *w, mitem *it, int64_t now)
+{
+    it->state = MI_SENT;
+    it->sent_ns = now;
+    it->holder = slot_of(d, w);
+    it->holder_gen = w->gen;
+    it->claimed = 1;
+    it->deadline_ns = now + d->lease_ns;
+    w->assigned++;
+}
+
+int dispatch_check(dispatcher *d, budget_worker *w, mitem *it, int adopt_it,
+                   int64_t now, const char *what)
+{
+    if (dispatch_holds(d, w, it))
+        return 1;
+    if (now < d->adopt_until_ns && it->dispatches == 0 &&
+        it->state == MI_PENDING) {
+        if (adopt_it)
+            adopt(d, w, it, now);
+        return 1;
+    }
+    d->n_foreign++;
+    if (d->n_foreign <= 10 || d->n_foreign % 1000 == 0)
+        LOG_WARN("peer.foreign",
+                 "worker %s sent a %s for id %s, which it does not hold; "
+                 "ignored (%" PRIu64 " so far)",
+                 w->name, what, it->key, d->n_foreign);
+    return 0;
+}
+
+void dispatch_listed(dispatcher *d, budget_worker *w, mitem *it, int64_t now)
+{
+    int32_t slot = slot_of(d, w);
+    if (it->state == MI_PENDING && it->url && it->prev_holder == slot &&
+        it->prev_gen == w->gen) {
+        /* Its lease ran out but the worker still has it: keep it there
+         * rather than call the API twice. */
+        adopt(d, w, it, now);
+        return;
+    }
+    if (it->state == MI_SENT && it->holder == slot &&
+        it->holder_gen == w->gen) {
+        it->deadline_ns = now + d->lease_ns;
+        it->claimed = 1;
+    }
+}
+
+void dispatch_done(dispatcher *d, mitem *it)
+{
+    budget_worker *w = holder_of(d, it->holder, it->holder_gen);
+    if (w && w->assigned > 0)
+        w->assigned--;
+    it->holder = -1;
+}
+
+int dispatch_requeue(dispatcher *d, proto_ref ref)
+{
+    mitem *it = batches_item(d->bt, ref);
+    if (!it || it->state != MI_SENT)
+        return 0;
+    budget_worker *w = holder_of(d, it->holder, it->holder_gen);
+    if (w && w->assigned > 0)
+        w->assigned--;
+    return batches_requeue(d->bt, ref);
+}
+
+size_t dispatch_requeue_worker(dispatcher *d, const budget_worker *w)
+{
+    int32_t slot = slot_of(d, w);
+    size_t n = 0, nb = batches_len(d->bt);
+    for (size_t i = 0; i <= nb; i++) {
+        mbatch *b = i < nb ? batches_at(d->bt, i) : &d->bt->bld;
+        for (uint32_t k = 0; k < b->n; k++) {
+            mitem *it = &b->items[k];
+            if (it->state == MI_SENT && it->holder == slot &&
+                it->holder_gen == w->gen) {
+                n += (size_t)dispatch_requeue(d, (proto_ref){b->no, k});
+            }
+        }
+    }
+    return n;
+}
+
+void dispatch_rejoined(dispatcher *d, budget_worker *w, uint32_t old_gen)
+{
+    int32_t slot = slot_of(d, w);
+    size_t nb = batches_len(d->bt);
+    for (size_t i = 0; i <= nb; i++) {
+        mbatch *b = i < nb ? batches_at(d->bt, i) : &d->bt->bld;
+        for (uint32_t k = 0; k < b->n; k++) {
+            mitem *it = &b->items[k];
+            if (it->holder == slot && it->holder_gen == old_gen) {
+                it->holder_gen = w->gen;
+                if (it->state == MI_SENT)
+                    w->assigned++;
+            }
+            if (it->prev_holder == slot && it->prev_gen == old_gen)
+                it->prev_gen = w->gen;
+        }
+    }
+}
+
+void dispatch_scan_leases(dispatcher *d, int64_t now, int64_t lease_ms)
+{
+    size_t nb = batches_len(d->bt);
+    for (size_t i = 0; i <= nb; i++) {
+        mbatch *b = i < nb ? batches_at(d->bt, i) : &d->bt->bld;
+        for (uint32_t k = 0; k < b->n; k++) {
+            mitem *it = &b->items[k];
+            if (it->state != MI_SENT)
+                continue;
+            if (it->deadline_ns < now) {
+                LOG_INFO("lease.expired",
+                         "id %s: its worker has not reported it for %" PRId64
+                         " ms; re-dispatching",
+                         it->key, lease_ms);
+                dispatch_requeue(d, (proto_ref){b->no, k});
+            } else if (!it->claimed && now - it->sent_ns > d->unclaimed_ns) {
+                LOG_DEBUG("lease.unclaimed",
+                          "id %s: its worker has not listed it; "
+                          "re-dispatching",
+                          it->key);
+                dispatch_requeue(d, (proto_ref){b->no, k});
+            }
+        }
+    }
+}
