@@ -6,7 +6,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libzmq3-dev libcurl4-openssl-dev
       libmsgpack-dev libjansson-dev libcmocka-dev libsqlite3-dev python3
-      python3-zmq clang-format iproute2 nftables libhiredis-dev libssl-dev
+      python3-zmq python3-msgpack clang-format iproute2 nftables libhiredis-dev libssl-dev
       redis-server)
 # The Azure Queue tests run Azurite and Azure's JavaScript SDK from the npm
 # registry: Node.js from Debian unless the machine already has one.

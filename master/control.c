@@ -125,7 +125,11 @@ static void on_bye(control *c, budget_worker *w, const proto_msg *msg)
         if (it && it->state == MI_SENT &&
             it->holder == (int32_t)(w - budget_at(c->bud, 0)) &&
             it->holder_gen == w->gen)
-            n += (uint32_t)dispatch_requeue(c->dp, msg->u.bye.held[i]);
+            if (dispatch_requeue(c->dp, msg->u.bye.held[i])) {
+                /* Handed back: it no longer has it, whatever it says. */
+                it->prev_holder = -1;
+                n++;
+            }
     }
     if (!w->leaving)
         LOG_INFO("worker.leaving", "worker %s leaves; %u items handed back",

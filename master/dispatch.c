@@ -131,6 +131,8 @@ void dispatch_run(dispatcher *d, int64_t now)
         /* Fill the freest worker down to the next one's free credit: the
          * same split as one item at a time, in one scan. */
         uint32_t give = free1 - free2 + 1;
+        if (give > free1)
+            give = free1;
         while (give > 0 && dq->len > 0) {
             proto_ref ref = *(proto_ref *)ring_at(dq, 0);
             mitem *it = batches_item(d->bt, ref);
@@ -166,7 +168,7 @@ int dispatch_check(dispatcher *d, budget_worker *w, mitem *it, int adopt_it,
     if (dispatch_holds(d, w, it))
         return 1;
     if (now < d->adopt_until_ns && it->dispatches == 0 &&
-        it->state == MI_PENDING) {
+        it->state == MI_PENDING && !w->leaving) {
         if (adopt_it)
             adopt(d, w, it, now);
         return 1;
@@ -183,8 +185,8 @@ int dispatch_check(dispatcher *d, budget_worker *w, mitem *it, int adopt_it,
 void dispatch_listed(dispatcher *d, budget_worker *w, mitem *it, int64_t now)
 {
     int32_t slot = slot_of(d, w);
-    if (it->state == MI_PENDING && it->url && it->prev_holder == slot &&
-        it->prev_gen == w->gen) {
+    if (it->state == MI_PENDING && it->url && !w->leaving &&
+        it->prev_holder == slot && it->prev_gen == w->gen) {
         /* Its lease ran out but the worker still has it: keep it there
          * rather than call the API twice. */
         adopt(d, w, it, now);

@@ -176,7 +176,7 @@ char *observe_metrics(observe *o, int64_t now)
            "worker key, worker messages from an operator key).",
            (double)o->ctl->n_forbidden);
     metric(&b, "fanout_long_pauses_capped_total", "counter",
-           "Long pauses reported by a single worker, cut to 60 s.",
+           "Long pauses reported by a single worker, cut to 10 s.",
            (double)o->rc->n_capped);
     metric(&b, "fanout_curve_denied_total", "counter",
            "Connections refused by the Curve allow-list.",

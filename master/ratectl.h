@@ -27,7 +27,7 @@
 #define RATECTL_MAX_PAUSE_MS (3600 * INT64_C(1000))
 /* One worker's Retry-After pauses the cluster at most this long; a longer
  * pause needs a second worker to report one within this time. */
-#define RATECTL_SINGLE_PAUSE_MS (60 * INT64_C(1000))
+#define RATECTL_SINGLE_PAUSE_MS (10 * INT64_C(1000))
 
 /* Visible only so it can be embedded in the master. */
 typedef struct ratectl {

@@ -122,6 +122,46 @@ def test_workers_started_late_get_work(env):
             name, by)
 
 
+def _split(env, server, n, concurrencies, name):
+    """Runs n items with one worker per concurrency, the second joining
+    once the first holds items; returns the records per worker."""
+    items = env.write_items(name + "items.jsonl", n)
+    out = env.path(name + "out")
+    m = env.master("--input", items, "--out", out, "--url",
+                   server.base + "/items/{id}", name=name + "master")
+    m.wait_ready()
+    ws = [env.worker(m.control, "--id", "w0", "--concurrency",
+                     str(concurrencies[0]), name=name + "w0")]
+    h.wait_for(lambda: server.stats()["in_flight"] > 0, 30,
+               "the first worker's calls")
+    ws.append(env.worker(m.control, "--id", "w1", "--concurrency",
+                         str(concurrencies[1]), name=name + "w1"))
+    assert m.proc.wait(120) == 0, m.proc.text()[-2000:]
+    for w in ws:
+        w.wait(30)
+    recs = h.results(out)
+    h.assert_exactly_once(recs, ["item-%d" % i for i in range(1, n + 1)])
+    by = {"w0": 0, "w1": 0}
+    for r in recs:
+        by[r["worker"]] += 1
+    return by
+
+
+def test_dispatch_is_fair_between_workers(env):
+    """The first worker to connect does not take the window: items go to
+    the worker with the most free credit (2 x its concurrency), so two
+    workers share in proportion to their concurrency, even when one joined
+    first (issue 14: 40 items had all gone to the first worker)."""
+    s = env.server("--latency-ms", "300")
+    even = _split(env, s, 40, (4, 4), "even-")
+    skewed = _split(env, s, 80, (2, 6), "skewed-")
+    h.report("items per worker: concurrency 4 and 4: %s; 2 and 6: %s"
+             % (even, skewed))
+    assert 14 <= even["w1"] <= 26, even
+    # 1 : 3 would be 20 : 60.
+    assert 12 <= skewed["w0"] <= 30, skewed
+
+
 def test_max_in_flight_is_a_cluster_wide_cap(env):
     s = env.server("--latency-ms", "100")
     status, out = run_job(env, s, 120, "--url", s.base + "/items/{id}",
