@@ -4,6 +4,19 @@
 #include "util.h"
 
 #include <jansson.h>
+#include <stdio.h>
+#include <time.h>
+
+/* "2026-12-05T10:00:01.433Z" for a wall clock time in microseconds. */
+static void rfc3339_ms(int64_t us, char *out, size_t cap)
+{
+    time_t sec = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, cap, "%s.%03dZ", ts, (int)(us / 1000 % 1000));
+}
 
 char *record_format(const record *r, size_t *len)
 {
@@ -22,6 +35,16 @@ char *record_format(const record *r, size_t *len)
         json_object_set_new(o, "line", json_integer(r->line));
     if (r->latency_ms >= 0)
         json_object_set_new(o, "latency_ms", json_integer(r->latency_ms));
+    if (r->started_us) {
+        char t[40];
+        rfc3339_ms((int64_t)r->started_us, t, sizeof t);
+        json_object_set_new(o, "started_at", json_string(t));
+    }
+    if (r->finished_us) {
+        char t[40];
+        rfc3339_ms((int64_t)r->finished_us, t, sizeof t);
+        json_object_set_new(o, "finished_at", json_string(t));
+    }
     if (r->error)
         json_object_set_new(o, "error", json_string(r->error));
     if (r->response && r->response_len) {

@@ -2,7 +2,8 @@
  * record.h - one line of results.jsonl.
  *
  *   {"id":"42","status":"ok","http_status":200,"attempts":2,"batch":4,
- *    "latency_ms":31,"response":{...}}
+ *    "latency_ms":31,"started_at":"2026-12-05T10:00:00.120Z",
+ *    "finished_at":"2026-12-05T10:00:01.433Z","response":{...}}
  *
  * status is ok, failed (with error) or invalid (with error naming the
  * line). A response that is JSON is embedded as JSON; other UTF-8 text as a
@@ -32,6 +33,8 @@ typedef struct record {
     size_t response_len;  /* its length */
     const char *worker;   /* worker id or NULL */
     const char *msg_id;   /* queue message id (instead of line) or NULL */
+    uint64_t started_us;  /* first attempt's start, wall clock; 0 none */
+    uint64_t finished_us; /* last attempt's end, wall clock; 0 none */
 } record;
 
 /* Returns the record as one JSON line ending in '\n' (caller frees). */

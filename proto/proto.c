@@ -105,7 +105,7 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &snk, sbuf_write);
     static const size_t nfields[] = {0, 4, 1,  2, 3, 3, 2, 1,
-                                     0, 6, 12, 0, 1, 4, 1, 1};
+                                     0, 6, 14, 0, 1, 4, 1, 1};
     if (m->type < 1 || m->type > PROTO_CTL_REPLY)
         return FO_EINVAL;
     msgpack_pack_array(&pk, 3 + nfields[m->type]);
@@ -179,6 +179,8 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
         pack_bin(&pk, m->u.result.response, m->u.result.response_len);
         pack_str(&pk, m->u.result.worker);
         pack_str(&pk, m->u.result.idem_key);
+        msgpack_pack_uint64(&pk, m->u.result.started_us);
+        msgpack_pack_uint64(&pk, m->u.result.finished_us);
         break;
     default:
         break;
@@ -678,6 +680,10 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
         if (r.i < r.n) /* optional */
             m->u.result.idem_key =
                 rd_bytes(&r, "idem_key", PROTO_MAX_TEXT_BYTES, 1, NULL);
+        if (r.i + 1 < r.n) { /* optional, together */
+            m->u.result.started_us = rd_uint(&r, "started_us", UINT64_MAX);
+            m->u.result.finished_us = rd_uint(&r, "finished_us", UINT64_MAX);
+        }
         break;
     default:
         snprintf(err, errlen, "unknown message type %d", m->type);

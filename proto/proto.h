@@ -28,7 +28,7 @@
 #define PROTO_MAX_TEXT_BYTES 4096       /* ids, hosts, errors */
 #define PROTO_MAX_JOB_BYTES (1 << 20)   /* the job; a CTL command or reply */
 #define PROTO_MAX_BODY_BYTES (64 << 20) /* a response body */
-/* Elements of a message array: 15 today, the rest for optional fields a
+/* Elements of a message array: 17 today, the rest for optional fields a
  * newer peer may append. */
 #define PROTO_MAX_FIELDS 32
 
@@ -177,8 +177,11 @@ typedef struct proto_msg {
             size_t response_len;  /* its length */
             char *worker;         /* worker id */
             char *idem_key;       /* the WORK's Idempotency-Key, or NULL
-                                     (optional, last: older workers omit
-                                     it) */
+                                     (optional: older workers omit it) */
+            uint64_t started_us;  /* wall clock of the first attempt's
+                                     start, 0 unknown (optional) */
+            uint64_t finished_us; /* wall clock of the last attempt's end,
+                                     0 unknown (optional) */
         } result;
     } u;
 } proto_msg;

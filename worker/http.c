@@ -262,6 +262,11 @@ int http_inflight(const http *h)
     return h->inflight;
 }
 
+size_t http_nsocks(const http *h)
+{
+    return h->nsocks;
+}
+
 size_t http_pollitems(const http *h, zmq_pollitem_t *items, size_t cap)
 {
     size_t n = 0;

@@ -94,6 +94,8 @@ int http_inflight(const http *h);
 /* Appends poll items for libcurl's sockets to items (at most cap); returns
  * how many were added. */
 size_t http_pollitems(const http *h, zmq_pollitem_t *items, size_t cap);
+/* How many items http_pollitems() would add. */
+size_t http_nsocks(const http *h);
 /* Milliseconds until libcurl wants to be called, or -1 for no deadline. */
 long http_timeout_ms(const http *h);
 /* After zmq_poll: drives libcurl with the items http_pollitems() added,

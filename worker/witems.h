@@ -33,6 +33,7 @@ typedef struct witem {
     size_t body_len;      /* its length */
     char *idem;           /* Idempotency-Key */
     uint32_t attempts;    /* attempts made, throttled ones included */
+    int64_t started_us;   /* wall clock when the first attempt started */
     uint32_t throttled;   /* attempts answered 429/503+Retry-After */
     uint32_t unreachable; /* attempts during an API outage (uncounted) */
     uint32_t last_http;   /* last HTTP status */

@@ -39,7 +39,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define MAX_POLL_ITEMS 4096
+/* Our own poll items: the control socket and its monitor. */
+#define OWN_POLL_ITEMS 2
 #define HELLO_INTERVAL_NS (1000 * FO_NS_PER_MS)
 
 typedef struct wstate {
@@ -115,6 +116,8 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
     m.u.result.response_len = body_len;
     m.u.result.worker = w->id;
     m.u.result.idem_key = it->idem;
+    m.u.result.started_us = (uint64_t)it->started_us;
+    m.u.result.finished_us = (uint64_t)clock_wall_us();
     fo_buf frame;
     buf_init(&frame, PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
     if (proto_encode(&m, &frame) != FO_OK) {
@@ -288,6 +291,8 @@ static void start_call(wstate *w, witem *it)
         hdrs[i] = w->job.headers[i];
     hdrs[nh - 1] = idem;
     it->account = wtokens_account(&w->tok);
+    if (!it->attempts)
+        it->started_us = clock_wall_us();
     it->attempts++;
     it->state = WI_FLIGHT;
     http_request req = {
@@ -555,8 +560,17 @@ static int64_t tick(wstate *w, int64_t now, int draining)
 
 /* The poll items for one turn: our sockets first, then libcurl's.
  * Returns how many, and in *http_first where the HTTP client's begin. */
-static size_t poll_items(wstate *w, zmq_pollitem_t *pi, size_t *http_first)
+static size_t poll_items(wstate *w, zmq_pollitem_t **pip, size_t *cap,
+                         size_t *http_first)
 {
+    /* libcurl's sockets grow with the calls in flight (--concurrency): so
+     * does the array, never a fixed cap that would leave some unpolled. */
+    size_t need = OWN_POLL_ITEMS + http_nsocks(w->http);
+    if (need > *cap) {
+        *cap = need * 2;
+        *pip = xrealloc(*pip, *cap * sizeof **pip);
+    }
+    zmq_pollitem_t *pi = *pip;
     size_t n = 0;
     short ev = ZMQ_POLLIN;
     if (outbox_pending(&w->ob))
@@ -565,7 +579,7 @@ static size_t poll_items(wstate *w, zmq_pollitem_t *pi, size_t *http_first)
     if (w->link.monitor)
         pi[n++] = (zmq_pollitem_t){w->link.monitor, 0, ZMQ_POLLIN, 0};
     *http_first = n;
-    return n + http_pollitems(w->http, pi + n, MAX_POLL_ITEMS - n);
+    return n + http_pollitems(w->http, pi + n, *cap - n);
 }
 
 /* Runs until a signal, DONE with --once, or a fatal error; see
@@ -575,7 +589,8 @@ static fo_err run_loop(wstate *w)
     int64_t drain_deadline = 0;
     int draining = 0, job_done = 0;
     fo_err rc = FO_OK;
-    zmq_pollitem_t *pi = xcalloc(MAX_POLL_ITEMS, sizeof *pi);
+    size_t pcap = 64;
+    zmq_pollitem_t *pi = xcalloc(pcap, sizeof *pi);
     for (;;) {
         int64_t now = clock_now_ns();
         if ((stop_signal || job_done) && !draining) {
@@ -612,7 +627,7 @@ static fo_err run_loop(wstate *w)
             timeout = 0;
 
         size_t http_first;
-        size_t n = poll_items(w, pi, &http_first);
+        size_t n = poll_items(w, &pi, &pcap, &http_first);
         if (zmq_poll(pi, (int)n, timeout) < 0 && errno != EINTR) {
             LOG_ERROR("worker.poll_failed", "zmq_poll: %s",
                       zmq_strerror(errno));

@@ -43,6 +43,14 @@ def test_end_to_end_at_the_strict_limit(env):
     assert sm["items"] == n and sm["ok"] == n and sm["finished"] is True
 
 
+def _rfc3339(text):
+    """Seconds since the epoch of "2026-12-05T10:00:01.433Z"."""
+    import calendar
+    assert len(text) == 24 and text.endswith("Z"), text
+    t = time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
+    return calendar.timegm(t) + int(text[20:23]) / 1000.0
+
+
 def test_injected_failures_are_retried_to_success(env):
     s = env.server("--fail-pct", "10", "--seed", "7")
     n = 400
@@ -61,6 +69,15 @@ def test_injected_failures_are_retried_to_success(env):
     assert fails > 0
     assert sum(r["attempts"] for r in recs) == st["requests"], \
         "attempts in results differ from requests the server saw"
+    # Each record says when its first attempt started and its last ended
+    # (RFC 3339, ms, UTC); a retried item spans its backoff.
+    t0 = time.time() - 600
+    for r in recs:
+        a, b = _rfc3339(r["started_at"]), _rfc3339(r["finished_at"])
+        assert t0 < a <= b < time.time() + 1, r
+    longest = max(_rfc3339(r["finished_at"]) - _rfc3339(r["started_at"])
+                  for r in retried)
+    assert longest >= 0.02, longest  # at least one backoff
     h.report("10%% injected failures: %d/%d items needed retries, %d failed "
              "responses, all ok" % (len(retried), n, fails))
 

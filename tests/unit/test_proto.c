@@ -370,15 +370,27 @@ static void test_round_trip_result(void **state)
     assert_int_equal(out.u.result.response_len, 0);
     proto_msg_fini(&out);
     buf_fini(&f);
-    /* A RESULT from an older worker, without idem_key, still decodes. */
+    /* The attempt times, when the worker gives them. */
+    in.u.result.started_us = UINT64_C(1796464800123456);
+    in.u.result.finished_us = UINT64_C(1796464801433000);
+    round_trip(&in, &f, &out);
+    assert_true(out.u.result.started_us == in.u.result.started_us);
+    assert_true(out.u.result.finished_us == in.u.result.finished_us);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    /* A RESULT from an older worker, without idem_key and times, still
+     * decodes. */
     in.u.result.idem_key = NULL;
+    in.u.result.started_us = in.u.result.finished_us = 0;
     buf_init(&f, BIG_CAP);
     assert_fo(FO_OK, proto_encode(&in, &f));
-    assert_int_equal((unsigned char)f.data[0], 0x9f); /* 15 elements */
-    f.data[0] = (char)0x9e;                           /* say 14 */
-    f.len--; /* and drop the trailing nil */
-    assert_fo(FO_OK, decode(f.data, f.len, &out));
+    /* 17 elements: array16 header dc 00 11; the last three are nil 0 0. */
+    assert_int_equal((unsigned char)f.data[0], 0xdc);
+    assert_int_equal((unsigned char)f.data[2], 17);
+    f.data[2] = (char)0x9e; /* say 14 */
+    assert_fo(FO_OK, decode(f.data + 2, f.len - 2 - 3, &out));
     assert_null(out.u.result.idem_key);
+    assert_true(out.u.result.started_us == 0);
     assert_string_equal(out.u.result.worker, "w1");
     proto_msg_fini(&out);
     buf_fini(&f);
