@@ -10,6 +10,7 @@ struct budget {
     int64_t horizon_ns;    /* grant no token further ahead than this */
     int64_t in_use;        /* permits held by all workers */
     int64_t pause_until;   /* no grants before this */
+    int held;              /* an operator paused the job */
     budget_worker *w;      /* slots */
     size_t cap;            /* slots allocated */
     size_t rr;             /* round-robin start */
@@ -126,7 +127,7 @@ static int64_t net_want(const budget_worker *w)
 
 size_t budget_grant(budget *b, int64_t now, budget_send_fn send, void *ctx)
 {
-    if (now < b->pause_until || b->cap == 0)
+    if (now < b->pause_until || b->cap == 0 || b->held)
         return 0;
     size_t total = 0;
     uint32_t offs[PROTO_MAX_GRANT];
@@ -172,7 +173,7 @@ int64_t budget_next_wake(const budget *b, int64_t now)
     int waiting = 0;
     for (size_t i = 0; i < b->cap && !waiting; i++)
         waiting = b->w[i].used && !b->w[i].leaving && net_want(&b->w[i]) > 0;
-    if (!waiting)
+    if (!waiting || b->held)
         return INT64_MAX;
     if (b->max_in_flight > 0 && b->in_use >= b->max_in_flight)
         return INT64_MAX;
@@ -191,6 +192,16 @@ void budget_pause(budget *b, int64_t until)
 int64_t budget_paused_until(const budget *b)
 {
     return b->pause_until;
+}
+
+void budget_hold(budget *b, int on)
+{
+    b->held = on;
+}
+
+int budget_held(const budget *b)
+{
+    return b->held;
 }
 
 size_t budget_capacity(const budget *b)

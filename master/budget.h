@@ -72,6 +72,10 @@ int64_t budget_next_wake(const budget *b, int64_t now);
 /* Stops all grants until `until`. */
 void budget_pause(budget *b, int64_t until);
 int64_t budget_paused_until(const budget *b);
+/* An operator's pause (fanout-ctl pause): no grants at all while on, until
+ * turned off; calls in flight and tokens already granted finish. */
+void budget_hold(budget *b, int on);
+int budget_held(const budget *b);
 
 /* Iteration over live workers: index 0 .. budget_capacity()-1, skip !used. */
 size_t budget_capacity(const budget *b);

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Parses "rate": a list of N/UNIT or "none". Returns 0 with *n, or -1. */
@@ -73,6 +74,59 @@ static int cmd_set(ctlcmd *c, json_t *req, char *err, size_t errlen)
     return 0;
 }
 
+static int cmd_pause(ctlcmd *c, int on)
+{
+    if (budget_held(c->bud) == on)
+        return 0;
+    budget_hold(c->bud, on);
+    if (store_set_setting(c->st, "paused", on ? "1" : "0"))
+        LOG_ERROR("store.setting_failed", "could not store the pause");
+    LOG_INFO(on ? "ctl.pause" : "ctl.resume",
+             on ? "paused by fanout-ctl: no new calls until fanout-ctl resume"
+                : "resumed by fanout-ctl");
+    return 0;
+}
+
+int ctlcmd_restore(ctlcmd *c)
+{
+    char *v = store_get_setting(c->st, "paused");
+    int on = v && !strcmp(v, "1");
+    free(v);
+    if (on) {
+        budget_hold(c->bud, 1);
+        LOG_WARN("ctl.pause", "the job was paused by fanout-ctl and stays "
+                              "paused: run fanout-ctl resume to go on");
+    }
+    return on;
+}
+
+static int cmd_drain(ctlcmd *c, json_t *req, char *err, size_t errlen)
+{
+    const char *name = json_string_value(json_object_get(req, "worker"));
+    if (!name || !*name) {
+        snprintf(err, errlen,
+                 "drain: which worker? (its id, as status "
+                 "lists it)");
+        return -1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < budget_capacity(c->bud); i++) {
+        budget_worker *w = budget_at(c->bud, i);
+        if (!w->used || w->leaving || strcmp(w->name, name) != 0)
+            continue;
+        proto_msg m = {.type = PROTO_DRAIN};
+        sender_to(c->snd, w->rid, w->rid_len, &m);
+        n++;
+    }
+    if (!n) {
+        snprintf(err, errlen, "drain: no live worker '%.200s'", name);
+        return -1;
+    }
+    LOG_INFO("ctl.drain", "asked worker %s to hand back its items and leave",
+             name);
+    return 0;
+}
+
 static json_t *error_reply(const char *err)
 {
     return json_pack("{s:b,s:s}", "ok", 0, "error", err);
@@ -87,12 +141,17 @@ char *ctlcmd_handle(void *ctx, const char *json, int64_t now)
     const char *cmd = json_string_value(json_object_get(req, "cmd"));
     char err[300] = "";
     if (!cmd) {
-        rep = error_reply("expected {\"cmd\": \"status\"|\"set\", ...}");
+        rep = error_reply("expected {\"cmd\": \"status\"|\"set\"|"
+                          "\"pause\"|\"resume\"|\"drain\", ...}");
     } else if (!strcmp(cmd, "status")) {
         rep = observe_status(c->obs, now);
         json_object_set_new(rep, "ok", json_true());
-    } else if (!strcmp(cmd, "set")) {
-        if (cmd_set(c, req, err, sizeof err) == 0) {
+    } else if (!strcmp(cmd, "set") || !strcmp(cmd, "pause") ||
+               !strcmp(cmd, "resume") || !strcmp(cmd, "drain")) {
+        int rc = !strcmp(cmd, "set")     ? cmd_set(c, req, err, sizeof err)
+                 : !strcmp(cmd, "drain") ? cmd_drain(c, req, err, sizeof err)
+                                         : cmd_pause(c, !strcmp(cmd, "pause"));
+        if (rc == 0) {
             rep = observe_status(c->obs, now);
             json_object_set_new(rep, "ok", json_true());
         } else {

@@ -1,10 +1,15 @@
 /*
- * ctlcmd.h - operators' commands (fanout-ctl): {"cmd":"status"} and
- * {"cmd":"set","rate":[...]|"none","max_in_flight":N}.
+ * ctlcmd.h - operators' commands (fanout-ctl): {"cmd":"status"},
+ * {"cmd":"set","rate":[...]|"none","max_in_flight":N}, {"cmd":"pause"},
+ * {"cmd":"resume"} and {"cmd":"drain","worker":NAME}.
  *
  * Arrives as CTL on the control socket; the reply is a JSON object with
  * "ok" and either the status or an "error" naming the bad field. Settings
- * changed here are stored, so a restarted master keeps them.
+ * changed here (the rate, max-in-flight, a pause) are stored, so a
+ * restarted master keeps them. pause stops every grant until resume:
+ * calls in flight and tokens already granted (at most 250 ms ahead)
+ * finish. drain asks one worker to hand back the items it has not
+ * started, finish its calls and leave (as on SIGTERM).
  */
 #ifndef FANOUT_CTLCMD_H
 #define FANOUT_CTLCMD_H
@@ -12,6 +17,7 @@
 #include <stdint.h>
 
 #include "budget.h"
+#include "sender.h"
 #include "observe.h"
 #include "ratectl.h"
 #include "store.h"
@@ -22,7 +28,11 @@ typedef struct ctlcmd {
     ratectl *rc;  /* limits */
     budget *bud;  /* max in flight */
     store *st;    /* stored settings */
+    sender *snd;  /* DRAIN to a worker */
 } ctlcmd;
+
+/* Applies a stored pause on start; returns 1 when the job is paused. */
+int ctlcmd_restore(ctlcmd *c);
 
 /* control_ctl_fn: ctx is a ctlcmd. Returns the reply (heap string). */
 char *ctlcmd_handle(void *ctx, const char *json, int64_t now);

@@ -542,7 +542,7 @@ static void install_signals(void)
 static void wire(master *m)
 {
     fanin_init(&m->fi, &m->bt, &m->cm, &m->orph, &m->rc, &m->dp, m->in.queue);
-    m->cc = (ctlcmd){&m->obs, &m->rc, m->bud, m->st};
+    m->cc = (ctlcmd){&m->obs, &m->rc, m->bud, m->st, &m->snd};
     control_init(&m->cs, m->ctl, m->bud, &m->snd, &m->rc, &m->bt, &m->dp,
                  &m->fi, m->job_json, m->cfg->lease_ms,
                  (uint32_t)m->cfg->max_worker_concurrency, ctlcmd_handle,
@@ -589,6 +589,8 @@ static fo_err open_all(master *m, char *err, size_t errlen)
                  m->run_start_ns);
     if ((rc = apply_limits(m, err, errlen)))
         return rc;
+    m->cc = (ctlcmd){.bud = m->bud, .st = m->st};
+    ctlcmd_restore(&m->cc);
     int is_queue = queue_is_url(cfg->input);
     if ((rc = commit_open_results(
              &m->cm, is_queue, cfg->redrive,

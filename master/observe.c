@@ -47,6 +47,7 @@ json_t *observe_status(observe *o, int64_t now)
                         json_integer(budget_max_in_flight(o->bud)));
     json_object_set_new(j, "in_flight",
                         json_integer(budget_permits_in_use(o->bud)));
+    json_object_set_new(j, "held", json_boolean(budget_held(o->bud)));
     int64_t pause = budget_paused_until(o->bud) - now;
     json_object_set_new(j, "paused_ms",
                         json_integer(pause > 0 ? pause / FO_NS_PER_MS : 0));
@@ -263,7 +264,7 @@ void observe_progress(observe *o, int64_t now, int force)
     p.throttled = (int64_t)o->rc->n_throttled;
     p.workers = (int64_t)budget_live(o->bud, NULL);
     p.inflight = budget_permits_in_use(o->bud);
-    p.paused = budget_paused_until(o->bud) > now;
+    p.paused = budget_held(o->bud) ? 2 : budget_paused_until(o->bud) > now;
     progress_show(o->pmode, &p, now, force);
 }
 

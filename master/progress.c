@@ -83,14 +83,17 @@ void progress_show(progress_mode mode, const progress_snapshot *p,
     if (frac >= 0) /* unknown for a queue */
         snprintf(pct, sizeof pct, " %5.1f%%", frac * 100);
     char line[512];
-    int n = snprintf(
-        line, sizeof line,
-        "%s%s  %.1f/s%s  ok %" PRId64 "  failed %" PRId64 "  invalid %" PRId64
-        "  retries %" PRId64 "  throttled %" PRId64 "%s  workers %" PRId64
-        "  in flight %" PRId64 "  ETA %s",
-        count, pct, p->rate_per_s, limit, p->ok, p->failed, p->invalid,
-        p->retries, p->throttled, p->paused ? "  PAUSED (API push-back)" : "",
-        p->workers, p->inflight, eta);
+    int n = snprintf(line, sizeof line,
+                     "%s%s  %.1f/s%s  ok %" PRId64 "  failed %" PRId64
+                     "  invalid %" PRId64 "  retries %" PRId64
+                     "  throttled %" PRId64 "%s  workers %" PRId64
+                     "  in flight %" PRId64 "  ETA %s",
+                     count, pct, p->rate_per_s, limit, p->ok, p->failed,
+                     p->invalid, p->retries, p->throttled,
+                     p->paused == 2 ? "  PAUSED (fanout-ctl resume to go on)"
+                     : p->paused    ? "  PAUSED (API push-back)"
+                                    : "",
+                     p->workers, p->inflight, eta);
     if (n < 0)
         return;
     char out[600];

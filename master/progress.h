@@ -27,7 +27,7 @@ typedef struct progress_snapshot {
     int64_t ok, failed, invalid, retries, throttled; /* counters */
     int64_t workers;                                 /* live workers */
     int64_t inflight; /* calls in flight (permits in use) */
-    int paused;       /* grants paused after push-back */
+    int paused;       /* 1 paused after push-back, 2 by fanout-ctl pause */
 } progress_snapshot;
 
 /* Parses "auto|tty|plain|off"; auto picks tty when stderr is a terminal. */

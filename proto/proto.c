@@ -31,11 +31,11 @@ _Static_assert(PROTO_MAX_CONTROL_BYTES >=
 const char *proto_type_name(int type)
 {
     static const char *const names[] = {
-        "UNKNOWN",   "HELLO",       "JOB",       "HEARTBEAT",
-        "TOKEN_REQ", "TOKEN_GRANT", "THROTTLED", "BYE",
-        "RESET",     "WORK",        "RESULT",    "DONE",
-        "PAUSE",     "RATEINFO",    "CTL",       "CTL_REPLY"};
-    if (type < 1 || type > PROTO_CTL_REPLY)
+        "UNKNOWN",     "HELLO",     "JOB",   "HEARTBEAT", "TOKEN_REQ",
+        "TOKEN_GRANT", "THROTTLED", "BYE",   "RESET",     "WORK",
+        "RESULT",      "DONE",      "PAUSE", "RATEINFO",  "CTL",
+        "CTL_REPLY",   "DRAIN"};
+    if (type < 1 || type > PROTO_LAST_TYPE)
         return names[0];
     return names[type];
 }
@@ -104,9 +104,9 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
     sink snk = {out, 0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &snk, sbuf_write);
-    static const size_t nfields[] = {0, 4, 1,  2, 3, 3, 2, 1,
-                                     0, 6, 14, 0, 1, 4, 1, 1};
-    if (m->type < 1 || m->type > PROTO_CTL_REPLY)
+    static const size_t nfields[] = {0, 4,  1, 2, 3, 3, 2, 1, 0,
+                                     6, 14, 0, 1, 4, 1, 1, 0};
+    if (m->type < 1 || m->type > PROTO_LAST_TYPE)
         return FO_EINVAL;
     msgpack_pack_array(&pk, 3 + nfields[m->type]);
     msgpack_pack_uint32(&pk, PROTO_VERSION);
@@ -393,7 +393,7 @@ static fo_err precheck(const unsigned char *p, size_t len, char *err,
 {
     int type = peek_type(p, len);
     char what[64];
-    if (type >= 1 && type <= PROTO_CTL_REPLY)
+    if (type >= 1 && type <= PROTO_LAST_TYPE)
         snprintf(what, sizeof what, "%s frame", proto_type_name(type));
     else if (type != 0)
         snprintf(what, sizeof what, "frame (unknown type %d)", type);
@@ -635,6 +635,7 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
         break;
     case PROTO_RESET:
     case PROTO_DONE:
+    case PROTO_DRAIN:
         break;
     case PROTO_PAUSE:
         m->u.pause.pause_ms = (uint32_t)rd_uint(&r, "pause_ms", UINT32_MAX);

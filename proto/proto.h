@@ -80,14 +80,16 @@ typedef enum proto_type {
     PROTO_THROTTLED = 6,   /* worker -> master: the API pushed back */
     PROTO_BYE = 7,         /* worker -> master: leaving, hands items back */
     PROTO_RESET = 8,       /* master -> worker: unknown to me, say hello */
-    PROTO_WORK = 9,        /* master -> worker (PUSH): one item */
-    PROTO_RESULT = 10,     /* worker -> master (PUSH): an item's outcome */
+    PROTO_WORK = 9,        /* master -> worker: one item */
+    PROTO_RESULT = 10,     /* worker -> master: an item's outcome */
     PROTO_DONE = 11,       /* master -> worker: the job has finished */
     PROTO_PAUSE = 12,      /* master -> worker: drop tokens, wait */
     PROTO_RATEINFO = 13,   /* worker -> master: the API's limit headers */
     PROTO_CTL = 14,        /* fanout-ctl -> master: a JSON command */
     PROTO_CTL_REPLY = 15,  /* master -> fanout-ctl: a JSON answer */
+    PROTO_DRAIN = 16,      /* master -> worker: hand back, finish, leave */
 } proto_type;
+#define PROTO_LAST_TYPE PROTO_DRAIN
 
 /* Returns the message type's name ("TOKEN_GRANT"), or "UNKNOWN". */
 const char *proto_type_name(int type);

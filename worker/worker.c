@@ -68,6 +68,8 @@ typedef struct wstate {
 } wstate;
 
 static volatile sig_atomic_t stop_signal;
+/* The master asked us to leave (fanout-ctl drain). */
+static int drain_asked;
 
 static void on_signal(int sig)
 {
@@ -486,6 +488,12 @@ static int handle_control(wstate *w, int64_t now, fo_err *fatal)
         case PROTO_WORK:
             on_work(w, &m);
             break;
+        case PROTO_DRAIN:
+            if (!drain_asked)
+                LOG_INFO("worker.drain", "the master asks us to leave "
+                                         "(fanout-ctl drain)");
+            drain_asked = 1;
+            break;
         case PROTO_HEARTBEAT:
         default:
             break;
@@ -593,7 +601,7 @@ static fo_err run_loop(wstate *w)
     zmq_pollitem_t *pi = xcalloc(pcap, sizeof *pi);
     for (;;) {
         int64_t now = clock_now_ns();
-        if ((stop_signal || job_done) && !draining) {
+        if ((stop_signal || job_done || drain_asked) && !draining) {
             draining = 1;
             drain_deadline = now + w->cfg->drain_timeout_ms * FO_NS_PER_MS;
             if (stop_signal)

@@ -405,7 +405,8 @@ static void test_type_names(void **state)
     assert_string_equal(proto_type_name(0), "UNKNOWN");
     assert_string_equal(proto_type_name(PROTO_PAUSE), "PAUSE");
     assert_string_equal(proto_type_name(PROTO_CTL_REPLY), "CTL_REPLY");
-    assert_string_equal(proto_type_name(PROTO_CTL_REPLY + 1), "UNKNOWN");
+    assert_string_equal(proto_type_name(PROTO_DRAIN), "DRAIN");
+    assert_string_equal(proto_type_name(PROTO_LAST_TYPE + 1), "UNKNOWN");
     assert_string_equal(proto_type_name(-1), "UNKNOWN");
 }
 
