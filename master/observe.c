@@ -47,7 +47,8 @@ json_t *observe_status(observe *o, int64_t now)
                         json_integer(budget_max_in_flight(o->bud)));
     json_object_set_new(j, "in_flight",
                         json_integer(budget_permits_in_use(o->bud)));
-    json_object_set_new(j, "held", json_boolean(budget_held(o->bud)));
+    json_object_set_new(j, "paused_by_operator",
+                        json_boolean(budget_held(o->bud)));
     int64_t pause = budget_paused_until(o->bud) - now;
     json_object_set_new(j, "paused_ms",
                         json_integer(pause > 0 ? pause / FO_NS_PER_MS : 0));
@@ -63,6 +64,7 @@ json_t *observe_status(observe *o, int64_t now)
         json_object_set_new(wj, "concurrency", json_integer(w->concurrency));
         json_object_set_new(wj, "held", json_integer(w->held));
         json_object_set_new(wj, "in_flight", json_integer(w->inflight));
+        json_object_set_new(wj, "assigned", json_integer(w->assigned));
         json_object_set_new(
             wj, "last_heartbeat_ms",
             json_integer((now - w->last_seen_ns) / FO_NS_PER_MS));
