@@ -373,8 +373,10 @@ static fo_err on_job(wstate *w, proto_msg *m)
     char err[512];
     fo_err rc = job_parse(m->u.job.job_json, &j, err, sizeof err);
     if (rc != FO_OK) {
-        LOG_ERROR(rc == FO_EINVAL ? "worker.bad_header" : "proto.bad_job", "%s",
-                  err);
+        LOG_ERROR(rc == FO_EINVAL    ? "worker.bad_header"
+                  : rc == FO_EDENIED ? "worker.env_not_allowed"
+                                     : "proto.bad_job",
+                  "%s", err);
         return FO_EPROTO;
     }
     int ports_changed = !w->have_job || j.work_port != w->job.work_port ||

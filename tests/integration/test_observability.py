@@ -83,7 +83,8 @@ def test_json_logs_and_no_secrets(env):
                    "json", "--log-level", "debug")
     ep = m.wait_ready()
     w = env.worker(ep["control"], "--log-format", "json", "--log-level",
-                   "debug", env={"API_TOKEN": secret})
+                   "debug", "--allow-env", "API_TOKEN",
+                   env={"API_TOKEN": secret})
     assert m.proc.wait(60) == 0
     w.wait(30)
     events = set()
