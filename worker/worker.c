@@ -114,6 +114,14 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
     m.u.result.response_len = body_len;
     m.u.result.worker = w->id;
     m.u.result.idem_key = it->idem;
+    LOG_KV(LOG_LVL_DEBUG, "item.done",
+           LOG_FIELDS(LOG_S("item", it->key), LOG_S("worker", w->id),
+                      LOG_S("status", ok ? "ok" : "failed"),
+                      LOG_I("attempt", it->attempts),
+                      LOG_I("http_status", it->last_http)),
+           "id=%s %s after %u attempts (HTTP %ld)%s%s", it->key,
+           ok ? "ok" : "failed", it->attempts, (long)it->last_http,
+           error ? ": " : "", error ? error : "");
     fo_buf frame;
     buf_init(&frame, PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
     if (proto_encode(&m, &frame) != FO_OK) {
