@@ -34,7 +34,7 @@ static const opt_def ctl_opts[] = {
      "how long to wait for the master's answer"},
     {"json", OPT_FLAG, "false", 0, 1, NULL, "print the raw JSON answer"},
     {"curve-secret", OPT_STRING, NULL, 0, 0, "FILE",
-     "a CurveZMQ key pair the master admits"},
+     "an operator's CurveZMQ key pair (its .pub in the master's --ctl-allow)"},
     {"curve-server-key", OPT_STRING, NULL, 0, 0, "FILE",
      "the master's public key"},
 };
