@@ -24,7 +24,8 @@
     X(EEOF, 9, "end of input")                                                 \
     X(ESTORE, 10, "state store error")                                         \
     X(EMISMATCH, 11, "state belongs to a different job")                       \
-    X(EUSAGE, 12, "usage error")
+    X(EUSAGE, 12, "usage error")                                               \
+    X(EDENIED, 13, "not permitted")
 
 typedef enum {
 #define FO_ERR_ENUM(name, num, msg) FO_##name = num,

@@ -47,23 +47,168 @@ int log_parse_format(const char *s, log_format *out)
     return 0;
 }
 
-/* Appends s to out as the inside of a JSON string. */
-static size_t json_escape(char *out, size_t cap, const char *s)
+/* The length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes
+ * there are not one (overlong, surrogate, above U+10FFFF, cut short). */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+size_t log_escape(char *out, size_t cap, const char *s)
 {
     size_t n = 0;
-    for (; *s && n + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)c;
-        } else if (c < 0x20) {
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-        } else {
-            out[n++] = (char)c;
+    if (!cap)
+        return 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t len = *p < 0x20 || *p == 0x7f ? 0 : utf8_len(p);
+        if (len == 0) {
+            if (n + 4 >= cap)
+                break;
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", *p);
+            p++;
+            continue;
         }
+        if (n + len >= cap)
+            break;
+        memcpy(out + n, p, len);
+        n += len;
+        p += len;
     }
     out[n] = '\0';
     return n;
+}
+
+/* Appends s, already escaped by log_escape(), to out as the inside of a
+ * JSON string: only '"' and '\\' are left to escape. */
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; *s && n + 2 < cap; s++) {
+        if (*s == '"' || *s == '\\')
+            out[n++] = '\\';
+        out[n++] = *s;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* Appends text to line at *n (bounded, NUL-terminated). */
+static void append(char *line, size_t cap, size_t *n, const char *text)
+{
+    size_t l = strlen(text);
+    if (*n + l >= cap)
+        l = cap - *n - 1;
+    memcpy(line + *n, text, l);
+    *n += l;
+    line[*n] = '\0';
+}
+
+/* Appends s as a JSON string, quotes included. */
+static void append_json_str(char *line, size_t cap, size_t *n, const char *s)
+{
+    char esc[4096], js[8192];
+    log_escape(esc, sizeof esc, s);
+    json_escape(js, sizeof js, esc);
+    append(line, cap, n, "\"");
+    append(line, cap, n, js);
+    append(line, cap, n, "\"");
+}
+
+size_t log_format_line(char *line, size_t cap, log_level level,
+                       const char *event, const log_field *fields,
+                       size_t nfields, const char *msg)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[40];
+    size_t tl = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + tl, sizeof ts - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
+
+    /* Room for the newline whatever was cut. */
+    size_t n = 0, room = cap - 1;
+    line[0] = '\0';
+    char head[256];
+    if (log_fmt == LOG_FMT_JSON) {
+        snprintf(head, sizeof head,
+                 "{\"time\":\"%s\",\"level\":\"%s\",\"role\":\"%s\","
+                 "\"pid\":%d,\"event\":",
+                 ts, level_names[level], log_role, (int)getpid());
+        append(line, room, &n, head);
+        append_json_str(line, room, &n, event);
+        append(line, room, &n, ",\"msg\":");
+        append_json_str(line, room, &n, msg);
+        for (size_t i = 0; i < nfields; i++) {
+            append(line, room, &n, ",");
+            append_json_str(line, room, &n, fields[i].key);
+            append(line, room, &n, ":");
+            if (fields[i].str) {
+                append_json_str(line, room, &n, fields[i].str);
+            } else {
+                char num[32];
+                snprintf(num, sizeof num, "%lld", fields[i].num);
+                append(line, room, &n, num);
+            }
+        }
+        /* A line cut short (only by fields far larger than ours) still
+         * ends in "}" and its newline: no longer valid JSON, but still
+         * exactly one line. */
+        if (n + 1 >= room)
+            n = room - 2;
+        line[n++] = '}';
+    } else {
+        char esc[8192];
+        log_escape(esc, sizeof esc, msg);
+        snprintf(head, sizeof head, "%s %s[%d] %s %s: ", ts, log_role,
+                 (int)getpid(), level_names[level], event);
+        append(line, room, &n, head);
+        append(line, room, &n, esc);
+    }
+    line[n++] = '\n';
+    line[n] = '\0';
+    return n;
+}
+
+static void write_line(log_level level, const char *event,
+                       const log_field *fields, size_t nfields, const char *msg)
+{
+    char line[12288];
+    size_t n =
+        log_format_line(line, sizeof line, level, event, fields, nfields, msg);
+    if (log_before_write)
+        log_before_write();
+    /* One write per line keeps lines whole when several processes share
+     * a terminal or a log file. */
+    ssize_t ignored = write(STDERR_FILENO, line, n);
+    (void)ignored;
 }
 
 void log_write(log_level level, const char *event, const char *fmt, ...)
@@ -73,31 +218,16 @@ void log_write(log_level level, const char *event, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    write_line(level, event, NULL, 0, msg);
+}
 
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[40];
-    size_t tl = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + tl, sizeof ts - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
-
-    char line[4608];
-    if (log_fmt == LOG_FMT_JSON) {
-        char emsg[4096];
-        json_escape(emsg, sizeof emsg, msg);
-        snprintf(line, sizeof line,
-                 "{\"time\":\"%s\",\"level\":\"%s\",\"role\":\"%s\","
-                 "\"pid\":%d,\"event\":\"%s\",\"msg\":\"%s\"}\n",
-                 ts, level_names[level], log_role, (int)getpid(), event, emsg);
-    } else {
-        snprintf(line, sizeof line, "%s %s[%d] %s %s: %s\n", ts, log_role,
-                 (int)getpid(), level_names[level], event, msg);
-    }
-    if (log_before_write)
-        log_before_write();
-    /* One write per line keeps lines whole when several processes share
-     * a terminal or a log file. */
-    ssize_t ignored = write(STDERR_FILENO, line, strlen(line));
-    (void)ignored;
+void log_write_kv(log_level level, const char *event, const log_field *fields,
+                  size_t nfields, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    write_line(level, event, fields, nfields, msg);
 }

@@ -405,6 +405,27 @@ fo_err template_render(const template *t, const json_t *item,
     return rc;
 }
 
+int template_env_next(const char *src, size_t *pos, const char **name,
+                      size_t *len)
+{
+    for (size_t i = *pos; src[i];) {
+        if (src[i] == '$' && src[i + 1] == '$') {
+            i += 2;
+        } else if (src[i] == '$' && src[i + 1] == '{') {
+            const char *close = strchr(src + i + 2, '}');
+            if (!close)
+                return 0;
+            *name = src + i + 2;
+            *len = (size_t)(close - *name);
+            *pos = (size_t)(close + 1 - src);
+            return 1;
+        } else {
+            i++;
+        }
+    }
+    return 0;
+}
+
 int template_has_env(const char *src)
 {
     return strstr(src, "${") != NULL;

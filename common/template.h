@@ -62,6 +62,12 @@ FO_WUR fo_err template_render(const template *t, const json_t *item,
  * for an unclosed "${". */
 FO_WUR fo_err template_expand_env(const char *src, fo_buf *out, char *err,
                                   size_t errlen);
+/* Finds the next ${NAME} reference in src at or after *pos, skipping "$$"
+ * as template_expand_env() does. Returns 1 with *name (pointing into src,
+ * not NUL-terminated), *len and *pos moved past it, or 0 when there is no
+ * further complete reference. */
+int template_env_next(const char *src, size_t *pos, const char **name,
+                      size_t *len);
 /* Returns 1 when src contains a ${...} reference (its values are secret). */
 int template_has_env(const char *src);
 

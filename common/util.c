@@ -1,4 +1,5 @@
-/* util.c - aborting allocators and number/duration/size parsing. */
+/* util.c - aborting allocators, number/duration/size parsing, and URL
+ * redaction for messages. */
 #include "fmacros.h"
 #include "util.h"
 
@@ -176,4 +177,79 @@ void util_self_dir(char *buf, size_t cap)
         *slash = '\0';
     else
         snprintf(buf, cap, ".");
+}
+
+/* Query parameters whose value is a credential (compared without case). */
+static const char *const secret_params[] = {"sig",    "password",     "secret",
+                                            "token",  "access_token", "key",
+                                            "apikey", "api_key"};
+
+static int is_secret_param(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof secret_params / sizeof secret_params[0]; i++)
+        if (strlen(secret_params[i]) == len &&
+            !strncasecmp(secret_params[i], name, len))
+            return 1;
+    return 0;
+}
+
+/* Appends n bytes of s to out at *k, keeping room for the NUL. */
+static void put(char *out, size_t cap, size_t *k, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && *k + 1 < cap; i++)
+        out[(*k)++] = s[i];
+}
+
+char *util_redact_url(const char *url, char *out, size_t cap)
+{
+    if (!cap)
+        return out;
+    size_t k = 0;
+    const char *sep = strstr(url, "://");
+    if (!sep) {
+        put(out, cap, &k, url, strlen(url));
+        out[k] = '\0';
+        return out;
+    }
+    const char *p = sep + 3;
+    put(out, cap, &k, url, (size_t)(p - url));
+    /* The authority ends at the path, query or fragment; its userinfo at
+     * the last '@' (a password may contain an unencoded '@'). */
+    size_t auth_len = strcspn(p, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < auth_len; i++)
+        if (p[i] == '@')
+            at = p + i;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon) /* user:password@ or :password@ */
+            put(out, cap, &k, p, (size_t)(colon + 1 - p));
+        put(out, cap, &k, "***", 3);
+        p = at;
+    }
+    size_t upto = strcspn(p, "?#");
+    put(out, cap, &k, p, upto);
+    p += upto;
+    if (*p == '?') {
+        put(out, cap, &k, p, 1);
+        p++;
+        while (*p && *p != '#') {
+            size_t plen = strcspn(p, "&#");
+            size_t nlen = strcspn(p, "=&#");
+            if (nlen < plen && is_secret_param(p, nlen)) {
+                put(out, cap, &k, p, nlen + 1);
+                put(out, cap, &k, "***", 3);
+            } else {
+                put(out, cap, &k, p, plen);
+            }
+            p += plen;
+            if (*p == '&') {
+                put(out, cap, &k, p, 1);
+                p++;
+            }
+        }
+    }
+    put(out, cap, &k, p, strlen(p)); /* the fragment */
+    out[k] = '\0';
+    return out;
 }

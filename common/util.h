@@ -47,6 +47,16 @@ void util_hash_hex(const void *data, size_t len, uint64_t seed, char out[17]);
  * or -1 with errno set (EIO if the fd accepted nothing). */
 int util_write_all(int fd, const void *data, size_t n);
 
+/* Writes url into out (NUL-terminated, truncated to cap) with its secrets
+ * masked, for error and log messages: the password of a userinfo part
+ * (":pw@host" becomes ":***@host", "user:pw@" becomes "user:***@", and a
+ * lone "pw@", which Redis reads as a password, becomes "***@") and the
+ * values of query parameters that carry credentials (sig, as in an Azure
+ * SAS token, and password, secret, token, access_token, key, apikey,
+ * api_key): "?sv=2024-01-01&sig=***". Text without "://" is copied
+ * unchanged, so any --input may be passed through it. Returns out. */
+char *util_redact_url(const char *url, char *out, size_t cap);
+
 /* Returns the directory of the running executable in buf, or "." */
 void util_self_dir(char *buf, size_t cap);
 

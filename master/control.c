@@ -4,6 +4,7 @@
 #include "fmacros.h"
 #include "control.h"
 #include "clock.h"
+#include "curve.h"
 #include "log.h"
 
 #include <inttypes.h>
@@ -170,33 +171,20 @@ static void on_worker_msg(control *c, budget_worker *w, proto_msg *msg,
     }
 }
 
-/* What the ZAP handler said the peer's key may do. */
-typedef enum { ROLE_ANY, ROLE_WORKER, ROLE_OPERATOR } peer_role;
-
-static peer_role role_of(const char *user_id)
-{
-    if (!user_id || !*user_id)
-        return ROLE_ANY; /* no Curve: a local peer, trusted with both */
-    if (!strcmp(user_id, "operator"))
-        return ROLE_OPERATOR;
-    return ROLE_WORKER;
-}
-
 /* 1 when a peer of this role may send this message; else counts, logs and
  * answers a CTL with the reason. */
-static int allowed(control *c, peer_role role, const void *rid, size_t rid_len,
+static int allowed(control *c, int role, const void *rid, size_t rid_len,
                    const proto_msg *msg)
 {
     int is_ctl = msg->type == PROTO_CTL;
-    if (role == ROLE_ANY ||
-        (is_ctl ? role == ROLE_OPERATOR : role == ROLE_WORKER))
+    if (curve_role_may_send(role, msg->type))
         return 1;
     c->n_forbidden++;
     if (c->n_forbidden <= 10 || c->n_forbidden % 1000 == 0)
         LOG_WARN("peer.forbidden",
                  "refused %s from a %s key (%" PRIu64 " so far): %s",
                  proto_type_name(msg->type),
-                 role == ROLE_OPERATOR ? "operator" : "worker", c->n_forbidden,
+                 curve_role_name(role), c->n_forbidden,
                  is_ctl ? "commands need an operator key (--ctl-allow)"
                         : "operator keys may only send commands");
     if (is_ctl) {
@@ -214,7 +202,7 @@ static int allowed(control *c, peer_role role, const void *rid, size_t rid_len,
  * 0 when nothing was waiting, 1 with *rc the decode result (FO_EPROTO for
  * a multipart body, whose extra frames are drained). */
 static int recv_one(control *c, zmq_msg_t *rid, proto_msg *msg, fo_err *rc,
-                    peer_role *role, char *err, size_t errlen)
+                    int *role, char *err, size_t errlen)
 {
     zmq_msg_init(rid);
     if (zmq_msg_recv(rid, c->sock, ZMQ_DONTWAIT) < 0) {
@@ -240,7 +228,7 @@ static int recv_one(control *c, zmq_msg_t *rid, proto_msg *msg, fo_err *rc,
     *rc = got == 1 ? proto_decode(zmq_msg_data(&body), zmq_msg_size(&body), msg,
                                   err, errlen)
                    : FO_EPROTO;
-    *role = role_of(got ? zmq_msg_gets(&body, "User-Id") : NULL);
+    *role = curve_role_of(got ? zmq_msg_gets(&body, "User-Id") : NULL);
     zmq_msg_close(&body);
     return 1;
 }
@@ -251,7 +239,7 @@ void control_recv(control *c, int64_t now)
         zmq_msg_t rid;
         proto_msg msg;
         fo_err rc;
-        peer_role role;
+        int role;
         char err[256];
         if (!recv_one(c, &rid, &msg, &rc, &role, err, sizeof err))
             return;

@@ -11,6 +11,7 @@
  * them.
  */
 #include "fmacros.h"
+#include "ctlclient.h"
 #include "keys.h"
 #include "options.h"
 #include "proto.h"
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <time.h>
 #include <zmq.h>
 
 static const opt_def ctl_opts[] = {
@@ -32,7 +34,7 @@ static const opt_def ctl_opts[] = {
      "how long to wait for the master's answer"},
     {"json", OPT_FLAG, "false", 0, 1, NULL, "print the raw JSON answer"},
     {"curve-secret", OPT_STRING, NULL, 0, 0, "FILE",
-     "a CurveZMQ key pair the master admits"},
+     "an operator's CurveZMQ key pair (its .pub in the master's --ctl-allow)"},
     {"curve-server-key", OPT_STRING, NULL, 0, 0, "FILE",
      "the master's public key"},
 };
@@ -42,7 +44,42 @@ static const char usage[] =
     "       fanout-ctl [--master tcp://HOST:5555] set [--rate N/UNIT]... "
     "[--max-in-flight N]\n"
     "\nShows or changes a running fanout job. Exit status: 0 done, 2 usage "
-    "error,\n3 no answer from the master or the master refused the change.\n";
+    "error\n(also: the master needs Curve keys we were not given), 3 no "
+    "answer from the\nmaster, or the master refused the command or our "
+    "key.\n";
+
+/* Monitor events that end the wait: how the handshake went. */
+#define CTL_MONITOR_EVENTS                                                     \
+    (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |     \
+     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+/* Reads one monitor event (two frames: 16-bit event and 32-bit value, then
+ * the endpoint). Returns 0, or -1 when it is not one. */
+static int read_event(void *mon, int *event, int *value)
+{
+    zmq_msg_t f;
+    zmq_msg_init(&f);
+    int rc = -1;
+    if (zmq_msg_recv(&f, mon, 0) >= 6) {
+        const uint8_t *d = zmq_msg_data(&f);
+        uint16_t ev;
+        uint32_t val;
+        memcpy(&ev, d, sizeof ev);
+        memcpy(&val, d + 2, sizeof val);
+        *event = ev;
+        *value = (int)val;
+        rc = 0;
+    }
+    int more = zmq_msg_more(&f);
+    zmq_msg_close(&f);
+    while (more) {
+        zmq_msg_init(&f);
+        zmq_msg_recv(&f, mon, 0);
+        more = zmq_msg_more(&f);
+        zmq_msg_close(&f);
+    }
+    return rc;
+}
 
 static void print_status(json_t *st)
 {
@@ -102,7 +139,7 @@ int main(int argc, char **argv)
                          err, sizeof err);
     int rc = 2;
     json_t *req = NULL;
-    void *ctx = NULL, *sock = NULL;
+    void *ctx = NULL, *sock = NULL, *mon = NULL;
     if (status == 1) {
         rc = 0;
         goto out;
@@ -146,7 +183,20 @@ int main(int argc, char **argv)
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     int64_t maxmsg = PROTO_MAX_CONTROL_BYTES;
     zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (opts_str(o, "curve-secret") || opts_str(o, "curve-server-key")) {
+    int have_keys =
+        opts_str(o, "curve-secret") || opts_str(o, "curve-server-key");
+    /* The monitor tells a handshake the master refused (no keys, or a key
+     * it does not admit) from a master that is not there. */
+    if (zmq_socket_monitor(sock, "inproc://fanout-ctl-monitor",
+                           CTL_MONITOR_EVENTS) == 0) {
+        mon = zmq_socket(ctx, ZMQ_PAIR);
+        zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_connect(mon, "inproc://fanout-ctl-monitor") != 0) {
+            zmq_close(mon);
+            mon = NULL;
+        }
+    }
+    if (have_keys) {
         keys_pair mine, srv;
         if (!opts_str(o, "curve-secret") || !opts_str(o, "curve-server-key") ||
             keys_read(opts_str(o, "curve-secret"), 1, &mine, err, sizeof err) ||
@@ -183,13 +233,45 @@ int main(int argc, char **argv)
     free(text);
     zmq_send(sock, b.data, b.len, 0);
     buf_fini(&b);
-    zmq_pollitem_t pi = {sock, 0, ZMQ_POLLIN, 0};
     rc = 3;
-    if (zmq_poll(&pi, 1, (long)opts_num(o, "timeout")) <= 0) {
-        fprintf(stderr,
-                "fanout-ctl: no answer from %s within %" PRId64
-                " ms: is a fanout-master running there?\n",
-                ep, opts_num(o, "timeout"));
+    long long timeout_ms = (long long)opts_num(o, "timeout");
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int handshake_ok = 0, answered = 0;
+    for (;;) {
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long long left =
+            timeout_ms - ((long long)(t1.tv_sec - t0.tv_sec) * 1000 +
+                          (t1.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0)
+            break;
+        zmq_pollitem_t pi[2] = {{sock, 0, ZMQ_POLLIN, 0},
+                                {mon, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(pi, mon ? 2 : 1, (long)left) < 0 && errno != EINTR)
+            break;
+        if (pi[0].revents & ZMQ_POLLIN) {
+            answered = 1;
+            break;
+        }
+        int event, value;
+        if (mon && (pi[1].revents & ZMQ_POLLIN) &&
+            read_event(mon, &event, &value) == 0) {
+            if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+                handshake_ok = 1;
+            else if (ctlclient_handshake_failed(event, value, have_keys, ep,
+                                                err, sizeof err)) {
+                fprintf(stderr, "fanout-ctl: %s\n", err);
+                /* No keys where keys are needed: fix the command line. */
+                rc = have_keys ? 3 : 2;
+                goto out;
+            }
+        }
+    }
+    if (!answered) {
+        ctlclient_no_answer(ep, timeout_ms, have_keys, handshake_ok, err,
+                            sizeof err);
+        fprintf(stderr, "fanout-ctl: %s\n", err);
         goto out;
     }
     zmq_msg_t msg;
@@ -205,12 +287,13 @@ int main(int argc, char **argv)
         proto_msg_fini(&rep);
         goto out;
     }
-    json_t *st = json_loads(rep.u.ctl.json, 0, NULL);
-    if (!json_is_true(json_object_get(st, "ok"))) {
-        const char *why = json_string_value(json_object_get(st, "error"));
-        fprintf(stderr, "fanout-ctl: the master refused: %s\n",
-                why ? why : rep.u.ctl.json);
+    char why[1024];
+    ctlclient_verdict v = ctlclient_reply(rep.u.ctl.json, why, sizeof why);
+    json_t *st = NULL;
+    if (v != CTLCLIENT_OK) {
+        fprintf(stderr, "fanout-ctl: %s\n", why);
     } else {
+        st = json_loads(rep.u.ctl.json, 0, NULL);
         if (opts_num(o, "json"))
             printf("%s\n", rep.u.ctl.json);
         else
@@ -221,6 +304,8 @@ int main(int argc, char **argv)
     proto_msg_fini(&rep);
 out:
     json_decref(req);
+    if (mon)
+        zmq_close(mon);
     if (sock)
         zmq_close(sock);
     if (ctx)

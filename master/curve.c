@@ -4,8 +4,10 @@
 #include "fmacros.h"
 #include "curve.h"
 #include "log.h"
+#include "proto.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -13,18 +15,102 @@
 #include <string.h>
 #include <zmq.h>
 
-static fo_err load_allow(curve *c, char *err, size_t errlen)
+/* --ctl-allow for the next curve_start() (borrowed). */
+static const char *next_ctl_dir;
+
+void curve_set_ctl_allow(const char *dir)
+{
+    next_ctl_dir = dir;
+}
+
+/* Reads dir's public keys into a heap array of binary keys (*out, caller
+ * frees). FO_EUSAGE with err naming the flag. */
+static fo_err read_list(const char *flag, const char *dir, uint8_t (**out)[32],
+                        size_t *n, char *err, size_t errlen)
 {
     keys_pair *pubs;
-    size_t n;
-    if (keys_read_dir(c->allow_dir, &pubs, &n, err, errlen))
+    char e[600];
+    if (keys_read_dir(dir, &pubs, n, e, sizeof e)) {
+        snprintf(err, errlen, "%s %s", flag, e);
         return FO_EUSAGE;
-    free(c->allowed);
-    c->allowed = xcalloc(n ? n : 1, sizeof *c->allowed);
-    for (size_t i = 0; i < n; i++)
-        zmq_z85_decode(c->allowed[i], pubs[i].public_key);
-    c->nallowed = n;
+    }
+    *out = xcalloc(*n ? *n : 1, sizeof **out);
+    for (size_t i = 0; i < *n; i++)
+        zmq_z85_decode((*out)[i], pubs[i].public_key);
     free(pubs);
+    return FO_OK;
+}
+
+/* The name of the file in dir holding the public key z85, into out: a
+ * .pub before a .key, "?" when none is found again (removed meanwhile). */
+static void file_of(const char *dir, const char *z85, char *out, size_t cap)
+{
+    snprintf(out, cap, "?");
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < 5 || (strcmp(e->d_name + l - 4, ".pub") &&
+                      strcmp(e->d_name + l - 4, ".key")))
+            continue;
+        char path[4096], ignored[600];
+        keys_pair kp;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (!keys_read(path, 0, &kp, ignored, sizeof ignored) &&
+            !strcmp(kp.public_key, z85)) {
+            snprintf(out, cap, "%s", e->d_name);
+            if (!strcmp(e->d_name + l - 4, ".pub"))
+                break;
+        }
+    }
+    closedir(d);
+}
+
+static int listed(uint8_t (*keys)[32], size_t n, const uint8_t *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!memcmp(keys[i], key, 32))
+            return 1;
+    return 0;
+}
+
+/* Reads both lists and installs them, or keeps the old ones and fills err
+ * (FO_EUSAGE) when a directory is unusable or a key has two roles. */
+static fo_err load_lists(curve *c, char *err, size_t errlen)
+{
+    uint8_t(*workers)[32] = NULL, (*ops)[32] = NULL;
+    size_t nw = 0, no = 0;
+    fo_err rc =
+        read_list("--curve-allow", c->allow_dir, &workers, &nw, err, errlen);
+    if (!rc && c->ctl_dir)
+        rc = read_list("--ctl-allow", c->ctl_dir, &ops, &no, err, errlen);
+    for (size_t i = 0; !rc && i < no; i++) {
+        if (listed(workers, nw, ops[i])) {
+            char z85[41], wf[256], of[256];
+            zmq_z85_encode(z85, ops[i], 32);
+            file_of(c->allow_dir, z85, wf, sizeof wf);
+            file_of(c->ctl_dir, z85, of, sizeof of);
+            snprintf(err, errlen,
+                     "the key %s is both a worker's (%s in --curve-allow %s) "
+                     "and an operator's (%s in --ctl-allow %s): a key has "
+                     "one role; remove it from one directory",
+                     z85, wf, c->allow_dir, of, c->ctl_dir);
+            rc = FO_EUSAGE;
+        }
+    }
+    if (rc) {
+        free(workers);
+        free(ops);
+        return rc;
+    }
+    free(c->allowed);
+    free(c->operators);
+    c->allowed = workers;
+    c->nallowed = nw;
+    c->operators = ops;
+    c->noperators = no;
     return FO_OK;
 }
 
@@ -33,14 +119,13 @@ fo_err curve_start(curve *c, void *zctx, const char *secret_file,
 {
     char e[600];
     c->allow_dir = allow_dir;
+    c->ctl_dir = next_ctl_dir;
     if (keys_read(secret_file, 1, &c->server_key, e, sizeof e)) {
         snprintf(err, errlen, "--curve-secret %s", e);
         return FO_EUSAGE;
     }
-    if (load_allow(c, e, sizeof e)) {
-        snprintf(err, errlen, "--curve-allow %s", e);
+    if (load_lists(c, err, errlen))
         return FO_EUSAGE;
-    }
     c->zap = zmq_socket(zctx, ZMQ_REP);
     int linger = 0;
     zmq_setsockopt(c->zap, ZMQ_LINGER, &linger, sizeof linger);
@@ -51,8 +136,10 @@ fo_err curve_start(curve *c, void *zctx, const char *secret_file,
         return FO_EIO;
     }
     LOG_INFO("curve.enabled",
-             "all sockets encrypted; %zu worker keys admitted from %s",
-             c->nallowed, allow_dir);
+             "all sockets encrypted; %zu worker keys admitted from %s; %zu "
+             "operator keys from %s",
+             c->nallowed, allow_dir, c->noperators,
+             c->ctl_dir ? c->ctl_dir : "nowhere (no --ctl-allow)");
     return FO_OK;
 }
 
@@ -63,6 +150,8 @@ void curve_fini(curve *c)
     c->zap = NULL;
     FO_FREE(&c->allowed);
     c->nallowed = 0;
+    FO_FREE(&c->operators);
+    c->noperators = 0;
 }
 
 void curve_serve(const curve *c, void *sock)
@@ -74,23 +163,28 @@ void curve_serve(const curve *c, void *sock)
     zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "fanout", 6);
 }
 
-/* SIGHUP: read --curve-allow again, so a new worker host can join without a
- * restart. Connections already admitted stay: ZAP runs at the handshake. */
+/* SIGHUP: read both directories again, so a new worker host or operator
+ * can join without a restart. Connections already admitted stay: ZAP runs
+ * at the handshake. */
 void curve_reload(curve *c)
 {
-    char err[600];
-    size_t before = c->nallowed;
-    if (load_allow(c, err, sizeof err)) {
+    char err[1200];
+    size_t before = c->nallowed, obefore = c->noperators;
+    if (load_lists(c, err, sizeof err)) {
         LOG_ERROR("curve.reload_failed",
-                  "--curve-allow %s; still admitting the %zu keys from before",
-                  err, before);
+                  "%s; still admitting the %zu worker and %zu operator keys "
+                  "from before",
+                  err, before, obefore);
         return;
     }
-    LOG_INFO("curve.reloaded", "%zu worker keys admitted from %s", c->nallowed,
-             c->allow_dir);
+    LOG_INFO("curve.reloaded",
+             "%zu worker keys admitted from %s; %zu operator keys from %s",
+             c->nallowed, c->allow_dir, c->noperators,
+             c->ctl_dir ? c->ctl_dir : "nowhere (no --ctl-allow)");
 }
 
-/* Answers ZAP requests: admit a CURVE client whose key is listed. */
+/* Answers ZAP requests (RFC 27): admit a CURVE client whose key is in
+ * either list, with its role as the user id. */
 void curve_handle(curve *c)
 {
     if (!c->zap)
@@ -116,14 +210,16 @@ void curve_handle(curve *c)
             more = zmq_msg_more(&x);
             zmq_msg_close(&x);
         }
-        int ok = 0;
+        int role = CURVE_ROLE_NONE;
         char addr[64] = "?", keytxt[41] = "?";
         if (nf == 7 && zmq_msg_size(&f[5]) == 5 &&
             !memcmp(zmq_msg_data(&f[5]), "CURVE", 5) &&
             zmq_msg_size(&f[6]) == 32) {
             const uint8_t *key = zmq_msg_data(&f[6]);
-            for (size_t i = 0; i < c->nallowed && !ok; i++)
-                ok = !memcmp(c->allowed[i], key, 32);
+            if (listed(c->allowed, c->nallowed, key))
+                role = CURVE_ROLE_WORKER;
+            else if (listed(c->operators, c->noperators, key))
+                role = CURVE_ROLE_OPERATOR;
             zmq_z85_encode(keytxt, key, 32);
             snprintf(addr, sizeof addr, "%.*s",
                      (int)(zmq_msg_size(&f[3]) < 63 ? zmq_msg_size(&f[3]) : 63),
@@ -133,20 +229,57 @@ void curve_handle(curve *c)
         size_t rid_len = nf > 1 ? zmq_msg_size(&f[1]) : 0;
         zmq_send(c->zap, "1.0", 3, ZMQ_SNDMORE);
         zmq_send(c->zap, rid, rid_len, ZMQ_SNDMORE);
+        int ok = role != CURVE_ROLE_NONE;
+        const char *user = role == CURVE_ROLE_WORKER     ? CURVE_USER_WORKER
+                           : role == CURVE_ROLE_OPERATOR ? CURVE_USER_OPERATOR
+                                                         : "";
         zmq_send(c->zap, ok ? "200" : "400", 3, ZMQ_SNDMORE);
         zmq_send(c->zap, ok ? "OK" : "key not admitted", ok ? 2 : 16,
                  ZMQ_SNDMORE);
-        zmq_send(c->zap, "", 0, ZMQ_SNDMORE);
+        zmq_send(c->zap, user, strlen(user), ZMQ_SNDMORE);
         zmq_send(c->zap, "", 0, 0);
         if (!ok) {
             c->n_denied++;
             if (c->n_denied <= 20 || c->n_denied % 1000 == 0)
                 LOG_WARN("curve.denied",
                          "refused a connection from %s with key %s: not in "
-                         "--curve-allow (%" PRIu64 " so far)",
+                         "--curve-allow or --ctl-allow (%" PRIu64 " so far)",
                          addr, keytxt, c->n_denied);
         }
         for (int i = 0; i < nf; i++)
             zmq_msg_close(&f[i]);
     }
+}
+
+int curve_role_of(const char *user_id)
+{
+    if (!user_id)
+        return CURVE_ROLE_NONE;
+    if (!strcmp(user_id, CURVE_USER_WORKER))
+        return CURVE_ROLE_WORKER;
+    if (!strcmp(user_id, CURVE_USER_OPERATOR))
+        return CURVE_ROLE_OPERATOR;
+    return CURVE_ROLE_NONE;
+}
+
+int curve_role_may_send(int role, int msg_type)
+{
+    switch (role) {
+    case CURVE_ROLE_WORKER:
+        return msg_type == PROTO_HELLO || msg_type == PROTO_HEARTBEAT ||
+               msg_type == PROTO_TOKEN_REQ || msg_type == PROTO_THROTTLED ||
+               msg_type == PROTO_BYE || msg_type == PROTO_RESULT ||
+               msg_type == PROTO_RATEINFO;
+    case CURVE_ROLE_OPERATOR:
+        return msg_type == PROTO_CTL;
+    default:
+        return 1;
+    }
+}
+
+const char *curve_role_name(int role)
+{
+    return role == CURVE_ROLE_WORKER     ? "worker"
+           : role == CURVE_ROLE_OPERATOR ? "operator"
+                                         : "any peer (no Curve)";
 }

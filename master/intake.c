@@ -22,7 +22,9 @@ fo_err intake_init(intake *in, const intake_cfg *cfg, char *err, size_t errlen)
     in->total_items = -1;
     char e[300];
     if (template_parse(cfg->url, &in->url_t, e, sizeof e)) {
-        snprintf(err, errlen, "--url: %s in '%s'", e, cfg->url);
+        char shown[1024];
+        snprintf(err, errlen, "--url: %s in '%s'", e,
+                 util_redact_url(cfg->url, shown, sizeof shown));
         return FO_EUSAGE;
     }
     if (cfg->body && template_parse(cfg->body, &in->body_t, e, sizeof e)) {

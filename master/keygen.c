@@ -19,7 +19,9 @@ static const char usage[] =
     "DIR (mode 0700) if needed. Give the master\nits .key with "
     "--curve-secret and put each worker's .pub in the master's\n"
     "--curve-allow directory; give each worker its own .key and the "
-    "master's .pub\nwith --curve-server-key. An existing key is never "
+    "master's .pub\nwith --curve-server-key. fanout-ctl users (operators) "
+    "get pairs of their own,\nwhose .pub go in the master's --ctl-allow "
+    "directory: a key has one role.\nAn existing key is never "
     "overwritten.\n";
 
 int main(int argc, char **argv)

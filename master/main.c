@@ -3,6 +3,7 @@
  * with messages that name the flag, then master_run().
  */
 #include "fmacros.h"
+#include "curve.h"
 #include "gcra.h"
 #include "log.h"
 #include "master.h"
@@ -79,6 +80,8 @@ static const opt_def master_opts[] = {
      "encrypt every socket with this CurveZMQ key pair (fanout-keygen)"},
     {"curve-allow", OPT_STRING, NULL, 0, 0, "DIR",
      "admit only workers whose NAME.pub is in DIR (with --curve-secret)"},
+    {"ctl-allow", OPT_STRING, NULL, 0, 0, "DIR",
+     "admit fanout-ctl users whose NAME.pub is in DIR (with --curve-secret)"},
     {"insecure", OPT_FLAG, "false", 0, 1, NULL,
      "allow binding a non-loopback address without encryption"},
     {"lease", OPT_DURATION, "5s", 200, 3600000, "DURATION",
@@ -120,7 +123,7 @@ static int is_loopback(const char *host)
            !strcmp(host, "[::1]") || !strcmp(host, "::1");
 }
 
-static int check_bind(const char *bind, int insecure, int curve, char *err,
+static int check_bind(const char *bind, int insecure, int keys, char *err,
                       size_t errlen)
 {
     if (strncmp(bind, "tcp://", 6) != 0) {
@@ -138,7 +141,7 @@ static int check_bind(const char *bind, int insecure, int curve, char *err,
     }
     char host[256];
     snprintf(host, sizeof host, "%.*s", (int)(colon - hp), hp);
-    if (!is_loopback(host) && !insecure && !curve) {
+    if (!is_loopback(host) && !insecure && !keys) {
         snprintf(err, errlen,
                  "'%s' is not a loopback address: without Curve keys anyone "
                  "who can reach it could join the job and read its items; "
@@ -288,6 +291,12 @@ int main(int argc, char **argv)
                 c.curve_secret ? "--curve-allow" : "--curve-secret");
         goto out;
     }
+    if (opts_str(o, "ctl-allow") && !c.curve_secret) {
+        fprintf(stderr, "fanout-master: --ctl-allow needs --curve-secret and "
+                        "--curve-allow: operator keys are Curve keys\n");
+        goto out;
+    }
+    curve_set_ctl_allow(opts_str(o, "ctl-allow"));
     if (check_bind(opts_str(o, "bind"), (int)opts_num(o, "insecure"),
                    c.curve_secret != NULL, err, sizeof err)) {
         fprintf(stderr, "fanout-master: %s: %s\n", opts_origin(o, "bind"), err);

@@ -78,10 +78,12 @@ void orphans_stash(orphans *o, proto_msg *r, int64_t now)
     k = x->r.u.result.idem_key;
     hmap_put(&o->ix, k, strlen(k), &x);
     o->bytes += x->r.u.result.response_len;
-    LOG_DEBUG("result.orphan",
-              "result for id %s of an earlier run kept until its message "
-              "comes back",
-              x->r.u.result.key);
+    LOG_KV(LOG_LVL_DEBUG, "result.orphan",
+           LOG_FIELDS(LOG_S("item", x->r.u.result.key),
+                      LOG_S("worker", x->r.u.result.worker)),
+           "result for id %s of an earlier run kept until its message "
+           "comes back",
+           x->r.u.result.key);
 }
 
 int orphans_take(orphans *o, const char *idem, proto_msg *out)

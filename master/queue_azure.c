@@ -943,8 +943,10 @@ fail:
     az_destroy(&a->base);
     /* Name the flag and the queue (not the parameters) in every message. */
     char *why = xstrdup(err);
-    size_t ul = (size_t)(s + tail - url);
-    snprintf(err, errlen, "--input %.*s: %s", (int)(ul < 160 ? ul : 160), url,
+    char shown[256];
+    util_redact_url(url, shown, sizeof shown);
+    size_t ul = strcspn(shown, "?");
+    snprintf(err, errlen, "--input %.*s: %s", (int)(ul < 160 ? ul : 160), shown,
              why);
     free(why);
     return NULL;

@@ -399,6 +399,9 @@ static queue *r_open(const char *url, const queue_opts *o, char *err,
     q->recovering = 1;
     snprintf(q->pel_cursor, sizeof q->pel_cursor, "0");
     snprintf(q->claim_cursor, sizeof q->claim_cursor, "0-0");
+    /* Messages name the URL without its password. */
+    char shown[256];
+    util_redact_url(url, shown, sizeof shown);
     const char *p = url + strlen("redis://");
     size_t auth_len = strcspn(p, "@/?");
     if (p[auth_len] == '@') {
@@ -418,7 +421,7 @@ static queue *r_open(const char *url, const queue_opts *o, char *err,
         snprintf(err, errlen,
                  "--input %.200s: no host (redis://HOST:PORT/"
                  "STREAM?group=G)",
-                 url);
+                 shown);
         goto bad;
     }
     memcpy(q->host, p, hl);
@@ -428,7 +431,7 @@ static queue *r_open(const char *url, const queue_opts *o, char *err,
         char *end;
         long port = strtol(p + 1, &end, 10);
         if (end == p + 1 || port < 1 || port > 65535) {
-            snprintf(err, errlen, "--input: bad port in %.200s", url);
+            snprintf(err, errlen, "--input: bad port in %.200s", shown);
             goto bad;
         }
         q->port = (int)port;
@@ -439,7 +442,7 @@ static queue *r_open(const char *url, const queue_opts *o, char *err,
         snprintf(err, errlen,
                  "--input %.200s: no stream name "
                  "(redis://HOST:PORT/STREAM?group=G)",
-                 url);
+                 shown);
         goto bad;
     }
     char *stream = queue_pct_decode(p + 1, sl, 0, NULL);
@@ -450,7 +453,7 @@ static queue *r_open(const char *url, const queue_opts *o, char *err,
         snprintf(err, errlen,
                  "--input %.200s: the consumer group is missing "
                  "(add ?group=NAME)",
-                 url);
+                 shown);
         goto bad;
     }
     int rc = queue_url_param(url, "consumer", q->consumer, sizeof q->consumer);
@@ -460,7 +463,7 @@ static queue *r_open(const char *url, const queue_opts *o, char *err,
     if (queue_url_param(url, "field", q->field, sizeof q->field) < 0 ||
         rc < 0) {
         snprintf(err, errlen, "--input: a parameter is too long in %.200s",
-                 url);
+                 shown);
         goto bad;
     }
     snprintf(q->desc, sizeof q->desc,

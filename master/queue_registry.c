@@ -8,6 +8,7 @@
  */
 #include "fmacros.h"
 #include "queue.h"
+#include "util.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -39,7 +40,9 @@ queue *queue_open(const char *input, const queue_opts *o, char *err,
 {
     const queue_driver *d = queue_driver_find(input);
     if (!d) {
-        snprintf(err, errlen, "not a queue URL: %s", input);
+        char shown[512];
+        snprintf(err, errlen, "not a queue URL: %s",
+                 util_redact_url(input, shown, sizeof shown));
         return NULL;
     }
     queue *q = d->open(input, o, err, errlen);

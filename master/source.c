@@ -53,7 +53,12 @@ source *source_open(const source_cfg *c, const store_cursor *cur, char *err,
     } else {
         s->fd = open(c->input, O_RDONLY | O_CLOEXEC);
         if (s->fd < 0) {
-            snprintf(err, errlen, "--input %s: %s", c->input, strerror(errno));
+            /* A mistyped queue URL ("rediss://:pw@host/s") lands here as
+             * a file name: never echo its password. */
+            char shown[512];
+            snprintf(err, errlen, "--input %s: %s",
+                     util_redact_url(c->input, shown, sizeof shown),
+                     strerror(errno));
             goto fail;
         }
     }

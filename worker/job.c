@@ -18,6 +18,77 @@ void job_fini(job *j)
     memset(j, 0, sizeof *j);
 }
 
+/* --allow-env: the names a header may expand (owned). */
+static char **allowed_env;
+static size_t nallowed_env;
+
+void job_allow_env(char *const *names, size_t n)
+{
+    for (size_t i = 0; i < nallowed_env; i++)
+        free(allowed_env[i]);
+    FO_FREE(&allowed_env);
+    nallowed_env = 0;
+    if (!n)
+        return;
+    allowed_env = xcalloc(n, sizeof *allowed_env);
+    for (size_t i = 0; i < n; i++)
+        allowed_env[i] = xstrdup(names[i]);
+    nallowed_env = n;
+}
+
+static int env_allowed(const char *name, size_t len)
+{
+    for (size_t i = 0; i < nallowed_env; i++)
+        if (strlen(allowed_env[i]) == len && !memcmp(allowed_env[i], name, len))
+            return 1;
+    return 0;
+}
+
+/* Checks every ${NAME} in the headers against --allow-env before anything
+ * is expanded. Returns 0, or -1 with err naming each refused variable once,
+ * in order of appearance, and the flags that would allow them. */
+static int check_env_allowed(json_t *hs, char *err, size_t errlen)
+{
+    fo_buf names, flags;
+    buf_init(&names, 16384);
+    buf_init(&flags, 16384);
+    size_t i, nrefused = 0;
+    json_t *h;
+    json_array_foreach(hs, i, h)
+    {
+        if (!json_is_string(h))
+            continue;
+        const char *src = json_string_value(h), *name;
+        size_t pos = 0, len;
+        while (template_env_next(src, &pos, &name, &len)) {
+            if (env_allowed(name, len))
+                continue;
+            /* Seen before, in this header or an earlier one? */
+            char ref[300];
+            snprintf(ref, sizeof ref, "${%.*s}", (int)(len < 256 ? len : 256),
+                     name);
+            const char *seen = names.len ? strstr(buf_str(&names), ref) : NULL;
+            size_t rl = strlen(ref);
+            if (seen && (seen[rl] == ',' || seen[rl] == '\0'))
+                continue;
+            int full = buf_printf(&names, "%s%s", nrefused ? ", " : "", ref) ||
+                       buf_printf(&flags, " --allow-env %.*s",
+                                  (int)(len < 256 ? len : 256), name);
+            nrefused++;
+            if (full)
+                break;
+        }
+    }
+    if (nrefused)
+        snprintf(err, errlen,
+                 "the job asks for %s, which this worker does not allow; "
+                 "start it with%s",
+                 buf_str(&names), buf_str(&flags));
+    buf_fini(&names);
+    buf_fini(&flags);
+    return nrefused ? -1 : 0;
+}
+
 static int64_t jint(json_t *o, const char *k, int64_t def)
 {
     json_t *v = json_object_get(o, k);
@@ -64,6 +135,10 @@ fo_err job_parse(const char *text, job *j, char *err, size_t errlen)
         goto out;
     }
     json_t *hs = json_object_get(o, "headers");
+    if (check_env_allowed(hs, err, errlen)) {
+        rc = FO_EDENIED;
+        goto out;
+    }
     size_t i;
     json_t *h;
     json_array_foreach(hs, i, h)

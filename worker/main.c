@@ -3,11 +3,56 @@
  */
 #include "fmacros.h"
 #include "http.h"
+#include "job.h"
 #include "log.h"
 #include "options.h"
+#include "util.h"
 #include "worker.h"
 
+#include <ctype.h>
 #include <malloc.h>
+
+/* Collects --allow-env (each item may hold several comma-separated names,
+ * so FANOUT_ALLOW_ENV=A,B works too) into job_allow_env(). Returns 0, or
+ * -1 after naming a malformed name on stderr. */
+static int set_allow_env(const opts *o)
+{
+    size_t n, count = 0;
+    char *const *items = opts_list(o, "allow-env", &n);
+    char **names = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        char *copy = xstrdup(items[i]), *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok && !rc;
+             tok = strtok_r(NULL, ",", &save)) {
+            while (*tok == ' ')
+                tok++;
+            size_t len = strlen(tok);
+            while (len && tok[len - 1] == ' ')
+                tok[--len] = '\0';
+            int ok = len > 0 && !isdigit((unsigned char)tok[0]);
+            for (size_t k = 0; k < len && ok; k++)
+                ok = isalnum((unsigned char)tok[k]) || tok[k] == '_';
+            if (!ok) {
+                fprintf(stderr,
+                        "fanout-worker: %s: '%s' is not a variable name "
+                        "(letters, digits and '_')\n",
+                        opts_origin(o, "allow-env"), tok);
+                rc = -1;
+                break;
+            }
+            names = xrealloc(names, (count + 1) * sizeof *names);
+            names[count++] = xstrdup(tok);
+        }
+        free(copy);
+    }
+    if (!rc)
+        job_allow_env(names, count);
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
 
 static const opt_def worker_opts[] = {
     {"master", OPT_STRING, "tcp://127.0.0.1:5555", 0, 0, "tcp://HOST:PORT",
@@ -23,6 +68,9 @@ static const opt_def worker_opts[] = {
      "this worker's CurveZMQ key pair (fanout-keygen)"},
     {"curve-server-key", OPT_STRING, NULL, 0, 0, "FILE",
      "the master's public key (its NAME.pub)"},
+    {"allow-env", OPT_LIST, NULL, 0, 0, "NAME",
+     "let the job's headers use ${NAME} from this host's environment "
+     "(comma-separated names allowed)"},
     {"log-level", OPT_STRING, "info", 0, 0, "LEVEL", "debug|info|warn|error"},
     {"log-format", OPT_STRING, "text", 0, 0, "FORMAT", "text|json"},
     {"config", OPT_STRING, NULL, 0, 0, "FILE", "JSON file of options"},
@@ -75,6 +123,8 @@ int main(int argc, char **argv)
                 opts_origin(o, "master"), master);
         goto out;
     }
+    if (set_allow_env(o))
+        goto out;
     log_init("worker", lvl, fmt);
     char herr[128];
     if (http_global_init(herr, sizeof herr) != FO_OK) {
@@ -109,6 +159,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fanout-worker: %s\n", werr);
     http_global_fini();
 out:
+    job_allow_env(NULL, 0);
     opts_destroy(&o);
     return rc;
 }

@@ -120,6 +120,14 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
     m.u.result.idem_key = it->idem;
     m.u.result.started_us = (uint64_t)it->started_us;
     m.u.result.finished_us = (uint64_t)clock_wall_us();
+    LOG_KV(LOG_LVL_DEBUG, "item.done",
+           LOG_FIELDS(LOG_S("item", it->key), LOG_S("worker", w->id),
+                      LOG_S("status", ok ? "ok" : "failed"),
+                      LOG_I("attempt", it->attempts),
+                      LOG_I("http_status", it->last_http)),
+           "id=%s %s after %u attempts (HTTP %ld)%s%s", it->key,
+           ok ? "ok" : "failed", it->attempts, (long)it->last_http,
+           error ? ": " : "", error ? error : "");
     fo_buf frame;
     buf_init(&frame, PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
     if (proto_encode(&m, &frame) != FO_OK) {
@@ -128,7 +136,9 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
         m.u.result.response_len = 0;
         buf_reset(&frame);
         if (proto_encode(&m, &frame) != FO_OK)
-            LOG_ERROR("proto.encode_failed", "result for %s", it->key);
+            LOG_KV(LOG_LVL_ERROR, "proto.encode_failed",
+                   LOG_FIELDS(LOG_S("item", it->key), LOG_S("worker", w->id)),
+                   "result for %s", it->key);
     }
     outbox_push(&w->ob, &frame);
     flush_outbox(w);
@@ -145,8 +155,12 @@ static void schedule_retry(wstate *w, witem *it, int64_t delay_ms)
 {
     witems_wait(&w->held, it, clock_now_ns() + delay_ms * FO_NS_PER_MS);
     w->n_retries++;
-    LOG_DEBUG("item.retry", "id=%s attempt=%u in %" PRId64 "ms: %s", it->key,
-              it->attempts, delay_ms, it->last_error ? it->last_error : "");
+    LOG_KV(LOG_LVL_DEBUG, "item.retry",
+           LOG_FIELDS(LOG_S("item", it->key), LOG_S("worker", w->id),
+                      LOG_I("attempt", it->attempts),
+                      LOG_I("delay_ms", delay_ms)),
+           "id=%s attempt=%u in %" PRId64 "ms: %s", it->key, it->attempts,
+           delay_ms, it->last_error ? it->last_error : "");
 }
 
 /* Drops every token held and starts no call before now + ms: the API asked
@@ -241,9 +255,11 @@ static void on_http_done(void *ctx, const http_response *r)
     it->throttled = d.counts.throttled;
     it->unreachable = d.counts.unreachable;
     if (d.bad_retry_after)
-        LOG_WARN("api.bad_retry_after",
-                 "id=%s: ignoring malformed Retry-After '%.60s'", it->key,
-                 r->retry_after);
+        LOG_KV(LOG_LVL_WARN, "api.bad_retry_after",
+               LOG_FIELDS(LOG_S("item", it->key), LOG_S("worker", w->id),
+                          LOG_I("http_status", r->status)),
+               "id=%s: ignoring malformed Retry-After '%.60s'", it->key,
+               r->retry_after);
     if (ratelimit_known(&r->ratelimit))
         report_rateinfo(w, &r->ratelimit);
     if (d.pause_ms > 0) {
@@ -373,8 +389,10 @@ static fo_err on_job(wstate *w, proto_msg *m)
     char err[512];
     fo_err rc = job_parse(m->u.job.job_json, &j, err, sizeof err);
     if (rc != FO_OK) {
-        LOG_ERROR(rc == FO_EINVAL ? "worker.bad_header" : "proto.bad_job", "%s",
-                  err);
+        LOG_ERROR(rc == FO_EINVAL    ? "worker.bad_header"
+                  : rc == FO_EDENIED ? "worker.env_not_allowed"
+                                     : "proto.bad_job",
+                  "%s", err);
         return FO_EPROTO;
     }
     if (w->have_job && (m->epoch != w->epoch || !w->master_ok)) {

@@ -83,10 +83,12 @@ def test_json_logs_and_no_secrets(env):
                    "json", "--log-level", "debug")
     ep = m.wait_ready()
     w = env.worker(ep["control"], "--log-format", "json", "--log-level",
-                   "debug", env={"API_TOKEN": secret})
+                   "debug", "--allow-env", "API_TOKEN",
+                   env={"API_TOKEN": secret})
     assert m.proc.wait(60) == 0
     w.wait(30)
     events = set()
+    done = {}
     for p in (m.proc, w):
         for line in p.text().splitlines():
             if not line.startswith("{"):
@@ -95,6 +97,13 @@ def test_json_logs_and_no_secrets(env):
             for k in ("time", "level", "role", "pid", "event", "msg"):
                 assert k in rec, (k, line)
             events.add(rec["event"])
+            if rec["event"] == "item.done":
+                done[rec["item"]] = rec
+    # Item-level events carry their fields as keys.
+    assert sorted(done) == sorted("item-%d" % i for i in range(1, 31)), done
+    for rec in done.values():
+        assert rec["status"] == "ok" and rec["http_status"] == 200, rec
+        assert rec["attempt"] >= 1 and rec["worker"], rec
         assert secret not in p.text(), "secret leaked into %s" % p.name
     for e in ("worker.joined", "master.started", "job.done"):
         assert e in events, (e, events)
