@@ -1,6 +1,8 @@
 /* budget.c - token grants and worker registry; see budget.h. */
 #include "fmacros.h"
 #include "budget.h"
+
+#include <stdint.h>
 #include "proto.h"
 #include "util.h"
 
@@ -129,10 +131,11 @@ size_t budget_grant(budget *b, int64_t now, budget_send_fn send, void *ctx)
 {
     if (now < b->pause_until || b->cap == 0 || b->held)
         return 0;
-    size_t total = 0;
+    size_t total = 0, first_served = SIZE_MAX;
     uint32_t offs[PROTO_MAX_GRANT];
     for (size_t k = 0; k < b->cap; k++) {
-        budget_worker *w = &b->w[(b->rr + k) % b->cap];
+        size_t slot = (b->rr + k) % b->cap;
+        budget_worker *w = &b->w[slot];
         if (!w->used || w->leaving)
             continue;
         int64_t want = net_want(w);
@@ -162,9 +165,16 @@ size_t budget_grant(budget *b, int64_t now, budget_send_fn send, void *ctx)
         b->in_use += n;
         b->granted += n;
         total += n;
+        if (first_served == SIZE_MAX)
+            first_served = slot;
         send(ctx, w, offs, n);
     }
-    b->rr = b->cap ? (b->rr + 1) % b->cap : 0;
+    /* The first worker served goes to the back of the line: when permits
+     * or tokens are scarce, workers take turns, whichever slots they
+     * occupy (advancing by one slot let the first of two workers in
+     * sixteen slots go first fifteen times in sixteen). */
+    if (first_served != SIZE_MAX)
+        b->rr = (first_served + 1) % b->cap;
     return total;
 }
 

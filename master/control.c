@@ -183,8 +183,8 @@ static int allowed(control *c, int role, const void *rid, size_t rid_len,
     if (c->n_forbidden <= 10 || c->n_forbidden % 1000 == 0)
         LOG_WARN("peer.forbidden",
                  "refused %s from a %s key (%" PRIu64 " so far): %s",
-                 proto_type_name(msg->type),
-                 curve_role_name(role), c->n_forbidden,
+                 proto_type_name(msg->type), curve_role_name(role),
+                 c->n_forbidden,
                  is_ctl ? "commands need an operator key (--ctl-allow)"
                         : "operator keys may only send commands");
     if (is_ctl) {

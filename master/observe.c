@@ -65,6 +65,12 @@ json_t *observe_status(observe *o, int64_t now)
         json_object_set_new(wj, "held", json_integer(w->held));
         json_object_set_new(wj, "in_flight", json_integer(w->inflight));
         json_object_set_new(wj, "assigned", json_integer(w->assigned));
+        json_object_set_new(wj, "tokens_wanted", json_integer(w->want));
+        json_object_set_new(wj, "tokens_granted",
+                            json_integer((json_int_t)w->granted));
+        json_object_set_new(wj, "tokens_seen",
+                            json_integer((json_int_t)w->seen));
+        json_object_set_new(wj, "permits", json_integer(w->permits));
         json_object_set_new(
             wj, "last_heartbeat_ms",
             json_integer((now - w->last_seen_ns) / FO_NS_PER_MS));

@@ -157,6 +157,45 @@ static void test_no_token_beyond_the_horizon(void **state)
 
 /* A rejoin (HELLO again) resets the account and returns the permits, and
  * the slot's generation changes so stale leases do not match. */
+/* With one permit between two greedy workers (16 slots allocated, two
+ * used), they take turns: each gets half the grants, not the first one
+ * fifteen in sixteen. */
+static void test_scarce_permits_are_shared_in_turns(void **state)
+{
+    (void)state;
+    budget *b = new_budget(0, S, 1);
+    budget_worker *w1 = budget_join(b, "w1", 2, 0);
+    budget_worker *w2 = budget_join(b, "w2", 2, 0);
+    sent s = {0};
+    int got1 = 0, got2 = 0;
+    for (int round = 0; round < 100; round++) {
+        budget_request(b, w1, 8, w1->granted, w1->permits);
+        budget_request(b, w2, 8, w2->granted, w2->permits);
+        assert_int_equal(grant(b, &s, round * MS), 1);
+        got1 += s.to == w1;
+        got2 += s.to == w2;
+    }
+    assert_int_equal(got1, 50);
+    assert_int_equal(got2, 50);
+    budget_destroy(&b);
+}
+
+/* Budget pause: an operator's hold stops grants until it is lifted. */
+static void test_operator_hold_stops_grants(void **state)
+{
+    (void)state;
+    budget *b = new_budget(0, S, 0);
+    budget_worker *w = budget_join(b, "w1", 2, 0);
+    sent s = {0};
+    budget_hold(b, 1);
+    budget_request(b, w, 5, 0, 0);
+    assert_int_equal(grant(b, &s, 0), 0);
+    assert_true(budget_next_wake(b, 0) == INT64_MAX);
+    budget_hold(b, 0);
+    assert_int_equal(grant(b, &s, MS), 5);
+    budget_destroy(&b);
+}
+
 static void test_rejoin_resets_the_account(void **state)
 {
     (void)state;
@@ -182,6 +221,8 @@ int main(void)
         cmocka_unit_test(test_pause_stops_every_grant_until_it_ends),
         cmocka_unit_test(test_no_token_beyond_the_horizon),
         cmocka_unit_test(test_rejoin_resets_the_account),
+        cmocka_unit_test(test_scarce_permits_are_shared_in_turns),
+        cmocka_unit_test(test_operator_hold_stops_grants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
