@@ -3,6 +3,8 @@
  *
  *   fanout-ctl --master tcp://HOST:5555 status
  *   fanout-ctl --master tcp://HOST:5555 set --rate 500/min --max-in-flight 16
+ *   fanout-ctl --master tcp://HOST:5555 pause | resume
+ *   fanout-ctl --master tcp://HOST:5555 drain WORKER
  *
  * It speaks to the master's control socket like a worker would, with CTL
  * messages carrying JSON; the master answers with the job's status. Changes
@@ -43,6 +45,11 @@ static const char usage[] =
     "usage: fanout-ctl [--master tcp://HOST:5555] status\n"
     "       fanout-ctl [--master tcp://HOST:5555] set [--rate N/UNIT]... "
     "[--max-in-flight N]\n"
+    "       fanout-ctl [--master tcp://HOST:5555] pause | resume\n"
+    "       fanout-ctl [--master tcp://HOST:5555] drain WORKER\n"
+    "\npause: no new calls until resume (calls in flight finish; kept across "
+    "a\nmaster restart). drain: that worker (its ID in status) hands back the "
+    "items it\nhas not started, finishes its calls and leaves.\n"
     "\nShows or changes a running fanout job. Exit status: 0 done, 2 usage "
     "error\n(also: the master needs Curve keys we were not given), 3 no "
     "answer from the\nmaster, or the master refused the command or our "
@@ -105,6 +112,9 @@ static void print_status(json_t *st)
            json_integer_value(json_object_get(st, "max_in_flight")),
            json_integer_value(json_object_get(st, "throttled")),
            json_integer_value(json_object_get(st, "paused_ms")));
+    if (json_is_true(json_object_get(st, "paused_by_operator")))
+        printf("PAUSED     by fanout-ctl pause: no new calls until fanout-ctl "
+               "resume\n");
     json_t *ws = json_object_get(st, "workers");
     printf("workers    %zu\n", json_array_size(ws));
     if (json_array_size(ws))
@@ -150,12 +160,19 @@ int main(int argc, char **argv)
     }
     size_t npos;
     char *const *pos = opts_positional(o, &npos);
-    if (npos != 1 || (strcmp(pos[0], "status") && strcmp(pos[0], "set"))) {
-        fprintf(stderr, "fanout-ctl: expected one command, status or set "
-                        "(see --help)\n");
+    static const char *const cmds[] = {"status", "set", "pause", "resume",
+                                       "drain"};
+    int known = 0;
+    for (size_t i = 0; npos && i < sizeof cmds / sizeof cmds[0]; i++)
+        known |= !strcmp(pos[0], cmds[i]);
+    if (!known || npos != (size_t)(strcmp(pos[0], "drain") ? 1 : 2)) {
+        fprintf(stderr, "fanout-ctl: expected one command: status, set, pause, "
+                        "resume or drain WORKER (see --help)\n");
         goto out;
     }
     req = json_pack("{s:s}", "cmd", pos[0]);
+    if (!strcmp(pos[0], "drain"))
+        json_object_set_new(req, "worker", json_string(pos[1]));
     if (!strcmp(pos[0], "set")) {
         size_t nr;
         char *const *rates = opts_list(o, "rate", &nr);

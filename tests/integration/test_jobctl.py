@@ -1,0 +1,93 @@
+"""Job control from fanout-ctl (issue 14): pause and resume, kept across a
+master restart, and drain of one worker, whose items go to the others."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness as h  # noqa: E402
+
+
+def ctl(control, *args, expect=0):
+    p = subprocess.run([os.path.join(h.BIN, "fanout-ctl"), "--master",
+                        control] + list(args), capture_output=True,
+                       text=True, timeout=30 * h.SCALE)
+    assert p.returncode == expect, (p.returncode, p.stdout, p.stderr)
+    return p
+
+
+def status(control):
+    return json.loads(ctl(control, "status", "--json").stdout)
+
+
+def test_pause_holds_every_call_until_resume_even_across_a_restart(env):
+    s = env.server("--latency-ms", "20")
+    n = 300
+    job = h.items_job(env, s, n, "--rate", "100/s")
+    job.start()
+    env.worker(job.control, once=False)
+    job.wait_results(30, 30)
+    p = ctl(job.control, "pause")
+    assert "PAUSED" in p.stdout, p.stdout
+    # Calls in flight and tokens granted (250 ms ahead) finish; then none.
+    h.wait_for(lambda: status(job.control)["in_flight"] == 0, 10,
+               "calls in flight to finish")
+    calls = len(s.requests())
+    time.sleep(1.0)  # a second with the job paused: nothing may happen
+    assert len(s.requests()) == calls, "calls made while paused"
+    assert status(job.control)["paused_by_operator"] is True
+    # A restart keeps the pause.
+    job.master.signal(signal.SIGKILL)
+    job.master.wait(10)
+    job.start()
+    h.wait_for(lambda: "ctl.pause" in job.master.text(), 10,
+               "the restarted master to say it is paused")
+    time.sleep(1.0)  # paused: nothing may happen
+    assert len(s.requests()) == calls, "calls made while paused"
+    ctl(job.control, "resume")
+    assert job.finish(60) == 0, job.master.text()[-2000:]
+    h.assert_exactly_once(h.results(job.out), job.ids())
+    h.report("pause with %d of %d calls made: none for 2 s, across a "
+             "master restart; resume finished the job" % (calls, n))
+
+
+def test_drain_hands_a_workers_items_to_the_others(env):
+    s = env.server("--latency-ms", "100")
+    n = 200
+    job = h.items_job(env, s, n)
+    job.start()
+    a = env.worker(job.control, "--id", "a", "--concurrency", "4")
+    b = env.worker(job.control, "--id", "b", "--concurrency", "4")
+    job.wait_results(20, 30)
+    ctl(job.control, "drain", "a")
+    assert a.wait(30) == 0, a.text()[-2000:]
+    assert "worker.drain" in a.text()
+    at_drain = sum(1 for r in h.results(job.out) if r["worker"] == "a")
+    assert job.finish(60) == 0, job.master.text()[-2000:]
+    b.wait(30)
+    recs = h.results(job.out)
+    h.assert_exactly_once(recs, job.ids())
+    by_a = sum(1 for r in recs if r["worker"] == "a")
+    # a finished only what it had started when told to leave.
+    assert by_a <= at_drain + 8, (by_a, at_drain)
+    h.report("drain of worker a after %d results: it recorded %d in all, "
+             "b the other %d" % (at_drain, by_a, n - by_a))
+
+
+def test_drain_of_an_unknown_worker_is_an_error(env):
+    s = env.server()
+    job = h.items_job(env, s, 50)
+    job.start()
+    p = ctl(job.control, "drain", "nobody", expect=3)
+    assert "no live worker 'nobody'" in p.stderr, p.stderr
+    p = ctl(job.control, "drain", expect=2)
+    assert "drain WORKER" in p.stderr, p.stderr
+    env.worker(job.control)
+    assert job.finish(60) == 0
+
+
+if __name__ == "__main__":
+    h.main(globals())
