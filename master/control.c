@@ -199,22 +199,20 @@ static int allowed(control *c, int role, const void *rid, size_t rid_len,
 }
 
 /* Receives one message: the routing id frame and one body frame. Returns
- * 0 when nothing was waiting, 1 with *rc the decode result (FO_EPROTO for
- * a multipart body, whose extra frames are drained). */
-static int recv_one(control *c, zmq_msg_t *rid, proto_msg *msg, fo_err *rc,
-                    int *role, char *err, size_t errlen)
+ * 0 when nothing was waiting, 1 with the body (the caller closes both),
+ * or 2 for a multipart body (its extra frames drained, body closed). */
+static int recv_one(control *c, zmq_msg_t *rid, zmq_msg_t *body, int *role)
 {
     zmq_msg_init(rid);
     if (zmq_msg_recv(rid, c->sock, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(rid);
         return 0;
     }
-    zmq_msg_t body;
-    zmq_msg_init(&body);
+    zmq_msg_init(body);
     int got =
-        zmq_msg_more(rid) ? zmq_msg_recv(&body, c->sock, ZMQ_DONTWAIT) >= 0 : 0;
+        zmq_msg_more(rid) ? zmq_msg_recv(body, c->sock, ZMQ_DONTWAIT) >= 0 : 0;
     /* Drain any further frames of a malformed multipart message. */
-    while (got && zmq_msg_more(&body)) {
+    while (got && zmq_msg_more(body)) {
         zmq_msg_t extra;
         zmq_msg_init(&extra);
         zmq_msg_recv(&extra, c->sock, ZMQ_DONTWAIT);
@@ -224,52 +222,97 @@ static int recv_one(control *c, zmq_msg_t *rid, proto_msg *msg, fo_err *rc,
         if (!again)
             break;
     }
-    snprintf(err, errlen, "multipart frame");
-    *rc = got == 1 ? proto_decode(zmq_msg_data(&body), zmq_msg_size(&body), msg,
-                                  err, errlen)
-                   : FO_EPROTO;
-    *role = curve_role_of(got ? zmq_msg_gets(&body, "User-Id") : NULL);
-    zmq_msg_close(&body);
+    *role = curve_role_of(got ? zmq_msg_gets(body, "User-Id") : NULL);
+    if (got != 1) {
+        zmq_msg_close(body);
+        return 2;
+    }
     return 1;
+}
+
+static void count_bad(control *c, fo_err rc, const char *err)
+{
+    uint64_t bad = ++*c->n_bad;
+    if (bad <= 10 || bad % 1000 == 0)
+        LOG_WARN(rc == FO_EVERSION ? "proto.bad_version" : "proto.bad_frame",
+                 "dropped a control frame (%" PRIu64 " so far): %s", bad, err);
+}
+
+/* One peer's message, alone or from a MULTI envelope. */
+typedef struct peer_frame {
+    control *c;
+    const void *id; /* routing id */
+    size_t idlen;
+    int role; /* from the ZAP handler */
+    int64_t now;
+    int reset_sent; /* one RESET per envelope is enough */
+    int *frames;    /* frames handled this turn */
+} peer_frame;
+
+static void handle_frame(void *ctx, const void *data, size_t len)
+{
+    peer_frame *f = ctx;
+    control *c = f->c;
+    ++*f->frames;
+    proto_msg msg;
+    char err[256];
+    fo_err rc = proto_decode(data, len, &msg, err, sizeof err);
+    if (rc) {
+        count_bad(c, rc, err);
+        return;
+    }
+    budget_worker *w = budget_find(c->bud, f->id, f->idlen);
+    if (!allowed(c, f->role, f->id, f->idlen, &msg)) {
+        /* refused and counted */
+    } else if (msg.type == PROTO_CTL) {
+        on_ctl(c, f->id, f->idlen, &msg, f->now);
+    } else if (msg.type == PROTO_HELLO) {
+        on_hello(c, w, f->id, f->idlen, &msg, f->now);
+    } else if (!w) {
+        if (!f->reset_sent) {
+            proto_msg reset = {.type = PROTO_RESET};
+            sender_to(c->snd, f->id, f->idlen, &reset);
+            c->n_reset++;
+            f->reset_sent = 1;
+        }
+    } else {
+        on_worker_msg(c, w, &msg, f->now);
+    }
+    proto_msg_fini(&msg);
 }
 
 void control_recv(control *c, int64_t now)
 {
-    for (int turn = 0; turn < 5000; turn++) {
-        zmq_msg_t rid;
-        proto_msg msg;
-        fo_err rc;
+    /* A turn handles a few thousand messages, so the rest of the loop
+     * (dispatch, grants, commits) runs in between. */
+    int frames = 0;
+    while (frames < 5000) {
+        zmq_msg_t rid, body;
         int role;
-        char err[256];
-        if (!recv_one(c, &rid, &msg, &rc, &role, err, sizeof err))
+        int got = recv_one(c, &rid, &body, &role);
+        if (!got)
             return;
-        const void *id = zmq_msg_data(&rid);
-        size_t idlen = zmq_msg_size(&rid);
-        if (rc) {
-            uint64_t bad = ++*c->n_bad;
-            if (bad <= 10 || bad % 1000 == 0)
-                LOG_WARN(rc == FO_EVERSION ? "proto.bad_version"
-                                           : "proto.bad_frame",
-                         "dropped a control frame (%" PRIu64 " so far): %s",
-                         bad, err);
+        if (got == 2) {
+            count_bad(c, FO_EPROTO, "multipart frame");
             zmq_msg_close(&rid);
+            frames++;
             continue;
         }
-        budget_worker *w = budget_find(c->bud, id, idlen);
-        if (!allowed(c, role, id, idlen, &msg)) {
-            /* refused and counted */
-        } else if (msg.type == PROTO_CTL) {
-            on_ctl(c, id, idlen, &msg, now);
-        } else if (msg.type == PROTO_HELLO) {
-            on_hello(c, w, id, idlen, &msg, now);
-        } else if (!w) {
-            proto_msg reset = {.type = PROTO_RESET};
-            sender_to(c->snd, id, idlen, &reset);
-            c->n_reset++;
+        peer_frame f = {
+            c, zmq_msg_data(&rid), zmq_msg_size(&rid), role, now, 0, &frames};
+        const void *data = zmq_msg_data(&body);
+        size_t len = zmq_msg_size(&body);
+        if (proto_frame_type(data, len) == PROTO_MULTI) {
+            char err[256];
+            if (proto_multi_each(data, len, handle_frame, &f, err, sizeof err) <
+                0) {
+                count_bad(c, FO_EPROTO, err);
+                frames++;
+            }
         } else {
-            on_worker_msg(c, w, &msg, now);
+            handle_frame(&f, data, len);
         }
-        proto_msg_fini(&msg);
+        zmq_msg_close(&body);
         zmq_msg_close(&rid);
     }
 }

@@ -83,7 +83,7 @@ static int send_item(dispatcher *d, budget_worker *w, proto_ref ref, mitem *it,
     m.u.work.body = it->body;
     m.u.work.body_len = it->body_len;
     m.u.work.idem_key = idem;
-    if (sender_work(d->snd, w->rid, w->rid_len, &m) != FO_OK) {
+    if (sender_batch_work(d->snd, &m) != FO_OK) {
         /* Only a message too large to encode fails here; the render caps
          * keep items under the frame cap, so this is our bug or a huge
          * template. The item stays pending and is reported. */
@@ -133,6 +133,7 @@ void dispatch_run(dispatcher *d, int64_t now)
         uint32_t give = free1 - free2 + 1;
         if (give > free1)
             give = free1;
+        sender_batch_begin(d->snd, w->rid, w->rid_len);
         while (give > 0 && dq->len > 0) {
             proto_ref ref = *(proto_ref *)ring_at(dq, 0);
             mitem *it = batches_item(d->bt, ref);
@@ -141,6 +142,7 @@ void dispatch_run(dispatcher *d, int64_t now)
                 send_item(d, w, ref, it, now))
                 give--;
         }
+        sender_batch_end(d->snd);
     }
 }
 

@@ -11,19 +11,26 @@ void sender_init(sender *s, void *ctl, uint64_t epoch)
     s->ctl = ctl;
     s->epoch = epoch;
     s->n_sent = s->n_lost = 0;
-    buf_init(&s->scratch, PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
+    buf_init(&s->scratch, PROTO_MAX_WORK_BYTES);
+    buf_init(&s->env, PROTO_MAX_WORK_BYTES + PROTO_MULTI_BYTES +
+                          PROTO_FRAME_OVERHEAD_BYTES);
+    proto_batch_init(&s->batch);
+    s->batch_rid = NULL;
 }
 
 void sender_fini(sender *s)
 {
     buf_fini(&s->scratch);
+    buf_fini(&s->env);
+    proto_batch_fini(&s->batch);
 }
 
-/* Sends the encoded scratch buffer to rid. */
-static void send_scratch(sender *s, const void *rid, size_t rid_len)
+/* Sends an encoded frame to rid. */
+static void send_frame(sender *s, const void *rid, size_t rid_len,
+                       const fo_buf *f)
 {
     if (zmq_send(s->ctl, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(s->ctl, s->scratch.data, s->scratch.len, ZMQ_DONTWAIT) < 0)
+        zmq_send(s->ctl, f->data, f->len, ZMQ_DONTWAIT) < 0)
         s->n_lost++;
     else
         s->n_sent++;
@@ -37,7 +44,7 @@ void sender_to(sender *s, const void *rid, size_t rid_len, proto_msg *msg)
         s->n_lost++;
         return;
     }
-    send_scratch(s, rid, rid_len);
+    send_frame(s, rid, rid_len, &s->scratch);
 }
 
 void sender_broadcast(sender *s, budget *bud, proto_msg *msg)
@@ -49,12 +56,38 @@ void sender_broadcast(sender *s, budget *bud, proto_msg *msg)
     }
 }
 
-fo_err sender_work(sender *s, const void *rid, size_t rid_len, proto_msg *msg)
+void sender_batch_begin(sender *s, const void *rid, size_t rid_len)
+{
+    proto_batch_reset(&s->batch);
+    s->batch_rid = rid;
+    s->batch_rid_len = rid_len;
+}
+
+static void flush_batch(sender *s)
+{
+    if (!s->batch.n)
+        return;
+    if (proto_batch_finish(&s->batch, s->epoch, &s->env) == FO_OK)
+        send_frame(s, s->batch_rid, s->batch_rid_len, &s->env);
+    else
+        s->n_lost++; /* cannot happen: the envelope's cap fits a batch */
+    proto_batch_reset(&s->batch);
+}
+
+fo_err sender_batch_work(sender *s, proto_msg *msg)
 {
     msg->epoch = s->epoch;
     buf_reset(&s->scratch);
     if (proto_encode(msg, &s->scratch) != FO_OK)
         return FO_ETOOBIG;
-    send_scratch(s, rid, rid_len);
+    if (!proto_batch_fits(&s->batch, s->scratch.len))
+        flush_batch(s);
+    proto_batch_add(&s->batch, s->scratch.data, s->scratch.len);
     return FO_OK;
+}
+
+void sender_batch_end(sender *s)
+{
+    flush_batch(s);
+    s->batch_rid = NULL;
 }

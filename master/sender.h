@@ -21,9 +21,13 @@
 
 /* Visible only so it can be embedded in the master. */
 typedef struct sender {
-    void *ctl;       /* the control ROUTER (borrowed) */
-    uint64_t epoch;  /* stamped on every message */
-    fo_buf scratch;  /* encode buffer */
+    void *ctl;             /* the control ROUTER (borrowed) */
+    uint64_t epoch;        /* stamped on every message */
+    fo_buf scratch;        /* encode buffer */
+    fo_buf env;            /* a batch's envelope */
+    proto_batch batch;     /* WORK collected for one worker */
+    const void *batch_rid; /* its routing id (borrowed until the end) */
+    size_t batch_rid_len;
     uint64_t n_sent; /* messages queued */
     uint64_t n_lost; /* messages ZeroMQ would not take */
 } sender;
@@ -34,10 +38,12 @@ void sender_fini(sender *s);
 void sender_to(sender *s, const void *rid, size_t rid_len, proto_msg *msg);
 /* Sends msg to every worker in the budget's registry. */
 void sender_broadcast(sender *s, budget *bud, proto_msg *msg);
-/* Sends a WORK message to the peer with routing id rid. FO_OK (queued, or
- * dropped because the peer is gone: counted in n_lost); FO_ETOOBIG when it
- * cannot be encoded. */
-FO_WUR fo_err sender_work(sender *s, const void *rid, size_t rid_len,
-                          proto_msg *msg);
+/* WORK for one worker goes out in MULTI envelopes (proto.h): begin with
+ * its routing id (borrowed until sender_batch_end), add each WORK, end.
+ * sender_batch_work returns FO_OK (queued, or dropped because the peer is
+ * gone: counted in n_lost) or FO_ETOOBIG when it cannot be encoded. */
+void sender_batch_begin(sender *s, const void *rid, size_t rid_len);
+FO_WUR fo_err sender_batch_work(sender *s, proto_msg *msg);
+void sender_batch_end(sender *s);
 
 #endif

@@ -34,7 +34,7 @@ const char *proto_type_name(int type)
         "UNKNOWN",     "HELLO",     "JOB",   "HEARTBEAT", "TOKEN_REQ",
         "TOKEN_GRANT", "THROTTLED", "BYE",   "RESET",     "WORK",
         "RESULT",      "DONE",      "PAUSE", "RATEINFO",  "CTL",
-        "CTL_REPLY",   "DRAIN"};
+        "CTL_REPLY",   "DRAIN",     "MULTI"};
     if (type < 1 || type > PROTO_LAST_TYPE)
         return names[0];
     return names[type];
@@ -44,6 +44,8 @@ size_t proto_max_frame_bytes(int type)
 {
     if (type == PROTO_WORK)
         return PROTO_MAX_WORK_BYTES;
+    if (type == PROTO_MULTI)
+        return PROTO_MULTI_BYTES + PROTO_FRAME_OVERHEAD_BYTES;
     if (type == PROTO_RESULT)
         return PROTO_MAX_RESULT_BYTES;
     return PROTO_MAX_CONTROL_BYTES;
@@ -105,8 +107,9 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &snk, sbuf_write);
     static const size_t nfields[] = {0, 4,  1, 2, 3, 3, 2, 1, 0,
-                                     6, 14, 0, 1, 4, 1, 1, 0};
-    if (m->type < 1 || m->type > PROTO_LAST_TYPE)
+                                     6, 14, 0, 1, 4, 1, 1, 0, 0};
+    /* A MULTI is written by proto_batch_finish(), never from a proto_msg. */
+    if (m->type < 1 || m->type >= PROTO_MULTI)
         return FO_EINVAL;
     msgpack_pack_array(&pk, 3 + nfields[m->type]);
     msgpack_pack_uint32(&pk, PROTO_VERSION);
@@ -382,6 +385,8 @@ static uint64_t max_elements(int type)
         n += 2 * (uint64_t)PROTO_MAX_HELD;
     else if (type == PROTO_TOKEN_GRANT)
         n += PROTO_MAX_GRANT;
+    else if (type == PROTO_MULTI)
+        n += PROTO_MULTI_MAX;
     return n;
 }
 
@@ -740,4 +745,131 @@ void proto_msg_fini(proto_msg *m)
         break;
     }
     memset(m, 0, sizeof *m);
+}
+
+/* ---- MULTI envelopes --------------------------------------------------- */
+
+void proto_batch_init(proto_batch *b)
+{
+    memset(b, 0, sizeof *b);
+    buf_init(&b->frames, PROTO_MAX_WORK_BYTES + PROTO_MULTI_BYTES);
+}
+
+void proto_batch_fini(proto_batch *b)
+{
+    buf_fini(&b->frames);
+    free(b->lens);
+    memset(b, 0, sizeof *b);
+}
+
+void proto_batch_reset(proto_batch *b)
+{
+    buf_reset(&b->frames);
+    b->n = 0;
+}
+
+int proto_batch_fits(const proto_batch *b, size_t len)
+{
+    return b->n == 0 ||
+           (b->n < PROTO_MULTI_MAX && b->frames.len + len <= PROTO_MULTI_BYTES);
+}
+
+void proto_batch_add(proto_batch *b, const void *frame, size_t len)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 16;
+        b->lens = xrealloc(b->lens, b->cap * sizeof *b->lens);
+    }
+    /* The cap (the largest WORK plus a batch) is never reached: callers
+     * ask proto_batch_fits() first. */
+    if (buf_append(&b->frames, frame, len) != FO_OK)
+        return;
+    b->lens[b->n++] = len;
+}
+
+fo_err proto_batch_finish(const proto_batch *b, uint64_t epoch, fo_buf *out)
+{
+    buf_reset(out);
+    if (b->n == 1)
+        return buf_append(out, b->frames.data, b->frames.len);
+    sink snk = {out, 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &snk, sbuf_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint32(&pk, PROTO_VERSION);
+    msgpack_pack_uint32(&pk, PROTO_MULTI);
+    msgpack_pack_uint64(&pk, epoch);
+    msgpack_pack_array(&pk, b->n);
+    size_t off = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        msgpack_pack_bin(&pk, b->lens[i]);
+        msgpack_pack_bin_body(&pk, b->frames.data + off, b->lens[i]);
+        off += b->lens[i];
+    }
+    return snk.failed ? FO_ETOOBIG : FO_OK;
+}
+
+int proto_frame_type(const void *data, size_t len)
+{
+    return peek_type(data, len);
+}
+
+int proto_multi_each(const void *data, size_t len, proto_frame_fn fn, void *ctx,
+                     char *err, size_t errlen)
+{
+    if (peek_type(data, len) != PROTO_MULTI) {
+        snprintf(err, errlen, "not a MULTI frame");
+        return -1;
+    }
+    if (precheck(data, len, err, errlen) != FO_OK)
+        return -1;
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    int n = -1;
+    if (msgpack_unpack_next(&up, data, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        off != len) {
+        snprintf(err, errlen, "MULTI frame does not decode as msgpack");
+        goto out;
+    }
+    const msgpack_object *root = &up.data;
+    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 4) {
+        snprintf(err, errlen, "MULTI frame is not a message array");
+        goto out;
+    }
+    const msgpack_object *f = root->via.array.ptr;
+    if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        f[0].via.u64 != PROTO_VERSION) {
+        snprintf(err, errlen, "MULTI frame of another protocol version");
+        goto out;
+    }
+    const msgpack_object *list = &f[3];
+    if (list->type != MSGPACK_OBJECT_ARRAY ||
+        list->via.array.size > PROTO_MULTI_MAX) {
+        snprintf(err, errlen,
+                 "MULTI frame without a list of at most %d "
+                 "frames",
+                 PROTO_MULTI_MAX);
+        goto out;
+    }
+    for (uint32_t i = 0; i < list->via.array.size; i++) {
+        const msgpack_object *e = &list->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_BIN ||
+            peek_type((const unsigned char *)e->via.bin.ptr, e->via.bin.size) ==
+                PROTO_MULTI) {
+            snprintf(err, errlen,
+                     "MULTI frame holds something other than "
+                     "messages");
+            goto out;
+        }
+    }
+    /* The bins point into data (msgpack-c does not copy them). */
+    for (uint32_t i = 0; i < list->via.array.size; i++) {
+        const msgpack_object *e = &list->via.array.ptr[i];
+        fn(ctx, e->via.bin.ptr, e->via.bin.size);
+    }
+    n = (int)list->via.array.size;
+out:
+    msgpack_unpacked_destroy(&up);
+    return n;
 }

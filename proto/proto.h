@@ -88,8 +88,14 @@ typedef enum proto_type {
     PROTO_CTL = 14,        /* fanout-ctl -> master: a JSON command */
     PROTO_CTL_REPLY = 15,  /* master -> fanout-ctl: a JSON answer */
     PROTO_DRAIN = 16,      /* master -> worker: hand back, finish, leave */
+    PROTO_MULTI = 17,      /* both ways: several whole messages in one */
 } proto_type;
-#define PROTO_LAST_TYPE PROTO_DRAIN
+#define PROTO_LAST_TYPE PROTO_MULTI
+
+/* A MULTI envelope holds at most this many messages and, unless it holds
+ * one message alone, at most this many bytes of them. */
+#define PROTO_MULTI_MAX 1024
+#define PROTO_MULTI_BYTES (256 << 10)
 
 /* Returns the message type's name ("TOKEN_GRANT"), or "UNKNOWN". */
 const char *proto_type_name(int type);
@@ -190,6 +196,44 @@ typedef struct proto_msg {
 
 /* Encodes m as one frame appended to out. Returns FO_OK or FO_ETOOBIG. */
 FO_WUR fo_err proto_encode(const proto_msg *m, fo_buf *out);
+
+/*
+ * MULTI = [version, 17, epoch, [frame bin, ...]]: whole encoded messages
+ * travelling as one ZeroMQ message, so a burst of WORK or RESULT costs one
+ * send and one wake-up instead of one per item. A frame inside is any
+ * message but MULTI, and each is decoded with its own type's caps.
+ *
+ * proto_batch collects encoded frames (proto_batch_add) and writes the
+ * envelope (proto_batch_finish); a batch of one frame is written as that
+ * frame alone.
+ */
+typedef struct proto_batch {
+    fo_buf frames; /* the frames, back to back */
+    size_t *lens;  /* each one's length */
+    size_t n, cap; /* frames, allocated lengths */
+} proto_batch;
+
+void proto_batch_init(proto_batch *b);
+void proto_batch_fini(proto_batch *b);
+void proto_batch_reset(proto_batch *b);
+/* 1 when a frame of len bytes still fits: the batch is empty, or under
+ * PROTO_MULTI_MAX frames and PROTO_MULTI_BYTES bytes with it. */
+int proto_batch_fits(const proto_batch *b, size_t len);
+/* Appends an encoded frame (copied). */
+void proto_batch_add(proto_batch *b, const void *frame, size_t len);
+/* Writes the batch to out (replacing its contents): the one frame, or a
+ * MULTI envelope with epoch. FO_OK or FO_ETOOBIG (out's cap). */
+FO_WUR fo_err proto_batch_finish(const proto_batch *b, uint64_t epoch,
+                                 fo_buf *out);
+
+/* The type field of a frame, or 0 when it does not look like a message. */
+int proto_frame_type(const void *data, size_t len);
+/* Calls fn(ctx, frame, len) for each frame in a MULTI envelope, the frame
+ * pointing into data. Returns how many, or -1 with err set for an
+ * envelope that is malformed or over its caps (nothing was called then). */
+typedef void (*proto_frame_fn)(void *ctx, const void *frame, size_t len);
+int proto_multi_each(const void *data, size_t len, proto_frame_fn fn, void *ctx,
+                     char *err, size_t errlen);
 /* Decodes one frame into *m (which the caller later finalises). Returns
  * FO_OK; FO_EPROTO for a frame that is malformed or breaks a field cap;
  * FO_EVERSION for another protocol version; or FO_ETOOBIG, naming the type,

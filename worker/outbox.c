@@ -16,12 +16,17 @@ static void free_frames(outframe *f)
 void outbox_init(outbox *ob)
 {
     memset(ob, 0, sizeof *ob);
+    proto_batch_init(&ob->batch);
+    buf_init(&ob->env, PROTO_MAX_RESULT_BYTES + PROTO_MULTI_BYTES +
+                           PROTO_FRAME_OVERHEAD_BYTES);
 }
 
 void outbox_fini(outbox *ob)
 {
     free_frames(ob->out_head);
     free_frames(ob->recent_head);
+    proto_batch_fini(&ob->batch);
+    buf_fini(&ob->env);
     memset(ob, 0, sizeof *ob);
 }
 
@@ -58,13 +63,11 @@ void outbox_prune(outbox *ob, int64_t now, int64_t lease_ns, int master_ok)
     }
 }
 
-void outbox_flush(outbox *ob, outbox_send_fn send, void *ctx, int64_t now,
-                  int64_t lease_ns, int master_ok)
+/* Moves the first n waiting frames to the recent list, sent at now. */
+static void mark_sent(outbox *ob, size_t n, int64_t now)
 {
-    while (ob->out_head) {
+    while (n-- > 0 && ob->out_head) {
         outframe *f = ob->out_head;
-        if (send(ctx, f->frame.data, f->frame.len) < 0)
-            break;
         ob->out_head = f->next;
         if (!ob->out_head)
             ob->out_tail = NULL;
@@ -76,6 +79,23 @@ void outbox_flush(outbox *ob, outbox_send_fn send, void *ctx, int64_t now,
             ob->recent_head = f;
         ob->recent_tail = f;
         ob->recent_bytes += f->frame.len;
+    }
+}
+
+void outbox_flush(outbox *ob, outbox_send_fn send, void *ctx, int64_t now,
+                  int64_t lease_ns, int master_ok)
+{
+    while (ob->out_head) {
+        proto_batch_reset(&ob->batch);
+        for (outframe *f = ob->out_head;
+             f && proto_batch_fits(&ob->batch, f->frame.len); f = f->next)
+            proto_batch_add(&ob->batch, f->frame.data, f->frame.len);
+        size_t n = ob->batch.n;
+        /* The envelope's epoch is not read; the frames carry their own. */
+        if (proto_batch_finish(&ob->batch, 0, &ob->env) != FO_OK ||
+            send(ctx, ob->env.data, ob->env.len) < 0)
+            break;
+        mark_sent(ob, n, now);
     }
     outbox_prune(ob, now, lease_ns, master_ok);
 }

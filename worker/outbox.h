@@ -2,8 +2,10 @@
  * outbox.h - results waiting for the result socket, and the results sent
  * lately, kept to be sent again to a new master.
  *
- * Results are queued as encoded frames and handed to the PUSH socket as it
- * takes them (it refuses when its pipe is full or the master is away).
+ * Results are queued as encoded frames and handed to the socket as it
+ * takes them (it refuses when its pipe is full or the master is away),
+ * those waiting together in one MULTI envelope (proto.h), so a burst of
+ * results costs one send.
  * A frame the socket took is not yet committed: a master killed between
  * receiving a result and committing it would otherwise lose it, and the
  * item's API call would be repeated. So each sent frame moves to a
@@ -21,6 +23,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "proto.h"
 
 /* Results sent within the last lease are kept, up to this many bytes. */
 #define OUTBOX_RECENT_MAX_BYTES (2u << 20)
@@ -37,6 +40,8 @@ typedef struct outbox {
     outframe *out_head, *out_tail;       /* waiting for the socket */
     outframe *recent_head, *recent_tail; /* sent lately, oldest first */
     size_t recent_bytes;                 /* their total frame size */
+    proto_batch batch;                   /* frames of the next send */
+    fo_buf env;                          /* its envelope */
 } outbox;
 
 /* Hands one frame to the socket without blocking: returns 0 when it was
@@ -52,9 +57,10 @@ void outbox_fini(outbox *ob);
 void outbox_push(outbox *ob, fo_buf *frame);
 /* 1 when frames are waiting for the socket. */
 int outbox_pending(const outbox *ob);
-/* Sends queued frames in order until the socket refuses one, stamping each
- * sent frame with now and moving it to the recent list, then prunes the
- * recent list (outbox_prune()). */
+/* Sends queued frames in order, in envelopes of up to PROTO_MULTI_MAX
+ * frames and PROTO_MULTI_BYTES, until the socket refuses one, stamping
+ * each sent frame with now and moving it to the recent list, then prunes
+ * the recent list (outbox_prune()). */
 void outbox_flush(outbox *ob, outbox_send_fn send, void *ctx, int64_t now,
                   int64_t lease_ns, int master_ok);
 /* Drops recent frames older than lease_ns or over the byte cap. While the

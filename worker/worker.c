@@ -140,8 +140,9 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
                    LOG_FIELDS(LOG_S("item", it->key), LOG_S("worker", w->id)),
                    "result for %s", it->key);
     }
+    /* Sent on the next turn of the loop, with every other result that
+     * completed on this one, in one envelope. */
     outbox_push(&w->ob, &frame);
-    flush_outbox(w);
     if (ok)
         w->n_ok++;
     else
@@ -438,87 +439,116 @@ static void on_work(wstate *w, proto_msg *m)
     witems_add(&w->held, m);
 }
 
+/* One message from the master, alone or from a MULTI envelope. */
+typedef struct inbound {
+    wstate *w;
+    int64_t now;
+    fo_err *fatal; /* set by a JOB we cannot run */
+    int quit;      /* the worker should exit */
+} inbound;
+
+static void bad_frame(wstate *w, fo_err rc, const char *err)
+{
+    w->n_bad_frames++;
+    LOG_WARN(rc == FO_EVERSION ? "proto.bad_version" : "proto.bad_frame",
+             "dropped a control frame: %s", err);
+}
+
+static void handle_frame(void *ctx, const void *data, size_t len)
+{
+    inbound *in = ctx;
+    wstate *w = in->w;
+    int64_t now = in->now;
+    if (in->quit)
+        return;
+    proto_msg m;
+    char err[256];
+    fo_err rc = proto_decode(data, len, &m, err, sizeof err);
+    if (rc) {
+        bad_frame(w, rc, err);
+        return;
+    }
+    int quit = 0;
+    w->last_master_ns = now;
+    switch (m.type) {
+    case PROTO_JOB:
+        if ((*in->fatal = on_job(w, &m)) != FO_OK)
+            quit = 1;
+        break;
+    case PROTO_TOKEN_GRANT:
+        if (m.epoch == w->epoch && w->have_job) {
+            /* A late grant's tokens keep their spacing from now
+             * instead of bunching against the next grant's. */
+            int64_t anchor =
+                now - wtokens_lateness_ns(&w->tok, m.u.token_grant.sent_wall_us,
+                                          clock_wall_us());
+            wtokens_grant(&w->tok, anchor, m.u.token_grant.offset_us,
+                          m.u.token_grant.n);
+        }
+        break;
+    case PROTO_RESET:
+        /* Every message queued while the master was away draws a
+         * RESET; one HELLO answers them all. */
+        if (w->master_ok || now >= w->next_hello_ns) {
+            LOG_INFO("master.reset", "the master does not know us; "
+                                     "saying hello");
+            send_hello(w);
+            w->next_hello_ns = now + HELLO_INTERVAL_NS / 2;
+        }
+        w->master_ok = 0;
+        break;
+    case PROTO_PAUSE:
+        if (m.epoch == w->epoch)
+            local_pause(w, m.u.pause.pause_ms);
+        break;
+    case PROTO_DONE:
+        LOG_INFO("job.done", "the master reports the job finished");
+        if (w->cfg->once)
+            quit = 1;
+        break;
+    case PROTO_WORK:
+        on_work(w, &m);
+        break;
+    case PROTO_DRAIN:
+        if (!drain_asked)
+            LOG_INFO("worker.drain", "the master asks us to leave "
+                                     "(fanout-ctl drain)");
+        drain_asked = 1;
+        break;
+    case PROTO_HEARTBEAT:
+    default:
+        break;
+    }
+    proto_msg_fini(&m);
+    if (quit)
+        in->quit = 1;
+}
+
 /* Returns 1 when the worker should exit: DONE with --once, or a JOB it
  * cannot run (*fatal set to the error). */
 static int handle_control(wstate *w, int64_t now, fo_err *fatal)
 {
-    for (int budget = 0; budget < 1000; budget++) {
+    inbound in = {w, now, fatal, 0};
+    for (int budget = 0; budget < 1000 && !in.quit; budget++) {
         zmq_msg_t msg;
         zmq_msg_init(&msg);
         if (zmq_msg_recv(&msg, w->link.ctl, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&msg);
             return 0;
         }
-        proto_msg m;
-        char err[256];
-        fo_err rc = proto_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &m,
-                                 err, sizeof err);
+        const void *data = zmq_msg_data(&msg);
+        size_t len = zmq_msg_size(&msg);
+        if (proto_frame_type(data, len) == PROTO_MULTI) {
+            char err[256];
+            if (proto_multi_each(data, len, handle_frame, &in, err,
+                                 sizeof err) < 0)
+                bad_frame(w, FO_EPROTO, err);
+        } else {
+            handle_frame(&in, data, len);
+        }
         zmq_msg_close(&msg);
-        if (rc) {
-            w->n_bad_frames++;
-            LOG_WARN(rc == FO_EVERSION ? "proto.bad_version"
-                                       : "proto.bad_frame",
-                     "dropped a control frame: %s", err);
-            continue;
-        }
-        w->last_master_ns = now;
-        switch (m.type) {
-        case PROTO_JOB:
-            if ((*fatal = on_job(w, &m)) != FO_OK) {
-                proto_msg_fini(&m);
-                return 1;
-            }
-            break;
-        case PROTO_TOKEN_GRANT:
-            if (m.epoch == w->epoch && w->have_job) {
-                /* A late grant's tokens keep their spacing from now
-                 * instead of bunching against the next grant's. */
-                int64_t anchor =
-                    now - wtokens_lateness_ns(&w->tok,
-                                              m.u.token_grant.sent_wall_us,
-                                              clock_wall_us());
-                wtokens_grant(&w->tok, anchor, m.u.token_grant.offset_us,
-                              m.u.token_grant.n);
-            }
-            break;
-        case PROTO_RESET:
-            /* Every message queued while the master was away draws a
-             * RESET; one HELLO answers them all. */
-            if (w->master_ok || now >= w->next_hello_ns) {
-                LOG_INFO("master.reset", "the master does not know us; "
-                                         "saying hello");
-                send_hello(w);
-                w->next_hello_ns = now + HELLO_INTERVAL_NS / 2;
-            }
-            w->master_ok = 0;
-            break;
-        case PROTO_PAUSE:
-            if (m.epoch == w->epoch)
-                local_pause(w, m.u.pause.pause_ms);
-            break;
-        case PROTO_DONE:
-            LOG_INFO("job.done", "the master reports the job finished");
-            if (w->cfg->once) {
-                proto_msg_fini(&m);
-                return 1;
-            }
-            break;
-        case PROTO_WORK:
-            on_work(w, &m);
-            break;
-        case PROTO_DRAIN:
-            if (!drain_asked)
-                LOG_INFO("worker.drain", "the master asks us to leave "
-                                         "(fanout-ctl drain)");
-            drain_asked = 1;
-            break;
-        case PROTO_HEARTBEAT:
-        default:
-            break;
-        }
-        proto_msg_fini(&m);
     }
-    return 0;
+    return in.quit;
 }
 
 /* ---- the loop -------------------------------------------------------- */

@@ -148,10 +148,27 @@ static void compare(const proto_msg *a, const proto_msg *b)
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Each frame of a MULTI envelope keeps the same contract as a frame. */
+static void on_inner(void *ctx, const void *frame, size_t len)
+{
+    (void)ctx;
+    if (proto_frame_type(frame, len) == PROTO_MULTI)
+        abort(); /* nesting must have been refused */
+    LLVMFuzzerTestOneInput(frame, len);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     proto_msg m;
     char err[256] = "";
+    if (proto_frame_type(data, size) == PROTO_MULTI) {
+        int n = proto_multi_each(data, size, on_inner, NULL, err, sizeof err);
+        if (n < 0 && err[0] == '\0')
+            abort();
+        if (n > PROTO_MULTI_MAX)
+            abort();
+    }
     fo_err rc = proto_decode(data, size, &m, err, sizeof err);
     if (rc != FO_OK) {
         /* The contract: an error leaves *m empty and names a reason. */

@@ -62,7 +62,7 @@ def mp(v):
     raise TypeError(v)
 
 
-def msg(t, *fields, version=1, epoch=3):
+def msg(t, *fields, version=2, epoch=3):
     return mp([version, t, epoch] + list(fields))
 
 
@@ -70,8 +70,7 @@ JOB = json.dumps({"method": "GET", "headers": ["Authorization: ${TOKEN}"],
                   "timeout_ms": 30000, "connect_timeout_ms": 10000,
                   "max_attempts": 5, "max_throttled": 50,
                   "backoff_base_ms": 500, "backoff_max_ms": 30000,
-                  "max_response_bytes": 1048576, "work_port": 5556,
-                  "result_port": 5557, "heartbeat_ms": 1000,
+                  "max_response_bytes": 1048576, "heartbeat_ms": 1000,
                   "lease_ms": 5000, "rate_limited": 1,
                   "token_slack_ms": 5}, separators=(",", ":"))
 
@@ -93,14 +92,20 @@ PROTO = {
                      Bin(b'{"ok":true}'), "host:1234"),
     "result_failed": msg(10, 4, 8, "item-43", 1, 500, 5, 2, 12,
                          "gave up after 5 attempts: HTTP 500", None, "w1"),
+    "result_times": msg(10, 4, 9, "item-44", 0, 200, 2, 0, 40, None, None,
+                        "w1", "fo-1-2", 1796464800123456, 1796464801433000),
     "done": msg(11),
     "pause": msg(12, 1500),
     "rateinfo": msg(13, 60, 1000, 5, -1),
     "ctl": msg(14, '{"cmd":"set","rate":["80/s"]}'),
     "ctl_reply": msg(15, '{"ok":true}'),
-    "bad_version": msg(4, 8, 0, 0, version=2),
+    "bad_version": msg(4, 8, 0, 0, version=1),
+    "drain": msg(16),
+    "multi": msg(17, [Bin(msg(8)), Bin(msg(9, 4, 7, "item-42", "http://h/x",
+                                          None, "fo-1-2")), Bin(msg(11))]),
+    "multi_nested": msg(17, [Bin(msg(17, []))]),
     "extra_fields": msg(4, 8, 0, 0, "extra", [1, 2]),
-    "huge_count": b"\x93\x01\x03\xdd\xff\xff\xff\xff",
+    "huge_count": b"\x93\x02\x03\xdd\xff\xff\xff\xff",
 }
 
 JSONL = {

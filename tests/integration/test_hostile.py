@@ -18,7 +18,7 @@ import harness as h  # noqa: E402
 VERSION = 2
 HELLO, JOB, HEARTBEAT, TOKEN_REQ = 1, 2, 3, 4
 THROTTLED, BYE, RESET, WORK, RESULT = 6, 7, 8, 9, 10
-CTL, CTL_REPLY = 14, 15
+CTL, CTL_REPLY, MULTI = 14, 15, 17
 
 
 def _modules():
@@ -61,7 +61,8 @@ class Rogue:
             self.z.curve_serverkey = _key_line(server, "public-key")
         self.z.connect(endpoint)
         self.epoch = 0
-        self.work = []  # WORK messages received
+        self.work = []     # WORK messages received
+        self.pending = []  # the rest of a MULTI envelope
 
     def close(self):
         self.z.close(linger=0)
@@ -72,10 +73,18 @@ class Rogue:
                                   use_bin_type=True))
 
     def recv(self, seconds):
-        """The next message (a list), or None after seconds."""
-        if not self.z.poll(int(seconds * 1000)):
-            return None
-        msg = MSGPACK.unpackb(self.z.recv(), raw=False)
+        """The next message (a list), or None after seconds. A MULTI
+        envelope's messages come one by one."""
+        if not self.pending:
+            if not self.z.poll(int(seconds * 1000)):
+                return None
+            msg = MSGPACK.unpackb(self.z.recv(), raw=False)
+            if msg[1] == MULTI:
+                self.pending = [MSGPACK.unpackb(f, raw=False)
+                                for f in msg[3]]
+            else:
+                self.pending = [msg]
+        msg = self.pending.pop(0)
         if msg[1] == WORK:
             self.work.append(msg)
         return msg

@@ -990,6 +990,122 @@ static void test_fini_twice_is_safe(void **state)
     buf_fini(&f);
 }
 
+/* ---- MULTI envelopes --------------------------------------------------- */
+
+typedef struct seen_frames {
+    int n;
+    int types[8];
+} seen_frames;
+
+static void on_frame(void *ctx, const void *data, size_t len)
+{
+    seen_frames *s = ctx;
+    proto_msg m;
+    char err[256];
+    assert_fo(FO_OK, proto_decode(data, len, &m, err, sizeof err));
+    if (s->n < 8)
+        s->types[s->n] = m.type;
+    s->n++;
+    proto_msg_fini(&m);
+}
+
+static void add_msg(proto_batch *b, proto_msg *m)
+{
+    fo_buf f;
+    buf_init(&f, BIG_CAP);
+    assert_fo(FO_OK, proto_encode(m, &f));
+    assert_true(proto_batch_fits(b, f.len));
+    proto_batch_add(b, f.data, f.len);
+    buf_fini(&f);
+}
+
+static void test_multi_round_trip(void **state)
+{
+    (void)state;
+    proto_batch b;
+    proto_batch_init(&b);
+    fo_buf env;
+    buf_init(&env, BIG_CAP);
+    char err[256];
+    /* One message alone is written as itself. */
+    proto_msg done = {.type = PROTO_DONE, .epoch = 3};
+    add_msg(&b, &done);
+    assert_fo(FO_OK, proto_batch_finish(&b, 3, &env));
+    assert_int_equal(proto_frame_type(env.data, env.len), PROTO_DONE);
+    /* Three become one MULTI; each comes out whole, in order. */
+    proto_msg work = {.type = PROTO_WORK, .epoch = 3};
+    work.u.work.key = "k";
+    work.u.work.url = "http://x/k";
+    work.u.work.idem_key = "fo-1-2";
+    add_msg(&b, &work);
+    proto_msg reset = {.type = PROTO_RESET, .epoch = 3};
+    add_msg(&b, &reset);
+    assert_fo(FO_OK, proto_batch_finish(&b, 3, &env));
+    assert_int_equal(proto_frame_type(env.data, env.len), PROTO_MULTI);
+    seen_frames s = {0};
+    assert_int_equal(
+        proto_multi_each(env.data, env.len, on_frame, &s, err, sizeof err), 3);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.types[0], PROTO_DONE);
+    assert_int_equal(s.types[1], PROTO_WORK);
+    assert_int_equal(s.types[2], PROTO_RESET);
+    /* proto_decode refuses an envelope: it is not one message. */
+    proto_msg m;
+    assert_int_not_equal(proto_decode(env.data, env.len, &m, err, sizeof err),
+                         FO_OK);
+    /* A batch is full at PROTO_MULTI_MAX frames. */
+    proto_batch_reset(&b);
+    for (int i = 0; i < PROTO_MULTI_MAX; i++)
+        add_msg(&b, &reset);
+    fo_buf f;
+    buf_init(&f, BIG_CAP);
+    assert_fo(FO_OK, proto_encode(&reset, &f));
+    assert_false(proto_batch_fits(&b, f.len));
+    buf_fini(&f);
+    buf_fini(&env);
+    proto_batch_fini(&b);
+}
+
+static void test_multi_rejects_nesting_and_junk(void **state)
+{
+    (void)state;
+    char err[256];
+    seen_frames s = {0};
+    /* [2, 17, 0, [bin(MULTI [2,17,0,[]])]]: an envelope inside one. */
+    const unsigned char nested[] = {0x94, 0x02, 0x11, 0x00, 0x91, 0xc4,
+                                    0x05, 0x94, 0x02, 0x11, 0x00, 0x90};
+    assert_int_equal(
+        proto_multi_each(nested, sizeof nested, on_frame, &s, err, sizeof err),
+        -1);
+    /* [2, 17, 0, [1]]: not a frame. */
+    const unsigned char junk[] = {0x94, 0x02, 0x11, 0x00, 0x91, 0x01};
+    assert_int_equal(
+        proto_multi_each(junk, sizeof junk, on_frame, &s, err, sizeof err), -1);
+    /* [2, 17, 0]: no list. */
+    const unsigned char short_[] = {0x93, 0x02, 0x11, 0x00};
+    assert_int_equal(
+        proto_multi_each(short_, sizeof short_, on_frame, &s, err, sizeof err),
+        -1);
+    /* A list longer than PROTO_MULTI_MAX is refused before any frame. */
+    unsigned char big[16 + 3 * (PROTO_MULTI_MAX + 1)];
+    size_t n = 0;
+    big[n++] = 0x94;
+    big[n++] = 0x02;
+    big[n++] = 0x11;
+    big[n++] = 0x00;
+    big[n++] = 0xdc;
+    big[n++] = (unsigned char)((PROTO_MULTI_MAX + 1) >> 8);
+    big[n++] = (unsigned char)((PROTO_MULTI_MAX + 1) & 0xff);
+    for (int i = 0; i <= PROTO_MULTI_MAX; i++) {
+        big[n++] = 0xc4;
+        big[n++] = 0x01;
+        big[n++] = 0xc0;
+    }
+    assert_int_equal(proto_multi_each(big, n, on_frame, &s, err, sizeof err),
+                     -1);
+    assert_int_equal(s.n, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1025,6 +1141,8 @@ int main(void)
         cmocka_unit_test(test_encode_past_cap_leaves_buffer),
         cmocka_unit_test(test_encode_unknown_type_writes_nothing),
         cmocka_unit_test(test_fini_twice_is_safe),
+        cmocka_unit_test(test_multi_round_trip),
+        cmocka_unit_test(test_multi_rejects_nesting_and_junk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
