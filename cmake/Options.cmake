@@ -5,3 +5,17 @@ set(FANOUT_SANITIZER "none" CACHE STRING
     "Sanitizers: none | address,undefined | thread")
 set_property(CACHE FANOUT_SANITIZER PROPERTY STRINGS
     none "address,undefined" thread)
+# Install locations that GNUInstallDirs does not cover. Relative paths are
+# under CMAKE_INSTALL_PREFIX. systemd reads units from both
+# /usr/local/lib/systemd/system and /usr/lib/systemd/system. Debian's zsh
+# looks in /usr/local/share/zsh/site-functions but, under /usr, only in
+# vendor-completions (site-functions there is not in its $fpath).
+set(FANOUT_SYSTEMD_UNIT_DIR lib/systemd/system CACHE STRING
+    "Where the systemd units are installed")
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  set(_zsh_dir share/zsh/vendor-completions)
+else()
+  set(_zsh_dir share/zsh/site-functions)
+endif()
+set(FANOUT_ZSH_COMPLETION_DIR ${_zsh_dir} CACHE STRING
+    "Where the zsh completion functions are installed")
