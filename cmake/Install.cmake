@@ -1,5 +1,6 @@
 # What `cmake --install` puts where, and the .deb CPack makes of it
-# (`make deb`). Included by the top CMakeLists.txt after the programs.
+# (`make deb`). Included by the top CMakeLists.txt after the programs. With
+# -DFANOUT_PACKAGING=OFF only the programs are installed.
 #
 #   bin/                          the four programs
 #   share/man/man1/               fanout-*.1, generated from the option tables
@@ -11,6 +12,9 @@ include(GNUInstallDirs)
 
 set(FANOUT_PROGRAMS fanout-master fanout-worker fanout-ctl fanout-keygen)
 install(TARGETS ${FANOUT_PROGRAMS} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(NOT FANOUT_PACKAGING)
+  return()
+endif()
 
 # Man pages and completion scripts: each program prints its own with
 # --help-man and --help-completion bash|zsh (common/options.c), from the
