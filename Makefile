@@ -10,7 +10,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
 .PHONY: all deps build test test-unit test-asan test-tsan test-valgrind \
-        test-cluster test-compose deb demo bench fuzz static \
+        test-cluster test-compose test-package deb demo bench fuzz static \
         clean format format-check
 
 all: build
@@ -85,6 +85,11 @@ deb: deps
 	@rm -f $(DEB_BUILD)/fanout_*.deb
 	@cd $(DEB_BUILD) && cpack -G DEB >cpack.log || { cat cpack.log; exit 1; }
 	@ls $(DEB_BUILD)/fanout_*.deb
+
+# That package installed into a clean Debian 12 container (dockerd and a
+# base image as for test-compose), and a small job run with it.
+test-package: deb
+	@tests/package/run.sh $(DEB_BUILD)
 
 # Integration tests with every fanout process under valgrind memcheck.
 test-valgrind: build
