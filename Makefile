@@ -5,11 +5,13 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+DEB_BUILD ?= build-deb
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
 .PHONY: all deps build test test-unit test-asan test-tsan test-valgrind \
-        test-cluster test-compose demo bench fuzz static clean format format-check
+        test-cluster test-compose test-package deb demo bench fuzz static \
+        clean format format-check
 
 all: build
 
@@ -74,6 +76,21 @@ test-cluster: build
 test-compose: build
 	@tests/compose/run.sh $(BUILD)
 
+# The Debian package: a build configured for /usr (so the systemd units
+# name /usr/bin), without the tests, then CPack. Prints the .deb's path.
+deb: deps
+	@cmake -S . -B $(DEB_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DCMAKE_INSTALL_PREFIX=/usr -DFANOUT_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(DEB_BUILD) -j $(JOBS)
+	@rm -f $(DEB_BUILD)/fanout_*.deb
+	@cd $(DEB_BUILD) && cpack -G DEB >cpack.log || { cat cpack.log; exit 1; }
+	@ls $(DEB_BUILD)/fanout_*.deb
+
+# That package installed into a clean Debian 12 container (dockerd and a
+# base image as for test-compose), and a small job run with it.
+test-package: deb
+	@tests/package/run.sh $(DEB_BUILD)
+
 # Integration tests with every fanout process under valgrind memcheck.
 test-valgrind: build
 	@deploy/install-deps.sh valgrind
@@ -88,4 +105,5 @@ format-check:
 	@clang-format --dry-run --Werror $(SOURCES) && echo "format: clean"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-fuzz build-static demo-out
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(DEB_BUILD) build-fuzz \
+	    build-static demo-out

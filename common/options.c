@@ -392,6 +392,439 @@ static void print_help(const opts *o, const char *usage)
            "show the version");
 }
 
+/*
+ * --help-man and --help-completion SHELL: the option table and the usage
+ * text printed as a man page (roff, man(7) macros) and as a bash or zsh
+ * completion script. The build runs every program with them (see
+ * cmake/Generated.cmake), so the installed pages and completions come from
+ * the same table as --help and cannot drift from it. Neither flag is
+ * listed by --help: they are for the build, not for users.
+ *
+ * The usage text gives the rest, by convention: the lines before the first
+ * blank line are the synopsis ("usage: PROG ...", continuation lines, and
+ * further "PROG ..." lines for other forms); the paragraphs after it are
+ * the description, whose first clause (up to '.', ',' or ':') is the
+ * page's one-line NAME summary.
+ */
+
+#define SYN_MAX 8 /* synopsis forms kept from a usage text */
+
+typedef struct usage_info {
+    char prog[64];          /* program name, from the version string */
+    const char *ver;        /* version number, after the name */
+    char *syn[SYN_MAX];     /* synopsis forms, without the program name */
+    size_t nsyn;            /* their count */
+    const char *desc;       /* description: the usage text after "\n\n" */
+    char *pos[SYN_MAX * 4]; /* positional words found in the synopsis */
+    size_t npos;            /* their count */
+    int pos_commands;       /* 1: positional words are commands (a-z) */
+} usage_info;
+
+static const opt_def *def_by_name(const opt_def *defs, size_t n,
+                                  const char *name, size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strlen(defs[i].name) == len && !strncmp(defs[i].name, name, len))
+            return &defs[i];
+    return NULL;
+}
+
+/* Positional words of one synopsis form: tokens that are neither options
+ * ("--x", "[--x]"), their values, nor "..." ("DIR/NAME", "status"). */
+static void find_positional(usage_info *u, const char *form,
+                            const opt_def *defs, size_t n)
+{
+    char *copy = xstrdup(form), *save = NULL;
+    int value_next = 0;
+    for (char *t = strtok_r(copy, " ", &save); t;
+         t = strtok_r(NULL, " ", &save)) {
+        if (value_next) {
+            value_next = 0;
+            continue;
+        }
+        const char *opt = t[0] == '[' ? t + 1 : t;
+        if (!strncmp(opt, "--", 2)) {
+            size_t len = strcspn(opt + 2, "]=");
+            const opt_def *d = def_by_name(defs, n, opt + 2, len);
+            value_next = d && d->type != OPT_FLAG && !strchr(opt, ']') &&
+                         !strchr(opt, '=');
+            continue;
+        }
+        if (t[0] == '[' || t[0] == '-' || t[0] == '.' || t[0] == '|' ||
+            u->npos == sizeof u->pos / sizeof u->pos[0])
+            continue;
+        t[strcspn(t, "]|")] = '\0';
+        int seen = 0;
+        for (size_t i = 0; i < u->npos; i++)
+            seen |= !strcmp(u->pos[i], t);
+        if (!seen && *t)
+            u->pos[u->npos++] = xstrdup(t);
+    }
+    free(copy);
+}
+
+static void usage_parse(usage_info *u, const char *usage, const char *version,
+                        const opt_def *defs, size_t n)
+{
+    memset(u, 0, sizeof *u);
+    program_name(version, u->prog, sizeof u->prog);
+    u->ver = version + strlen(u->prog);
+    u->ver += strspn(u->ver, " ");
+    const char *end = strstr(usage, "\n\n");
+    u->desc = end ? end + 2 : "";
+    if (!end)
+        end = usage + strlen(usage);
+    size_t plen = strlen(u->prog);
+    for (const char *l = usage; l < end;) {
+        const char *nl = memchr(l, '\n', (size_t)(end - l));
+        size_t len = nl ? (size_t)(nl - l) : (size_t)(end - l);
+        char line[1024];
+        snprintf(line, sizeof line, "%.*s", (int)len, l);
+        l += len + (nl != NULL);
+        char *t = line;
+        if (!strncmp(t, "usage:", 6))
+            t += 6;
+        t += strspn(t, " \t");
+        int new_form =
+            !strncmp(t, u->prog, plen) && (!t[plen] || t[plen] == ' ');
+        if (new_form) {
+            t += plen;
+            t += strspn(t, " ");
+            if (u->nsyn < SYN_MAX)
+                u->syn[u->nsyn++] = xstrdup(t);
+        } else if (u->nsyn && *t) {
+            /* A continuation line of the last form. */
+            char *prev = u->syn[u->nsyn - 1];
+            size_t pl = strlen(prev);
+            prev = xrealloc(prev, pl + strlen(t) + 2);
+            snprintf(prev + pl, strlen(t) + 2, " %s", t);
+            u->syn[u->nsyn - 1] = prev;
+        }
+    }
+    for (size_t i = 0; i < u->nsyn; i++)
+        find_positional(u, u->syn[i], defs, n);
+    u->pos_commands = u->npos > 0;
+    for (size_t i = 0; i < u->npos; i++)
+        for (const char *c = u->pos[i]; *c; c++)
+            if (!islower((unsigned char)*c) && *c != '-')
+                u->pos_commands = 0;
+}
+
+static void usage_fini(usage_info *u)
+{
+    for (size_t i = 0; i < u->nsyn; i++)
+        free(u->syn[i]);
+    for (size_t i = 0; i < u->npos; i++)
+        free(u->pos[i]);
+}
+
+/* Writes len bytes of s for roff: backslashes and hyphens escaped, a
+ * control character at the start defused, each newline as a space (the
+ * usage text's line breaks are for an 80-column terminal, not the page). */
+static void roff_text(const char *s, size_t len)
+{
+    if (len && (s[0] == '.' || s[0] == '\''))
+        fputs("\\&", stdout);
+    for (size_t i = 0; i < len && s[i]; i++) {
+        if (s[i] == '\\')
+            fputs("\\e", stdout);
+        else if (s[i] == '-')
+            fputs("\\-", stdout);
+        else
+            putchar(s[i] == '\n' ? ' ' : s[i]);
+    }
+}
+
+static void roff(const char *s)
+{
+    roff_text(s, strlen(s));
+}
+
+/* The enumerated values of an option whose help is "a|b|c", or 0. */
+static int enum_values(const opt_def *d, char *out, size_t cap)
+{
+    const char *h = d->help;
+    if (!strchr(h, '|') || strlen(h) >= cap)
+        return 0;
+    for (const char *c = h; *c; c++)
+        if (!islower((unsigned char)*c) && !isdigit((unsigned char)*c) &&
+            *c != '|' && *c != '-')
+            return 0;
+    snprintf(out, cap, "%s", h);
+    for (char *c = out; *c; c++)
+        if (*c == '|')
+            *c = ' ';
+    return 1;
+}
+
+/* 'f' for a file, 'd' for a directory, 0 for anything else. */
+static int value_kind(const opt_def *d)
+{
+    const char *m = d->metavar ? d->metavar : "";
+    if (!strcmp(m, "FILE") || !strcmp(m, "SOURCE"))
+        return 'f';
+    if (!strcmp(m, "DIR"))
+        return 'd';
+    return 0;
+}
+
+static void print_man(const opt_def *defs, size_t n, const char *usage,
+                      const char *version)
+{
+    usage_info u;
+    usage_parse(&u, usage, version, defs, n);
+    printf(".\\\" Generated by \"%s --help-man\" from its option table; "
+           "do not edit.\n.TH ",
+           u.prog);
+    for (const char *c = u.prog; *c; c++)
+        if (*c == '-')
+            fputs("\\-", stdout);
+        else
+            putchar(toupper((unsigned char)*c));
+    printf(" 1 \"\" \"fanout %s\" \"fanout manual\"\n.SH NAME\n", u.ver);
+    roff(u.prog);
+    fputs(" \\- ", stdout);
+    size_t wl = strcspn(u.desc, ".,:");
+    if (wl) {
+        putchar(tolower((unsigned char)u.desc[0]));
+        roff_text(u.desc + 1, wl - 1);
+    }
+    fputs("\n.SH SYNOPSIS\n", stdout);
+    for (size_t i = 0; i < u.nsyn; i++) {
+        printf("%s.B ", i ? ".br\n" : "");
+        roff(u.prog);
+        putchar('\n');
+        if (*u.syn[i]) {
+            roff(u.syn[i]);
+            putchar('\n');
+        }
+    }
+    fputs(".SH DESCRIPTION\n", stdout);
+    for (const char *p = u.desc; *p;) {
+        const char *par = strstr(p, "\n\n");
+        size_t len = par ? (size_t)(par - p) : strlen(p);
+        while (len && p[len - 1] == '\n')
+            len--;
+        roff_text(p, len);
+        putchar('\n');
+        if (!par)
+            break;
+        p = par + 2;
+        if (*p)
+            fputs(".PP\n", stdout);
+    }
+    fputs(".SH OPTIONS\n", stdout);
+    int has_config = def_by_name(defs, n, "config", 6) != NULL;
+    int has_flag = 0;
+    for (size_t i = 0; i < n; i++)
+        has_flag |= defs[i].type == OPT_FLAG;
+    if (n) {
+        fputs("Every option can also be set in the environment as "
+              "\\fBFANOUT_\\fINAME\\fR\n(upper case, '\\-' becoming '_')",
+              stdout);
+        if (has_config)
+            fputs(", or as a key of the \\fB\\-\\-config\\fR file;\n"
+                  "flags override the environment, which overrides the file",
+                  stdout);
+        fputs(".\n", stdout);
+    }
+    if (has_flag)
+        fputs("A flag \\fB\\-\\-\\fIname\\fR can be turned off with "
+              "\\fB\\-\\-no\\-\\fIname\\fR.\n",
+              stdout);
+    for (size_t i = 0; i < n; i++) {
+        const opt_def *d = &defs[i];
+        fputs(".TP\n\\fB\\-\\-", stdout);
+        roff(d->name);
+        fputs("\\fR", stdout);
+        if (d->type == OPT_FLAG) {
+            fputs(", \\fB\\-\\-no\\-", stdout);
+            roff(d->name);
+            fputs("\\fR", stdout);
+        } else {
+            fputs(" \\fI", stdout);
+            roff(d->metavar ? d->metavar : "VALUE");
+            fputs("\\fR", stdout);
+        }
+        putchar('\n');
+        char words[256];
+        if (d->type != OPT_FLAG && enum_values(d, words, sizeof words)) {
+            fputs("One of", stdout);
+            for (char *w = words, *sp; *w; w = sp + !!*sp) {
+                sp = w + strcspn(w, " ");
+                fputs(w == words ? " \\fB" : ", \\fB", stdout);
+                roff_text(w, (size_t)(sp - w));
+                fputs("\\fR", stdout);
+            }
+        } else {
+            putchar(toupper((unsigned char)d->help[0]));
+            roff(d->help + 1);
+        }
+        fputs(".\n", stdout);
+        if (d->def && (d->type != OPT_FLAG || !strcmp(d->def, "true"))) {
+            fputs("Default: ", stdout);
+            roff(d->type == OPT_FLAG ? "on" : d->def);
+            fputs(".\n", stdout);
+        }
+        if (d->type == OPT_LIST)
+            fputs("Repeatable.\n", stdout);
+        char en[96];
+        env_name(d->name, en, sizeof en);
+        fputs("Environment: \\fB\\%", stdout);
+        roff(en);
+        fputs("\\fR", stdout);
+        if (d->type == OPT_LIST)
+            fputs(" (one value a line)", stdout);
+        fputs(".\n", stdout);
+    }
+    fputs(".TP\n\\fB\\-\\-help\\fR, \\fB\\-h\\fR\nShow the options and exit.\n"
+          ".TP\n\\fB\\-\\-version\\fR\nShow the version and exit.\n",
+          stdout);
+    usage_fini(&u);
+}
+
+/* A word list for bash's compgen or zsh's (...) action: "a b c". */
+static void print_words(char *const *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        printf("%s%s", i ? " " : "", w[i]);
+}
+
+static void print_bash(const opt_def *defs, size_t n, const usage_info *u)
+{
+    char fn[80];
+    snprintf(fn, sizeof fn, "_%s", u->prog);
+    for (char *c = fn; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    printf("# bash completion for %s; generated by \"%s --help-completion "
+           "bash\"\n# from its option table. Do not edit.\n%s()\n{\n"
+           "    local cur=${COMP_WORDS[COMP_CWORD]}\n"
+           "    local prev=${COMP_WORDS[COMP_CWORD-1]}\n"
+           "    case $prev in\n",
+           u->prog, u->prog, fn);
+    for (int kind = 'd'; kind; kind = kind == 'd' ? 'f' : 0) {
+        int any = 0;
+        for (size_t i = 0; i < n; i++)
+            if (defs[i].type != OPT_FLAG && value_kind(&defs[i]) == kind)
+                printf("%s--%s", any++ ? "|" : "        ", defs[i].name);
+        if (any)
+            printf(")\n            compopt -o filenames 2>/dev/null\n"
+                   "            COMPREPLY=($(compgen -%c -- \"$cur\"))\n"
+                   "            return ;;\n",
+                   kind);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char words[256];
+        if (defs[i].type != OPT_FLAG &&
+            enum_values(&defs[i], words, sizeof words))
+            printf("        --%s)\n            COMPREPLY=($(compgen -W '%s' "
+                   "-- \"$cur\"))\n            return ;;\n",
+                   defs[i].name, words);
+    }
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        char words[256];
+        if (defs[i].type != OPT_FLAG && !value_kind(&defs[i]) &&
+            !enum_values(&defs[i], words, sizeof words))
+            printf("%s--%s", any++ ? "|" : "        ", defs[i].name);
+    }
+    if (any)
+        printf(")\n            return ;; # a value no list can offer\n");
+    printf("    esac\n    if [[ $cur == -* ]]; then\n"
+           "        COMPREPLY=($(compgen -W '");
+    for (size_t i = 0; i < n; i++) {
+        printf("--%s ", defs[i].name);
+        if (defs[i].type == OPT_FLAG)
+            printf("--no-%s ", defs[i].name);
+    }
+    printf("--help --version' -- \"$cur\"))\n        return\n    fi\n");
+    if (u->pos_commands) {
+        printf("    COMPREPLY=($(compgen -W '");
+        print_words(u->pos, u->npos);
+        printf("' -- \"$cur\"))\n");
+    } else if (u->npos) {
+        printf("    compopt -o filenames 2>/dev/null\n"
+               "    COMPREPLY=($(compgen -f -- \"$cur\"))\n");
+    }
+    printf("}\ncomplete -F %s %s\n", fn, u->prog);
+}
+
+/* Text inside a single-quoted zsh word, with the _arguments specials
+ * quoted: ']' and '[' in an explanation, ':' in a message. */
+static void zsh_quoted(const char *s, const char *special)
+{
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputs("'\\''", stdout);
+        else {
+            if (strchr(special, *s))
+                putchar('\\');
+            putchar(*s);
+        }
+    }
+}
+
+static void print_zsh(const opt_def *defs, size_t n, const usage_info *u)
+{
+    printf("#compdef %s\n# zsh completion for %s; generated by \"%s "
+           "--help-completion zsh\"\n# from its option table. Do not edit.\n"
+           "_arguments \\\n",
+           u->prog, u->prog, u->prog);
+    for (size_t i = 0; i < n; i++) {
+        const opt_def *d = &defs[i];
+        if (d->type == OPT_FLAG) {
+            printf("  '(--no-%s)--%s[", d->name, d->name);
+            zsh_quoted(d->help, "[]");
+            printf("]' \\\n  '(--%s)--no-%s[turn off --%s]' \\\n", d->name,
+                   d->name, d->name);
+            continue;
+        }
+        printf("  '%s--%s=[", d->type == OPT_LIST ? "*" : "", d->name);
+        zsh_quoted(d->help, "[]");
+        fputs("]:", stdout);
+        zsh_quoted(d->metavar ? d->metavar : "VALUE", ":");
+        char words[256];
+        if (value_kind(d) == 'f')
+            fputs(":_files", stdout);
+        else if (value_kind(d) == 'd')
+            fputs(":_files -/", stdout);
+        else if (enum_values(d, words, sizeof words))
+            printf(":(%s)", words);
+        else
+            fputs(": ", stdout);
+        fputs("' \\\n", stdout);
+    }
+    if (u->pos_commands) {
+        fputs("  '1:command:(", stdout);
+        print_words(u->pos, u->npos);
+        fputs(")' \\\n", stdout);
+    } else if (u->npos) {
+        fputs("  '1:", stdout);
+        zsh_quoted(u->pos[0], ":");
+        fputs(":_files' \\\n", stdout);
+    }
+    fputs("  '(- *)'{--help,-h}'[show the options]' \\\n"
+          "  '(- *)--version[show the version]'\n",
+          stdout);
+}
+
+/* --help-completion SHELL. Returns 0, or -1 for an unknown shell. */
+static int print_completion(const opt_def *defs, size_t n, const char *usage,
+                            const char *version, const char *shell)
+{
+    if (strcmp(shell, "bash") != 0 && strcmp(shell, "zsh") != 0)
+        return -1;
+    usage_info u;
+    usage_parse(&u, usage, version, defs, n);
+    if (!strcmp(shell, "bash"))
+        print_bash(defs, n, &u);
+    else
+        print_zsh(defs, n, &u);
+    usage_fini(&u);
+    return 0;
+}
+
 opts *opts_parse(const opt_def *defs, size_t ndefs, int argc, char **argv,
                  const char *usage, const char *version, int *status, char *err,
                  size_t errlen)
@@ -424,6 +857,24 @@ opts *opts_parse(const opt_def *defs, size_t ndefs, int argc, char **argv,
         }
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
             print_help(o, usage);
+            *status = 1;
+            return o;
+        }
+        if (!strcmp(arg, "--help-man")) {
+            print_man(defs, ndefs, usage, version);
+            *status = 1;
+            return o;
+        }
+        if (!strncmp(arg, "--help-completion", 17) &&
+            (arg[17] == '=' || !arg[17])) {
+            const char *shell = arg[17] == '=' ? arg + 18
+                                : a + 1 < argc ? argv[a + 1]
+                                               : "";
+            if (print_completion(defs, ndefs, usage, version, shell)) {
+                snprintf(err, errlen,
+                         "--help-completion: '%s' is not bash or zsh", shell);
+                goto fail;
+            }
             *status = 1;
             return o;
         }

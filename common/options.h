@@ -9,6 +9,10 @@
  * win. Every error names the option and where its value came from
  * ("--batch-size", "FANOUT_RATE", "job.json: rate"), because "invalid value"
  * alone sends a user hunting through three places.
+ *
+ * The same table, with the usage text, also makes the man page and the
+ * shell completion the build installs (--help-man, --help-completion), so
+ * they cannot drift from --help either.
  */
 #ifndef FANOUT_OPTIONS_H
 #define FANOUT_OPTIONS_H
@@ -38,7 +42,9 @@ typedef struct opts opts;
 
 /* Parses argv (argv[0] is the program) against defs. Returns a table the
  * caller frees with opts_destroy(), and sets *status: 0 on success, 1 when
- * --help or --version was printed (exit 0), 2 on a usage error whose
+ * --help, --version, --help-man (the table as a man page) or
+ * --help-completion bash|zsh (as a completion script) was printed (exit
+ * 0), 2 on a usage error whose
  * message (naming the option) is in err. Positional arguments are kept for
  * opts_positional(); the caller decides whether any are allowed. */
 opts *opts_parse(const opt_def *defs, size_t ndefs, int argc, char **argv,

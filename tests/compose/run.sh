@@ -43,36 +43,19 @@ compose_file=$repo/deploy/docker-compose.yml
 items=${FANOUT_COMPOSE_ITEMS:-600}
 rate=${FANOUT_COMPOSE_RATE:-30/s}
 image=${FANOUT_COMPOSE_IMAGE:-fanout:compose-test}
-base_image=debian:bookworm-slim
-suite=bookworm
-mult=${FANOUT_TIMEOUT_MULTIPLIER:-1}
 project=fanoutct$(date +%s)$$
 
 t0=$(date +%s)
 work=$(mktemp -d /tmp/fanout-compose.XXXXXX)
 chmod 0755 "$work"
-dockerd_pid=
-dockerd_unit=
-rootfs=
 compose_up=
 ok=0
-timings=()
-
-say() { printf '[compose %4ss] %s\n' "$(($(date +%s) - t0))" "$*"; }
-die() { say "FAIL: $*"; exit 1; }
-# phase NAME START: records how long a step took.
-phase() { timings+=("$(printf '%-28s %4ss' "$1" "$(($(date +%s) - $2))")"); }
-deadline() { echo $(($(date +%s) + $1 * mult)); }
+log_tag=compose
+# say, die, phase, deadline, as_root_install, ensure_dockerd,
+# ensure_base_image, choose_apt_network, docker_lib_cleanup.
+. "$repo/tests/lib/docker.sh"
 
 # ---------------------------------------------------------------- cleanup --
-
-umount_below() {
-    # debootstrap mounts proc and sys in its target; a failed run can leave
-    # them mounted, and rm -rf must never walk into them.
-    local d=$1 m
-    awk -v d="$d" 'index($2, d "/") == 1 { print $2 }' /proc/mounts |
-        sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-}
 
 cleanup() {
     local rc=$?
@@ -88,22 +71,7 @@ cleanup() {
         compose down -v --remove-orphans -t 10 >"$work/down.log" 2>&1 ||
             { say "compose down failed:"; cat "$work/down.log"; }
     fi
-    if [ -n "$rootfs" ] && [ -d "$rootfs" ]; then
-        umount_below "$rootfs"
-        rm -rf --one-file-system "$rootfs"
-    fi
-    if [ -n "$dockerd_pid" ]; then
-        say "stopping the dockerd this test started (pid $dockerd_pid)"
-        kill -TERM "$dockerd_pid" 2>/dev/null
-        for _ in $(seq 1 60); do
-            kill -0 "$dockerd_pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        kill -0 "$dockerd_pid" 2>/dev/null && kill -KILL "$dockerd_pid"
-    elif [ -n "$dockerd_unit" ]; then
-        say "stopping docker.service, which this test started"
-        systemctl stop docker.service docker.socket
-    fi
+    docker_lib_cleanup
     if [ "${FANOUT_COMPOSE_KEEP:-0}" = 1 ]; then
         say "work directory kept: $work"
     else
@@ -122,19 +90,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ------------------------------------------------------------ 1. packages --
-
-as_root_install() {
-    if [ "$(id -u)" -ne 0 ]; then
-        die "missing $*; run as root, or: apt-get install -y $*"
-    fi
-    say "installing Debian packages: $*"
-    export DEBIAN_FRONTEND=noninteractive
-    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n 1)" ]; then
-        apt-get update -qq
-    fi
-    apt-get install -y -qq --no-install-recommends "$@" >"$work/apt.log" 2>&1 ||
-        { cat "$work/apt.log"; die "apt-get install $* failed"; }
-}
 
 step=$(date +%s)
 need=()
@@ -156,161 +111,22 @@ phase "packages" "$step"
 # -------------------------------------------------------------- 2. dockerd --
 
 step=$(date +%s)
-if ! docker info >/dev/null 2>&1; then
-    [ "$(id -u)" -eq 0 ] || die "no Docker daemon answers and we are not root to start one"
-    if [ -d /run/systemd/system ] && systemctl start docker.service 2>/dev/null; then
-        dockerd_unit=docker.service
-    else
-        say "starting dockerd (log: $work/dockerd.log)"
-        dockerd >"$work/dockerd.log" 2>&1 &
-        dockerd_pid=$!
-    fi
-    end=$(deadline 60)
-    until docker info >/dev/null 2>&1; do
-        if [ -n "$dockerd_pid" ] && ! kill -0 "$dockerd_pid" 2>/dev/null; then
-            tail -n 30 "$work/dockerd.log"
-            dockerd_pid=
-            die "dockerd exited"
-        fi
-        [ "$(date +%s)" -lt "$end" ] || die "dockerd did not answer within 60 s"
-        sleep 0.5
-    done
-fi
+ensure_dockerd
 say "docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), compose: $("${compose_cmd[@]}" version --short 2>/dev/null || "${compose_cmd[@]}" version | head -n 1)"
 phase "dockerd" "$step"
 
 # ----------------------------------------------------------- 3. base image --
 
-# Prints "URI SUITE" for every enabled deb source of this machine's apt whose
-# suite starts with $suite (one-line .list and deb822 .sources formats).
-apt_sources() {
-    local f
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -f "$f" ] || continue
-        awk -v s="$suite" '
-            /^[ \t]*deb[ \t]/ {
-                sub(/^[ \t]*deb[ \t]+/, ""); sub(/^\[[^]]*\][ \t]*/, "")
-                if (index($2, s) == 1) print $1, $2
-            }' "$f"
-    done
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        awk -v s="$suite" '
-            function flush(  i, j, nu, ns, u, su) {
-                if (types ~ /(^| )deb( |$)/ && enabled !~ /^(no|false|0)$/) {
-                    nu = split(uris, u, /[ \t]+/); ns = split(suites, su, /[ \t]+/)
-                    for (i = 1; i <= nu; i++) for (j = 1; j <= ns; j++)
-                        if (u[i] != "" && index(su[j], s) == 1) print u[i], su[j]
-                }
-                types = uris = suites = enabled = ""
-            }
-            /^[ \t]*#/ { next }
-            /^[ \t]*$/ { flush(); next }
-            tolower($1) == "types:"   { $1 = ""; types = $0 }
-            tolower($1) == "uris:"    { $1 = ""; uris = $0 }
-            tolower($1) == "suites:"  { $1 = ""; suites = $0 }
-            tolower($1) == "enabled:" { enabled = tolower($2) }
-            END { flush() }' "$f"
-    done
-}
-
-build_base_image() {
-    local sources mirror
-    sources=$(apt_sources | sed 's/^ *//' | sort -u)
-    mirror=$(awk -v s="$suite" '$2 == s { print $1; exit }' <<<"$sources")
-    if [ -z "$mirror" ]; then
-        mirror=http://deb.debian.org/debian
-        sources="$mirror $suite"
-        say "no '$suite' source in this machine's apt configuration; using $mirror"
-    fi
-    command -v debootstrap >/dev/null || as_root_install debootstrap
-    [ "$(id -u)" -eq 0 ] || die "debootstrap needs root"
-    rootfs=$(mktemp -d /var/tmp/fanout-rootfs.XXXXXX)
-    say "debootstrap --variant=minbase $suite from $mirror"
-    debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" \
-        >"$work/debootstrap.log" 2>&1 ||
-        { tail -n 30 "$work/debootstrap.log"; die "debootstrap failed"; }
-
-    # Make it look like the official slim image: the same apt sources as
-    # this machine (bookworm, -updates, -security), no docs, man pages or
-    # translations, and apt that cleans up after itself.
-    rm -f "$rootfs/etc/apt/sources.list"
-    awk '{ s[$1] = s[$1] (s[$1] == "" ? "" : " ") $2 }
-         END { for (u in s) printf "Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n", u, s[u] }' \
-        <<<"$sources" >"$rootfs/etc/apt/sources.list.d/debian.sources"
-    cat >"$rootfs/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/man/*
-path-exclude /usr/share/info/*
-path-exclude /usr/share/locale/*
-path-include /usr/share/locale/locale.alias
-path-exclude /usr/share/lintian/*
-EOF
-    cat >"$rootfs/etc/apt/apt.conf.d/docker-clean" <<'EOF'
-DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
-APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
-Dir::Cache::pkgcache "";
-Dir::Cache::srcpkgcache "";
-Acquire::Languages "none";
-Acquire::GzipIndexes "true";
-EOF
-    find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
-    rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
-        "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
-        "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log \
-        "$rootfs"/var/log/apt/* "$rootfs"/etc/hostname "$rootfs"/etc/resolv.conf
-    find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias \
-        -exec rm -rf {} +
-    : >"$rootfs/etc/machine-id"
-    umount_below "$rootfs"
-    tar --numeric-owner -C "$rootfs" -c . |
-        docker import -c 'CMD ["bash"]' \
-            -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-            -m "debootstrap --variant=minbase $suite $mirror (tests/compose/run.sh)" \
-            - "$base_image" >/dev/null
-    rm -rf --one-file-system "$rootfs"
-    rootfs=
-}
-
 step=$(date +%s)
-if docker image inspect "$base_image" >/dev/null 2>&1; then
-    say "$base_image is present"
-else
-    if [ "${FANOUT_COMPOSE_PULL:-0}" = 1 ] && timeout 120 docker pull -q "$base_image"; then
-        say "pulled $base_image"
-    else
-        build_base_image
-        say "built $base_image locally ($(docker image inspect -f '{{.Size}}' "$base_image" | awk '{printf "%.0f MB", $1/1e6}'))"
-    fi
-fi
+ensure_base_image
 phase "base image" "$step"
 
 # ---------------------------------------------------------- 4. fanout image --
 
-# The mirror the image build's apt-get will use, from the base image itself.
-mirror_hostport() {
-    docker run --rm --network none --entrypoint sh "$base_image" -c \
-        'cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null' |
-        awk 'tolower($1) == "uris:" { print $2; exit }
-             $1 == "deb" { print ($2 ~ /^\[/ ? $3 : $2); exit }' |
-        sed -E 's#^([a-z]+)://([^/]+).*#\1 \2#' |
-        awk '{ h = $2; p = ($1 == "https" ? 443 : 80)
-               if (h ~ /:[0-9]+$/) { p = h; sub(/.*:/, "", p); sub(/:[0-9]+$/, "", h) }
-               print h, p }'
-}
-
 step=$(date +%s)
-build_net=()
-read -r mhost mport < <(mirror_hostport) || true
-if [ -n "${mhost:-}" ] &&
-   docker run --rm --entrypoint bash "$base_image" -c \
-       "timeout 10 bash -c 'exec 3<>/dev/tcp/$mhost/$mport'" >/dev/null 2>&1; then
-    say "the default bridge network reaches $mhost:$mport"
-else
-    build_net=(--network host)
-    say "the default bridge network cannot reach ${mhost:-the mirror}:${mport:-80}; building with --network host"
-fi
+# The image build's apt-get must reach the mirror.
+choose_apt_network
+build_net=("${apt_net[@]}")
 say "docker build -f deploy/Dockerfile -t $image ${build_net[*]}"
 if ! DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0} docker build "${build_net[@]}" \
         -f "$repo/deploy/Dockerfile" -t "$image" "$repo" >"$work/build.log" 2>&1; then
@@ -502,7 +318,5 @@ if [ -s "$work/metrics-last.txt" ]; then
         "$work/metrics-last.txt" || true
 fi
 echo
-echo "---- timings ----"
-printf '  %s\n' "${timings[@]}"
-printf '  %-28s %4ss\n' "total" "$(($(date +%s) - t0))"
+print_timings
 ok=1

@@ -568,6 +568,109 @@ static void test_help_after_double_dash_is_positional(void **state)
     assert_true(got_positional);
 }
 
+/* Runs opts_parse over a small table and usage with stdout sent to a
+ * file; returns what was printed (at most cap - 1 bytes) and the status
+ * through *status. */
+static void print_capturing_stdout(char *out, size_t cap, int *status,
+                                   const char *a1, const char *a2)
+{
+    static const opt_def gen_defs[] = {
+        {"out", OPT_STRING, NULL, 0, 0, "DIR", "results go here"},
+        {"key", OPT_STRING, NULL, 0, 0, "FILE", "a key file"},
+        {"level", OPT_STRING, "info", 0, 0, "LEVEL", "debug|info|warn"},
+        {"rate", OPT_LIST, NULL, 0, 0, "N/UNIT", "rate; a-b \\ c [x]"},
+        {"fast", OPT_FLAG, "true", 0, 1, NULL, "go fast"},
+    };
+    static const char gen_usage[] =
+        "usage: prog [--out DIR] start\n"
+        "       prog [--key FILE] stop [--rate N/UNIT]...\n"
+        "\nStarts or stops things, fast. Second sentence.\n"
+        ".dot at a line start\n";
+    char path[] = "/tmp/fo_unit_stdout_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fd, STDOUT_FILENO) >= 0);
+    char *argv[] = {(char *)"prog", (char *)a1, (char *)a2, NULL};
+    char err[256] = "";
+    opts *o =
+        opts_parse(gen_defs, sizeof gen_defs / sizeof gen_defs[0], a2 ? 3 : 2,
+                   argv, gen_usage, "prog 1.2.3", status, err, sizeof err);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    opts_destroy(&o);
+    ssize_t n = pread(fd, out, cap - 1, 0);
+    close(fd);
+    unlink(path);
+    out[n > 0 ? n : 0] = '\0';
+}
+
+#define ASSERT_HAS(hay, needle)                                                \
+    do {                                                                       \
+        if (!strstr((hay), (needle)))                                          \
+            fail_msg("no '%s' in:\n%s", (needle), (hay));                      \
+    } while (0)
+
+/* --help-man: the table as a man page, roff-escaped. */
+static void test_help_man_prints_the_table_as_roff(void **state)
+{
+    (void)state;
+    char out[8192];
+    int status;
+    print_capturing_stdout(out, sizeof out, &status, "--help-man", NULL);
+    assert_int_equal(status, 1);
+    ASSERT_HAS(out, ".TH PROG 1 \"\" \"fanout 1.2.3\"");
+    ASSERT_HAS(out, ".SH NAME\nprog \\- starts or stops things\n");
+    ASSERT_HAS(out, ".B prog\n[\\-\\-out DIR] start\n.br\n.B prog\n");
+    ASSERT_HAS(out, "Second sentence. .dot"); /* not a request */
+    ASSERT_HAS(out, "\\fB\\-\\-out\\fR \\fIDIR\\fR\nResults go here.\n");
+    ASSERT_HAS(out, "One of \\fBdebug\\fR, \\fBinfo\\fR, \\fBwarn\\fR.\n"
+                    "Default: info.\n");
+    ASSERT_HAS(out, "Rate; a\\-b \\e c [x].\nRepeatable.\n");
+    ASSERT_HAS(out, "\\fB\\-\\-fast\\fR, \\fB\\-\\-no\\-fast\\fR\n"
+                    "Go fast.\nDefault: on.\n");
+    ASSERT_HAS(out, "Environment: \\fB\\%FANOUT_RATE\\fR (one value a line)");
+    ASSERT_HAS(out, ".SH OPTIONS\n");
+}
+
+/* --help-completion: bash and zsh scripts from the same table. */
+static void test_help_completion_bash_and_zsh(void **state)
+{
+    (void)state;
+    char out[8192];
+    int status;
+    print_capturing_stdout(out, sizeof out, &status, "--help-completion",
+                           "bash");
+    assert_int_equal(status, 1);
+    ASSERT_HAS(out, "_prog()\n");
+    ASSERT_HAS(out, "        --out)\n            compopt -o filenames");
+    ASSERT_HAS(out, "COMPREPLY=($(compgen -d -- \"$cur\"))");
+    ASSERT_HAS(out, "        --key)\n");
+    ASSERT_HAS(out, "--level)\n            COMPREPLY=($(compgen -W "
+                    "'debug info warn'");
+    ASSERT_HAS(out, "'--out --key --level --rate --fast --no-fast --help "
+                    "--version'");
+    ASSERT_HAS(out, "compgen -W 'start stop'");
+    ASSERT_HAS(out, "complete -F _prog prog\n");
+
+    print_capturing_stdout(out, sizeof out, &status, "--help-completion=zsh",
+                           NULL);
+    assert_int_equal(status, 1);
+    ASSERT_HAS(out, "#compdef prog\n");
+    ASSERT_HAS(out, "'--out=[results go here]:DIR:_files -/'");
+    ASSERT_HAS(out, "'*--rate=[rate; a-b \\ c \\[x\\]]:N/UNIT: '");
+    ASSERT_HAS(out, "'(--no-fast)--fast[go fast]'");
+    ASSERT_HAS(out, "'--level=[debug|info|warn]:LEVEL:(debug info warn)'");
+    ASSERT_HAS(out, "'1:command:(start stop)'");
+
+    print_capturing_stdout(out, sizeof out, &status, "--help-completion",
+                           "fish");
+    assert_int_equal(status, 2);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_env, clear_env)
@@ -595,6 +698,8 @@ int main(void)
         T(test_help_and_version_return_status_1),
         T(test_positional_arguments),
         T(test_help_after_double_dash_is_positional),
+        T(test_help_man_prints_the_table_as_roff),
+        T(test_help_completion_bash_and_zsh),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
