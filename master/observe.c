@@ -207,8 +207,10 @@ static void process_metrics(fo_buf *b)
         f = fopen("/proc/stat", "re");
         unsigned long long btime = 0;
         while (f && fgets(line, sizeof line, f))
-            if (sscanf(line, "btime %llu", &btime) == 1)
+            if (!strncmp(line, "btime ", 6)) {
+                btime = strtoull(line + 6, NULL, 10);
                 break;
+            }
         if (f)
             fclose(f);
         if (btime)
