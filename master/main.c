@@ -93,7 +93,8 @@ static const opt_def master_opts[] = {
     {"redrive", OPT_FLAG, "false", 0, 1, NULL,
      "re-run only the items whose record is failed, replacing it"},
     {"metrics", OPT_STRING, NULL, 0, 0, "HOST:PORT",
-     "serve /metrics (Prometheus) and /status (JSON) here (port 0: any)"},
+     "serve the dashboard (/), /metrics (Prometheus), /status (JSON) and "
+     "/healthz here (port 0: any)"},
     {"dashboard-token", OPT_STRING, NULL, 0, 0, "FILE",
      "allow the dashboard's pause, resume and rate buttons to anyone "
      "giving the secret in FILE (default: a read-only dashboard)"},
