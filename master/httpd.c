@@ -278,8 +278,8 @@ static void maybe_render(httpd *h, conn *c)
     if (cl) {
         char *endp;
         unsigned long long v = strtoull(cl, &endp, 10);
-        if (endp == cl || v > sizeof c->in - 1 - hend) {
-            refuse(c, 413);
+        if (endp == cl || *cl == '-' || v > sizeof c->in - 1 - hend) {
+            refuse(c, endp == cl || *cl == '-' ? 400 : 413);
             return;
         }
         clen = (size_t)v;

@@ -362,6 +362,48 @@ def test_token_unlocks_pause_resume_and_rate(env):
     assert "dashboard.command" in log and token not in log
 
 
+def raw_request(port, data):
+    """Sends raw bytes; returns the status line and the whole answer."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+    return out.split(b"\r\n", 1)[0].decode(), out
+
+
+def test_http_server_refuses_what_it_should(env):
+    s = env.server()
+    items = env.write_items("items.jsonl", 5)
+    m = env.master("--input", items, "--out", env.path("out"), "--url",
+                   s.base + "/x/{id}", "--metrics", "127.0.0.1:0")
+    port = int(m.wait_ready()["metrics"].rsplit(":", 1)[1])
+    for req, want in (
+            (b"HEAD / HTTP/1.1\r\n\r\n", "HTTP/1.1 200 OK"),
+            (b"GET /healthz HTTP/1.0\n\n", "HTTP/1.1 200 OK"),
+            (b"DELETE / HTTP/1.1\r\n\r\n", "HTTP/1.1 405 Method Not Allowed"),
+            (b"GARBAGE\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"POST /api/rate HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+             "HTTP/1.1 400 Bad Request"),
+            (b"POST /api/rate HTTP/1.1\r\nContent-Length: 99999\r\n\r\n",
+             "HTTP/1.1 413 Content Too Large"),
+            (b"POST /api/pause HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+             "HTTP/1.1 403 Forbidden"),
+            (b"POST /metrics HTTP/1.1\r\n\r\n",
+             "HTTP/1.1 405 Method Not Allowed")):
+        line, whole = raw_request(port, req)
+        assert line == want, (req, line)
+        if req.startswith(b"HEAD"):
+            assert whole.endswith(b"\r\n\r\n"), "HEAD answered a body"
+    assert get("http://127.0.0.1:%d/healthz" % port)[0] == 200
+    env.worker(m.control)
+    assert m.proc.wait(30) == 0
+
+
 def test_grafana_dashboard_is_valid_json(env):
     path = os.path.join(ROOT, "deploy", "grafana", "fanout.json")
     with open(path) as f:
