@@ -105,6 +105,10 @@ void fanin_result(fanin *f, budget_worker *w, proto_msg *r, int64_t now)
         f->n_dup++;
         return;
     }
+    callstats_record(&f->calls, st == ITEM_OK, r->u.result.http_status,
+                     r->u.result.latency_ms, it->key, r->u.result.error,
+                     r->u.result.attempts, r->u.result.worker,
+                     r->u.result.finished_us);
     dispatch_done(f->dp, it);
     batches_release(it);
     if (st != ITEM_OK)

@@ -18,6 +18,7 @@
 
 #include "batches.h"
 #include "budget.h"
+#include "callstats.h"
 #include "commit.h"
 #include "dispatch.h"
 #include "orphans.h"
@@ -35,6 +36,7 @@ typedef struct fanin {
     uint64_t n_dup;      /* a second result for a recorded item */
     uint64_t n_stale;    /* results for items not open */
     uint64_t n_mismatch; /* results whose id is not the item's */
+    callstats calls;     /* status classes, latencies, latest failures */
 } fanin;
 
 void fanin_init(fanin *f, batches *bt, commit *cm, orphans *orph, ratectl *rc,

@@ -1,4 +1,5 @@
-/* httpd.c - non-blocking /metrics and /status server; see httpd.h. */
+/* httpd.c - non-blocking /metrics, /status and dashboard server; see
+ * httpd.h. */
 #include "fmacros.h"
 #include "httpd.h"
 #include "clock.h"
@@ -9,6 +10,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -128,43 +130,163 @@ size_t httpd_pollitems(const httpd *h, zmq_pollitem_t *items, size_t cap)
     return n;
 }
 
-static void render(httpd *h, conn *c)
+/* Sent with every response: nothing is cached, nothing sniffed, and a
+ * page may run only its own inline script and style, fetch only this
+ * server and be framed by nobody. */
+#define HTTPD_COMMON_HEADERS                                                   \
+    "Cache-Control: no-store\r\n"                                              \
+    "X-Content-Type-Options: nosniff\r\n"                                      \
+    "Referrer-Policy: no-referrer\r\n"                                         \
+    "Content-Security-Policy: default-src 'none'; script-src "                 \
+    "'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "              \
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; "                \
+    "frame-ancestors 'none'\r\n"
+
+static const char *reason(int status)
 {
-    char path[1024] = "";
-    int status = 400;
-    const char *ctype = "text/plain; charset=utf-8";
-    char *body = NULL;
-    if (!strncmp(c->in, "GET ", 4)) {
-        const char *p = c->in + 4, *sp = strchr(p, ' ');
-        if (sp && (size_t)(sp - p) < sizeof path) {
-            memcpy(path, p, (size_t)(sp - p));
-            path[sp - p] = '\0';
-            char *q = strchr(path, '?');
-            if (q)
-                *q = '\0';
-            body = h->fn(h->ctx, path, &status, &ctype);
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Content Too Large";
+    default:
+        return "Error";
+    }
+}
+
+/* The end of the headers (the first byte after the blank line), or 0 when
+ * they have not all arrived. */
+static size_t headers_end(const char *in)
+{
+    const char *crlf = strstr(in, "\r\n\r\n"), *lf = strstr(in, "\n\n");
+    if (crlf && (!lf || crlf < lf))
+        return (size_t)(crlf - in) + 4;
+    if (lf)
+        return (size_t)(lf - in) + 2;
+    return 0;
+}
+
+/* Finds header name (with its colon) among the header lines of the
+ * request in [in, end), the request line skipped; returns its value with
+ * leading blanks skipped, or NULL. */
+static char *find_header(char *in, const char *end, const char *name)
+{
+    size_t n = strlen(name);
+    char *p = strchr(in, '\n');
+    while (p && ++p < end) {
+        if (!strncasecmp(p, name, n)) {
+            char *v = p + n;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            return v;
         }
-    } else {
-        status = 405;
+        p = strchr(p, '\n');
+    }
+    return NULL;
+}
+
+/* Parses the request in c->in (headers complete at hend, body complete)
+ * in place, asks the handler for the body, and queues the response. */
+static void render(httpd *h, conn *c, size_t hend, size_t clen)
+{
+    httpd_resp resp = {400, "text/plain; charset=utf-8", NULL};
+    char *body = NULL;
+    char *line_end = strpbrk(c->in, "\r\n");
+    char *sp1 = strchr(c->in, ' ');
+    char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+    if (line_end && sp1 && sp2 && sp2 < line_end && sp1[1] == '/') {
+        const char *end = c->in + hend;
+        char *auth = find_header(c->in, end, "Authorization:");
+        if (auth)
+            auth[strcspn(auth, "\r\n")] = '\0';
+        *sp1 = *sp2 = '\0';
+        char *q = strchr(sp1 + 1, '?');
+        if (q)
+            *q = '\0';
+        c->in[hend + clen] = '\0';
+        httpd_req req = {c->in, sp1 + 1, auth, c->in + hend, clen};
+        int head = !strcmp(req.method, "HEAD");
+        if (head)
+            req.method = "GET";
+        if (!strcmp(req.method, "GET") || !strcmp(req.method, "POST")) {
+            resp.status = 200;
+            body = h->fn(h->ctx, &req, &resp);
+        } else {
+            resp.status = 405;
+            resp.headers = "Allow: GET, HEAD, POST\r\n";
+        }
+        if (head) {
+            free(body);
+            body = xstrdup("");
+        }
     }
     if (!body)
-        body = xstrdup(status == 405 ? "only GET\n" : "bad request\n");
-    const char *reason = status == 200   ? "OK"
-                         : status == 404 ? "Not Found"
-                         : status == 405 ? "Method Not Allowed"
-                                         : "Bad Request";
+        body = xstrdup(resp.status == 405 ? "only GET, HEAD and POST\n"
+                                          : "bad request\n");
     size_t blen = strlen(body);
-    char head[256];
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: "
-                      "%zu\r\nConnection: close\r\n\r\n",
-                      status, reason, ctype, blen);
+    char head[1024];
+    int hl =
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: "
+                 "%zu\r\n" HTTPD_COMMON_HEADERS "%sConnection: close\r\n\r\n",
+                 resp.status, reason(resp.status), resp.content_type, blen,
+                 resp.headers ? resp.headers : "");
+    if (hl < 0 || (size_t)hl >= sizeof head)
+        hl = snprintf(head, sizeof head, "HTTP/1.1 500 Error\r\n\r\n");
     c->out = xmalloc((size_t)hl + blen);
     memcpy(c->out, head, (size_t)hl);
     memcpy(c->out + hl, body, blen);
     c->out_len = (size_t)hl + blen;
     c->out_off = 0;
     free(body);
+}
+
+/* A request that breaks a cap gets a short answer, not a silent close. */
+static void refuse(conn *c, int status)
+{
+    char *r = xmalloc(160);
+    int n = snprintf(r, 160,
+                     "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: "
+                     "close\r\n\r\n",
+                     status, reason(status));
+    c->out = r;
+    c->out_len = (size_t)n;
+    c->out_off = 0;
+}
+
+/* Renders once the headers and the body they announce have arrived. */
+static void maybe_render(httpd *h, conn *c)
+{
+    size_t hend = headers_end(c->in);
+    if (!hend) {
+        if (c->in_len >= sizeof c->in - 1)
+            refuse(c, 413); /* headers over the cap */
+        return;
+    }
+    size_t clen = 0;
+    const char *cl = find_header(c->in, c->in + hend, "Content-Length:");
+    if (cl) {
+        char *endp;
+        unsigned long long v = strtoull(cl, &endp, 10);
+        if (endp == cl || *cl == '-' || v > sizeof c->in - 1 - hend) {
+            refuse(c, endp == cl || *cl == '-' ? 400 : 413);
+            return;
+        }
+        clen = (size_t)v;
+    }
+    if (c->in_len < hend + clen)
+        return; /* the body is still coming */
+    render(h, c, hend, clen);
 }
 
 void httpd_dispatch(httpd *h, const zmq_pollitem_t *items, size_t n,
@@ -206,10 +328,7 @@ void httpd_dispatch(httpd *h, const zmq_pollitem_t *items, size_t n,
                 }
                 c->in_len += (size_t)r;
                 c->in[c->in_len] = '\0';
-                if (strstr(c->in, "\r\n\r\n") || strstr(c->in, "\n\n"))
-                    render(h, c);
-                else if (c->in_len >= sizeof c->in - 1)
-                    conn_close(c); /* headers over the cap */
+                maybe_render(h, c);
             }
             if (c->out) {
                 ssize_t w =

@@ -7,6 +7,7 @@
 #include "gcra.h"
 #include "log.h"
 #include "master.h"
+#include "observe.h"
 #include "options.h"
 #include "template.h"
 
@@ -95,7 +96,14 @@ static const opt_def master_opts[] = {
     {"redrive", OPT_FLAG, "false", 0, 1, NULL,
      "re-run only the items whose record is failed, replacing it"},
     {"metrics", OPT_STRING, NULL, 0, 0, "HOST:PORT",
-     "serve /metrics (Prometheus) and /status (JSON) here (port 0: any)"},
+     "serve the dashboard (/), /metrics (Prometheus), /status (JSON) and "
+     "/healthz here (port 0: any)"},
+    {"dashboard-token", OPT_STRING, NULL, 0, 0, "FILE",
+     "allow the dashboard's pause, resume and rate buttons to anyone "
+     "giving the secret in FILE (default: a read-only dashboard)"},
+    {"metrics-textfile", OPT_STRING, NULL, 0, 0, "PATH",
+     "write the final metrics here when the job ends (node_exporter "
+     "textfile collector)"},
     {"ready-file", OPT_STRING, NULL, 0, 0, "FILE",
      "write the bound endpoints as JSON here once listening"},
     {"progress", OPT_STRING, "auto", 0, 0, "MODE", "auto|tty|plain|off"},
@@ -283,6 +291,22 @@ int main(int argc, char **argv)
         }
     }
     c.metrics = opts_str(o, "metrics");
+    c.metrics_textfile = opts_str(o, "metrics-textfile");
+    static char token[OBSERVE_TOKEN_MAX_BYTES + 1];
+    if (opts_str(o, "dashboard-token")) {
+        if (!c.metrics) {
+            fprintf(stderr, "fanout-master: --dashboard-token needs "
+                            "--metrics (the dashboard's address)\n");
+            goto out;
+        }
+        if (observe_read_token(opts_str(o, "dashboard-token"), token,
+                               sizeof token, err, sizeof err)) {
+            fprintf(stderr, "fanout-master: %s: %s\n",
+                    opts_origin(o, "dashboard-token"), err);
+            goto out;
+        }
+        c.dashboard_token = token;
+    }
     c.curve_secret = opts_str(o, "curve-secret");
     c.curve_allow = opts_str(o, "curve-allow");
     if (!c.curve_secret != !c.curve_allow) {

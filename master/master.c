@@ -558,7 +558,9 @@ static void wire(master *m)
                        .bud = m->bud,
                        .ctl = &m->cs,
                        .n_denied = &m->cv.n_denied,
-                       .pmode = m->obs.pmode};
+                       .pmode = m->obs.pmode,
+                       .token = m->cfg->dashboard_token,
+                       .textfile = m->cfg->metrics_textfile};
 }
 
 static fo_err open_all(master *m, char *err, size_t errlen)

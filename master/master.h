@@ -54,6 +54,8 @@ typedef struct master_config {
     const char *curve_secret;         /* master key pair file, or NULL */
     const char *curve_allow;          /* directory of admitted .pub keys */
     const char *metrics;              /* HOST:PORT for /metrics, or NULL */
+    const char *dashboard_token;      /* its POSTs' secret, or NULL */
+    const char *metrics_textfile;     /* final metrics go here, or NULL */
 } master_config;
 
 typedef struct master master;
