@@ -277,7 +277,7 @@ def test_page_in_chromium_follows_status(env):
     st, j = post(base + "/api/pause")
     assert st == 403 and "dashboard-token" in j["error"], (st, j)
     assert post(base + "/api/rate", {"rate": "1/s"})[0] == 403
-    assert status(base)["rate"] == "20/s" and not status(base)["held"]
+    assert status(base)["rate"] == "20/s" and not status(base)["paused_by_operator"]
     fails = [f for f in after["failures"]]
     if fails:
         assert fails[0]["error"], fails[0]
@@ -342,7 +342,7 @@ def test_token_unlocks_pause_resume_and_rate(env):
     v = samples(get(base + "/metrics")[2])
     assert v["fanout_rate_limit_per_second"] == 25
     st, j = post(base + "/api/pause", token=token)
-    assert st == 200 and j["held"] is True, (st, j)
+    assert st == 200 and j["paused_by_operator"] is True, (st, j)
     assert samples(get(base + "/metrics")[2])["fanout_operator_paused"] == 1
     # Paused: once the calls already granted are done, nothing moves.
     time.sleep(1.0)
@@ -355,7 +355,7 @@ def test_token_unlocks_pause_resume_and_rate(env):
             'id="set-rate"' in dom, dom[:2000]
         assert "paused by operator" in dom
     st, j = post(base + "/api/resume", token=token)
-    assert st == 200 and j["held"] is False
+    assert st == 200 and j["paused_by_operator"] is False
     assert get(base + "/api/pause")[0] == 405
     assert m.proc.wait(60) == 0
     log = m.proc.text()
