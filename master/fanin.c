@@ -53,6 +53,7 @@ void fanin_result(fanin *f, budget_worker *w, proto_msg *r, int64_t now)
     }
     if (!it) {
         f->n_stale++;
+        f->unrecorded_calls += r->u.result.attempts;
         LOG_DEBUG("result.stale",
                   "result for batch %" PRIu64 " item %u is "
                   "not open (already committed?)",
@@ -63,12 +64,14 @@ void fanin_result(fanin *f, budget_worker *w, proto_msg *r, int64_t now)
         return;
     if (it->state == MI_COMMITTING || it->state == MI_DONE) {
         f->n_dup++;
+        f->unrecorded_calls += r->u.result.attempts;
         LOG_DEBUG("result.duplicate", "second result for id %s ignored",
                   it->key);
         return;
     }
     if (strcmp(it->key, r->u.result.key) != 0) {
         f->n_mismatch++;
+        f->unrecorded_calls += r->u.result.attempts;
         LOG_WARN("result.mismatch",
                  "result for batch %" PRIu64 " item %u "
                  "has id '%.80s', expected '%.80s'; ignored",
@@ -130,4 +133,10 @@ int fanin_take_orphan(fanin *f, mbatch *mb, uint32_t idx, int64_t now)
     fanin_result(f, NULL, &r, now);
     proto_msg_fini(&r);
     return 1;
+}
+
+uint64_t fanin_calls(const fanin *f, int64_t recorded_attempts)
+{
+    return (uint64_t)recorded_attempts + f->unrecorded_calls_before +
+           f->unrecorded_calls;
 }

@@ -36,7 +36,11 @@ typedef struct fanin {
     uint64_t n_dup;      /* a second result for a recorded item */
     uint64_t n_stale;    /* results for items not open */
     uint64_t n_mismatch; /* results whose id is not the item's */
-    callstats calls;     /* status classes, latencies, latest failures */
+    /* API calls behind results that were not recorded (late duplicates,
+     * stale): this run's, and earlier runs' (stored). With the records'
+     * attempts they add up to the calls the API received. */
+    uint64_t unrecorded_calls, unrecorded_calls_before;
+    callstats calls; /* status classes, latencies, latest failures */
 } fanin;
 
 void fanin_init(fanin *f, batches *bt, commit *cm, orphans *orph, ratectl *rc,
@@ -45,6 +49,8 @@ void fanin_init(fanin *f, batches *bt, commit *cm, orphans *orph, ratectl *rc,
  * when it was kept); r stays the caller's (it may be moved into the
  * orphans, leaving it empty). */
 void fanin_result(fanin *f, budget_worker *w, proto_msg *r, int64_t now);
+/* Calls the API received for every result so far, recorded or not. */
+uint64_t fanin_calls(const fanin *f, int64_t recorded_attempts);
 /* A queue item just read: records the result an earlier run's call
  * produced for it, if one is kept. Returns 1 when it did. */
 int fanin_take_orphan(fanin *f, mbatch *mb, uint32_t idx, int64_t now);

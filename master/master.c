@@ -542,6 +542,11 @@ static void install_signals(void)
 static void wire(master *m)
 {
     fanin_init(&m->fi, &m->bt, &m->cm, &m->orph, &m->rc, &m->dp, m->in.queue);
+    char *uc = store_get_setting(m->st, "unrecorded_calls");
+    if (uc) {
+        m->fi.unrecorded_calls_before = strtoull(uc, NULL, 10);
+        free(uc);
+    }
     m->cc = (ctlcmd){&m->obs, &m->rc, m->bud, m->st, &m->snd};
     control_init(&m->cs, m->ctl, m->bud, &m->snd, &m->rc, &m->bt, &m->dp,
                  &m->fi, m->job_json, m->cfg->lease_ms,
@@ -591,6 +596,7 @@ static fo_err open_all(master *m, char *err, size_t errlen)
                  m->run_start_ns);
     if ((rc = apply_limits(m, err, errlen)))
         return rc;
+
     m->cc = (ctlcmd){.bud = m->bud, .st = m->st};
     ctlcmd_restore(&m->cc);
     int is_queue = queue_is_url(cfg->input);
@@ -719,6 +725,14 @@ fo_err master_run(master *m, master_end *end, char *err, size_t errlen)
     if (finished) {
         proto_msg done = {.type = PROTO_DONE};
         sender_broadcast(&m->snd, m->bud, &done);
+    }
+    if (m->fi.unrecorded_calls) {
+        char v[32];
+        snprintf(v, sizeof v, "%" PRIu64,
+                 m->fi.unrecorded_calls_before + m->fi.unrecorded_calls);
+        if (store_set_setting(m->st, "unrecorded_calls", v))
+            LOG_WARN("store.setting_failed",
+                     "could not store the count of unrecorded calls");
     }
     observe_write_summary(&m->obs, finished);
     if (!rc)

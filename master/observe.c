@@ -779,14 +779,17 @@ void observe_write_summary(observe *o, int finished)
     json_object_set_new(j, "failed", json_integer(t->failed));
     json_object_set_new(j, "invalid", json_integer(t->invalid));
     json_object_set_new(j, "attempts", json_integer(t->attempts));
+    /* What the API received: the records' attempts and those behind
+     * results that were not recorded (a late duplicate). */
+    uint64_t calls = fanin_calls(o->fi, t->attempts);
+    json_object_set_new(j, "calls", json_integer((json_int_t)calls));
     int64_t retries = t->attempts - (t->ok + t->failed);
     json_object_set_new(j, "retries", json_integer(retries > 0 ? retries : 0));
     json_object_set_new(j, "throttled", json_integer(t->throttled));
     double active_s = (double)t->active_ms / 1000.0;
     json_object_set_new(j, "elapsed_s", json_real(active_s));
-    json_object_set_new(
-        j, "calls_per_s",
-        json_real(active_s > 0 ? (double)t->attempts / active_s : 0));
+    json_object_set_new(j, "calls_per_s",
+                        json_real(active_s > 0 ? (double)calls / active_s : 0));
     json_t *rates = json_array();
     for (size_t i = 0; i < rc->nrates; i++) {
         char r[48];
@@ -851,8 +854,9 @@ void observe_print_summary(observe *o, int finished)
             " %" PRId64 " throttled%s\nresults: %s/results.jsonl  summary: "
             "%s/summary.json\n",
             finished ? "done" : "stopped", t->items, t->ok, t->failed,
-            t->invalid, t->attempts, s, s > 0 ? (double)t->attempts / s : 0,
-            limit, t->throttled, eff, o->out, o->out);
+            t->invalid, (int64_t)fanin_calls(o->fi, t->attempts), s,
+            s > 0 ? (double)fanin_calls(o->fi, t->attempts) / s : 0, limit,
+            t->throttled, eff, o->out, o->out);
     if (!finished)
         fprintf(stderr, "re-run the same command to resume\n");
 }
