@@ -12,6 +12,7 @@
 #include "queue.h"
 #include "util.h"
 #include <strings.h>
+#include <sys/stat.h>
 
 #define I64MAX INT64_MAX
 
@@ -32,7 +33,8 @@ static const opt_def master_opts[] = {
     {"url", OPT_STRING, NULL, 0, 0, "TEMPLATE",
      "request URL; {field} is URL-encoded from the item"},
     {"out", OPT_STRING, NULL, 0, 0, "DIR",
-     "results.jsonl, summary.json and the state store go here"},
+     "results.jsonl, summary.json and the state store go here (one master "
+     "at a time: DIR/lock)"},
     {"method", OPT_STRING, "GET", 0, 0, "METHOD", "HTTP method"},
     {"header", OPT_LIST, NULL, 0, 0, "'K: V'",
      "request header; ${ENV} is expanded on the worker"},
@@ -154,6 +156,9 @@ static int run(const master_config *c)
 {
     char err[2048] = "";
     master *m = NULL;
+    /* --out holds the items' results: its files are 0600, including the
+     * ones SQLite creates itself (state.db-wal, state.db-shm). */
+    umask(077);
     fo_err rc = master_open(c, &m, err, sizeof err);
     if (rc) {
         fprintf(stderr, "fanout-master: %s\n", err);

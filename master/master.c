@@ -31,6 +31,7 @@
 #include "log.h"
 #include "observe.h"
 #include "orphans.h"
+#include "outlock.h"
 #include "progress.h"
 #include "proto.h"
 #include "queue.h"
@@ -41,6 +42,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
@@ -88,6 +90,7 @@ struct master {
     curve cv;                   /* Curve keys and ZAP */
     httpd *http;                /* /metrics and /status, or NULL */
     spawn_set spawned;          /* local workers */
+    outlock lock;               /* --out is ours while held */
     int already_done;           /* the job was complete before this run */
     int push_blocked;           /* the last push would have blocked */
     int64_t run_start_ns;       /* this run's start */
@@ -523,11 +526,37 @@ static fo_err apply_limits(master *m, char *err, size_t errlen)
     return FO_OK;
 }
 
-/* --out exists and is writable; the store opens for this job. */
+/* A file --input opens: checked before --out is created, so that a typo
+ * leaves no --out behind. (It is opened again at the cursor later.) */
+static fo_err check_input(const char *input, char *err, size_t errlen)
+{
+    if (!strcmp(input, "-") || queue_is_url(input))
+        return FO_OK;
+    int fd = open(input, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "--input %s: %s", input, strerror(errno));
+        return FO_EUSAGE;
+    }
+    struct stat sb;
+    int dir = fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode);
+    close(fd);
+    if (dir) {
+        snprintf(err, errlen, "--input %s is a directory, not a JSONL file",
+                 input);
+        return FO_EUSAGE;
+    }
+    return FO_OK;
+}
+
+/* --out exists (0700: it holds the items' results), is writable and ours
+ * alone (the lock); the store opens for this job. */
 static fo_err open_out(master *m, char *err, size_t errlen)
 {
     const master_config *cfg = m->cfg;
-    if (mkdir(cfg->out, 0755) != 0 && errno != EEXIST) {
+    fo_err lrc;
+    if ((lrc = check_input(cfg->input, err, errlen)))
+        return lrc;
+    if (mkdir(cfg->out, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "--out %s: %s", cfg->out, strerror(errno));
         return FO_EUSAGE;
     }
@@ -536,6 +565,8 @@ static fo_err open_out(master *m, char *err, size_t errlen)
                  strerror(errno));
         return FO_EUSAGE;
     }
+    if ((lrc = outlock_acquire(&m->lock, cfg->out, err, errlen)))
+        return lrc;
     char *identity = intake_identity(&m->in.cfg);
     char hex[17], e[900];
     util_hash_hex(identity, strlen(identity), 0, hex);
@@ -738,6 +769,7 @@ fo_err master_open(const master_config *cfg, master **out, char *err,
     m->cfg = cfg;
     m->run_start_ns = clock_now_ns();
     m->cm.results_fd = -1; /* commit_fini before commit_init closes none */
+    outlock_init(&m->lock);
     orphans_init(&m->orph);
     fo_err rc = open_all(m, err, errlen);
     if (rc) {
@@ -821,6 +853,7 @@ void master_close(master **mp)
     httpd_destroy(&m->http);
     if (m->zctx)
         zmq_ctx_term(m->zctx);
+    outlock_release(&m->lock); /* last: everything in --out is closed */
     free(m);
     *mp = NULL;
 }

@@ -63,7 +63,9 @@ typedef enum {
     MASTER_STOPPED = 1,  /* a signal stopped it; a re-run resumes */
 } master_end;
 
-/* Validates the configuration, opens --out (state store, results.jsonl),
+/* Validates the configuration, checks the input can be opened, locks --out
+ * (one master per --out: another holding it is FO_EUSAGE naming its pid),
+ * opens it (state store, results.jsonl),
  * the source and the sockets, writes the ready file and starts any local
  * workers. FO_EUSAGE or FO_EMISMATCH for a configuration the user must
  * change, another code for a runtime failure; err says which flag, file or
