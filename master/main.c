@@ -20,7 +20,7 @@
 #define EXIT_ALL_OK 0
 #define EXIT_SOME_FAILED 1
 #define EXIT_USAGE 2
-#define EXIT_FATAL 3
+#define EXIT_FATAL 3 /* also: stopped by a signal; a re-run resumes */
 
 static const opt_def master_opts[] = {
     {"input", OPT_STRING, NULL, 0, 0, "SOURCE",
@@ -86,7 +86,8 @@ static const opt_def master_opts[] = {
     {"heartbeat", OPT_DURATION, "1s", 50, 600000, "DURATION",
      "heartbeat interval"},
     {"drain-timeout", OPT_DURATION, "30s", 0, 86400000, "DURATION",
-     "on SIGTERM/SIGINT, how long to wait for calls in flight"},
+     "on SIGTERM/SIGINT, how long to wait for calls in flight (a second "
+     "signal stops at once)"},
     {"window", OPT_INT, "0", 0, 1000000, "N",
      "items outstanding at most (0: 4x the workers' concurrency + 256)"},
     {"redrive", OPT_FLAG, "false", 0, 1, NULL,
@@ -112,7 +113,9 @@ static const char usage[] =
     "each item's outcome exactly\nonce in DIR/results.jsonl. Re-run the "
     "same command after a crash to resume.\n"
     "Exit status: 0 all ok, 1 some items failed or were invalid, 2 usage "
-    "error,\n3 fatal error.\n";
+    "or\nconfiguration error (also: --out in use by another master), 3 "
+    "fatal error or\nstopped by a signal (re-run the same command to "
+    "resume).\n";
 
 static int is_loopback(const char *host)
 {
@@ -166,9 +169,12 @@ static int run(const master_config *c)
     }
     master_end end;
     rc = master_run(m, &end, err, sizeof err);
+    /* A signal's stop is 3 too: resumable, nothing committed is lost. */
     int status = EXIT_FATAL;
-    if (rc == FO_OK && (end == MASTER_FINISHED || c->follow))
-        /* Following a queue has no end but a signal. */
+    if (rc == FO_OK &&
+        (end == MASTER_FINISHED || (c->follow && end == MASTER_STOPPED)))
+        /* Following a queue has no end but a signal (a second signal cut
+         * its drain short: 3). */
         status = master_some_failed(m) ? EXIT_SOME_FAILED : EXIT_ALL_OK;
     master_close(&m);
     return status;

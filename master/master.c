@@ -106,6 +106,7 @@ struct master {
 };
 
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_now; /* a second stop signal came */
 static volatile sig_atomic_t reload_signal;
 
 static void on_hup(int sig)
@@ -116,9 +117,10 @@ static void on_hup(int sig)
 
 static void on_signal(int sig)
 {
-    /* A second signal means "now": restore the default and let it kill. */
+    /* A second signal means "now": the loop stops without draining, but
+     * through the normal exit, so that what is committed stays so. */
     if (stop_signal)
-        signal(sig, SIG_DFL);
+        stop_now = 1;
     stop_signal = sig;
 }
 
@@ -323,6 +325,13 @@ static fo_err run_loop(master *m, master_end *end, char *err, size_t errlen)
     zmq_pollitem_t pi[MAX_POLL_ITEMS];
     for (;;) {
         int64_t now = clock_now_ns();
+        if (stop_now) {
+            LOG_WARN("master.stop_now",
+                     "second signal: stopping now; what is committed stays "
+                     "committed, and re-running the same command resumes");
+            *end = MASTER_HALTED;
+            return FO_OK;
+        }
         if (stop_signal && !m->stopping) {
             m->stopping = 1;
             m->stop_deadline_ns = now + m->cfg->drain_timeout_ms * FO_NS_PER_MS;
@@ -807,8 +816,10 @@ fo_err master_run(master *m, master_end *end, char *err, size_t errlen)
                  "%" PRIu64 " calls in flight when an earlier run stopped "
                  "were recorded from their results, not made again",
                  m->orph.n_used);
-    if (m->in.queue && !rc) {
-        /* Wait for the last acknowledgements, and forget them. */
+    if (m->in.queue && !rc && *end != MASTER_HALTED) {
+        /* Wait for the last acknowledgements, and forget them (not when
+         * told to stop at once: a message acknowledged late comes back,
+         * is found recorded, and is acknowledged then). */
         source_drain(m->in.src, 10000);
         intake_tick(&m->in, now);
         if (m->cm.nforget &&
@@ -833,8 +844,8 @@ void master_close(master **mp)
     master *m = *mp;
     if (!m)
         return;
-    if (m->spawned.n)
-        spawn_stop(&m->spawned, 5000);
+    if (m->spawned.n) /* after a second signal, workers get 1 s to go */
+        spawn_stop(&m->spawned, stop_now ? 1000 : 5000);
     batches_fini(&m->bt);
     commit_fini(&m->cm);
     intake_fini(&m->in);

@@ -61,6 +61,8 @@ typedef struct master master;
 typedef enum {
     MASTER_FINISHED = 0, /* every item has a record */
     MASTER_STOPPED = 1,  /* a signal stopped it; a re-run resumes */
+    MASTER_HALTED = 2,   /* a second signal stopped it at once, without
+                            draining; a re-run resumes */
 } master_end;
 
 /* Validates the configuration, checks the input can be opened, locks --out
