@@ -188,6 +188,7 @@ int main(int argc, char **argv)
         master_opts, sizeof master_opts / sizeof master_opts[0], argc, argv,
         usage, "fanout-master " FANOUT_VERSION, &status, err, sizeof err);
     int rc = EXIT_USAGE;
+    char *out_dir = NULL;
     master_config c;
     memset(&c, 0, sizeof c);
     if (status == 1) {
@@ -233,7 +234,12 @@ int main(int argc, char **argv)
 
     c.input = opts_str(o, "input");
     c.url = opts_str(o, "url");
-    c.out = opts_str(o, "out");
+    /* "out/" and "out" are one directory: drop trailing slashes once, so
+     * no message says "out//results.jsonl". */
+    out_dir = xstrdup(opts_str(o, "out"));
+    for (size_t n = strlen(out_dir); n > 1 && out_dir[n - 1] == '/'; n--)
+        out_dir[n - 1] = '\0';
+    c.out = out_dir;
     c.method = opts_str(o, "method");
     c.headers = opts_list(o, "header", &c.nheaders);
     c.body = opts_str(o, "body");
@@ -350,6 +356,7 @@ int main(int argc, char **argv)
     }
     rc = run(&c);
 out:
+    free(out_dir);
     opts_destroy(&o);
     return rc;
 }
