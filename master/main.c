@@ -88,6 +88,9 @@ static const opt_def master_opts[] = {
     {"drain-timeout", OPT_DURATION, "30s", 0, 86400000, "DURATION",
      "on SIGTERM/SIGINT, how long to wait for calls in flight (a second "
      "signal stops at once)"},
+    {"no-worker-warning", OPT_DURATION, "30s", 0, 86400000, "DURATION",
+     "warn (then every minute) when no worker has been connected this long "
+     "(0: never)"},
     {"window", OPT_INT, "0", 0, 1000000, "N",
      "items outstanding at most (0: 4x the workers' concurrency + 256)"},
     {"redrive", OPT_FLAG, "false", 0, 1, NULL,
@@ -96,7 +99,8 @@ static const opt_def master_opts[] = {
      "serve /metrics (Prometheus) and /status (JSON) here (port 0: any)"},
     {"ready-file", OPT_STRING, NULL, 0, 0, "FILE",
      "write the bound endpoints as JSON here once listening"},
-    {"progress", OPT_STRING, "auto", 0, 0, "MODE", "auto|tty|plain|off"},
+    {"progress", OPT_STRING, "auto", 0, 0, "MODE",
+     "auto|tty|plain|off (auto is off with --log-format json)"},
     {"log-level", OPT_STRING, "info", 0, 0, "LEVEL", "debug|info|warn|error"},
     {"log-format", OPT_STRING, "text", 0, 0, "FORMAT", "text|json"},
     {"config", OPT_STRING, NULL, 0, 0, "FILE",
@@ -164,13 +168,16 @@ static int run(const master_config *c)
     umask(077);
     fo_err rc = master_open(c, &m, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "fanout-master: %s\n", err);
+        if (!strcmp(c->log_format, "json"))
+            LOG_ERROR("master.open_failed", "%s", err);
+        else
+            fprintf(stderr, "fanout-master: %s\n", err);
         return rc == FO_EUSAGE || rc == FO_EMISMATCH ? EXIT_USAGE : EXIT_FATAL;
     }
     master_end end;
     rc = master_run(m, &end, err, sizeof err);
     /* A signal's stop is 3 too: resumable, nothing committed is lost. */
-    int status = EXIT_FATAL;
+    int status = rc == FO_EUSAGE ? EXIT_USAGE : EXIT_FATAL;
     if (rc == FO_OK &&
         (end == MASTER_FINISHED || (c->follow && end == MASTER_STOPPED)))
         /* Following a queue has no end but a signal (a second signal cut
@@ -330,7 +337,13 @@ int main(int argc, char **argv)
     c.window = opts_num(o, "window");
     c.ready_file = opts_str(o, "ready-file");
     c.progress = opts_str(o, "progress");
+    /* A JSON log is read by machines: progress lines would break it, so
+     * "auto" means off (an explicit plain or tty still draws). */
+    if (fmt == LOG_FMT_JSON && !strcmp(c.progress, "auto"))
+        c.progress = "off";
     c.log_level = opts_str(o, "log-level");
+    c.log_format = opts_str(o, "log-format");
+    c.no_worker_warning_ms = opts_num(o, "no-worker-warning");
     c.redrive = (int)opts_num(o, "redrive");
     c.adaptive = (int)opts_num(o, "adaptive");
     c.follow = (int)opts_num(o, "follow");

@@ -91,6 +91,8 @@ struct master {
     httpd *http;                /* /metrics and /status, or NULL */
     spawn_set spawned;          /* local workers */
     outlock lock;               /* --out is ours while held */
+    int64_t no_worker_since_ns; /* since when no worker is live, or 0 */
+    int64_t no_worker_warn_ns;  /* next "no worker" warning */
     int already_done;           /* the job was complete before this run */
     int push_blocked;           /* the last push would have blocked */
     int64_t run_start_ns;       /* this run's start */
@@ -249,6 +251,52 @@ static void tick(master *m, int64_t now)
 
 /* ---- the loop -------------------------------------------------------- */
 
+/* 1 (with err) when every spawned worker quit on a configuration error
+ * (status 2) and no other worker is live: nothing will do the job, so
+ * waiting would hang. */
+static int workers_unusable(master *m, char *err, size_t errlen)
+{
+    char line[1024];
+    if (!m->spawned.n || budget_live(m->bud, NULL) > 0 ||
+        !spawn_all_unusable(&m->spawned, line, sizeof line))
+        return 0;
+    snprintf(err, errlen,
+             "every spawned worker exited with status 2 (it cannot run this "
+             "job as configured) and no other worker is connected; the last "
+             "one said: %s",
+             line[0] ? line : "(nothing)");
+    return 1;
+}
+
+/* Says how to start a worker when none has been live for
+ * --no-worker-warning, and again every minute. */
+static void warn_no_worker(master *m, int64_t now)
+{
+    int64_t after_ns = m->cfg->no_worker_warning_ms * FO_NS_PER_MS;
+    if (budget_live(m->bud, NULL) > 0 || m->stopping) {
+        m->no_worker_since_ns = 0;
+        return;
+    }
+    if (!m->no_worker_since_ns) {
+        m->no_worker_since_ns = now;
+        m->no_worker_warn_ns = now + after_ns;
+    }
+    if (after_ns <= 0 || now < m->no_worker_warn_ns)
+        return;
+    m->no_worker_warn_ns = now + 60 * FO_NS_PER_S;
+    char ep[320];
+    const char *cp = strrchr(m->ctl_ep, ':');
+    snprintf(ep, sizeof ep, "tcp://%s:%s",
+             strcmp(m->host, "0.0.0.0") && strcmp(m->host, "*") ? m->host
+                                                                : "HOST",
+             cp ? cp + 1 : "PORT");
+    LOG_WARN("master.no_worker",
+             "no worker has connected for %" PRId64
+             " s; start one with: fanout-worker --master %s (or re-run with "
+             "--spawn-workers N)",
+             (now - m->no_worker_since_ns + FO_NS_PER_S / 2) / FO_NS_PER_S, ep);
+}
+
 /* Logs a fatal error with its event id; returns rc. */
 static fo_err fail(fo_err rc, const char *event, const char *err)
 {
@@ -367,6 +415,9 @@ static fo_err run_loop(master *m, master_end *end, char *err, size_t errlen)
         }
         if (now >= m->next_tick_ns) {
             tick(m, now);
+            if (workers_unusable(m, err, errlen))
+                return fail(FO_EUSAGE, "workers.unusable", err);
+            warn_no_worker(m, now);
             if (m->cm.nforget && !m->cm.len) {
                 fo_err rc =
                     commit_flush(&m->cm, &m->bt, m->in.eof, now, err, errlen);
@@ -642,8 +693,14 @@ static fo_err spawn_workers(master *m, char *err, size_t errlen)
         whost = "127.0.0.1";
     const char *cp = strrchr(m->ctl_ep, ':');
     snprintf(ep, sizeof ep, "tcp://%s:%s", whost, cp + 1);
-    if (spawn_start(&m->spawned, (size_t)m->cfg->spawn_workers, ep,
-                    m->cfg->worker_concurrency, m->cfg->log_level, err,
+    spawn_cfg sc = {.endpoint = ep,
+                    .concurrency = m->cfg->worker_concurrency,
+                    .log_level = m->cfg->log_level,
+                    .log_format = m->cfg->log_format,
+                    .json_log = !strcmp(m->cfg->log_format, "json"),
+                    .headers = m->cfg->headers,
+                    .nheaders = m->cfg->nheaders};
+    if (spawn_start(&m->spawned, (size_t)m->cfg->spawn_workers, &sc, err,
                     errlen) < 0)
         return FO_EIO;
     return FO_OK;
@@ -795,6 +852,24 @@ int master_some_failed(const master *m)
     return observe_some_failed(&m->obs);
 }
 
+/* The closing summary: observe's lines, or with --log-format json one
+ * event, so that every line on stderr is JSON. */
+static void print_summary(master *m, int finished)
+{
+    if (strcmp(m->cfg->log_format, "json") != 0) {
+        observe_print_summary(&m->obs, finished);
+        return;
+    }
+    const store_totals *t = &m->cm.state.totals;
+    LOG_INFO("job.summary",
+             "%s: %" PRId64 " items (%" PRId64 " ok, %" PRId64
+             " failed, %" PRId64 " invalid), %" PRId64 " calls, %" PRId64
+             " throttled; results %s/results.jsonl, summary %s/summary.json%s",
+             finished ? "done" : "stopped", t->items, t->ok, t->failed,
+             t->invalid, t->attempts, t->throttled, m->cfg->out, m->cfg->out,
+             finished ? "" : "; re-run the same command to resume");
+}
+
 fo_err master_run(master *m, master_end *end, char *err, size_t errlen)
 {
     *end = MASTER_FINISHED;
@@ -802,7 +877,7 @@ fo_err master_run(master *m, master_end *end, char *err, size_t errlen)
         LOG_INFO("job.finished",
                  "the job in %s is already complete; nothing to do",
                  m->cfg->out);
-        observe_print_summary(&m->obs, 1);
+        print_summary(m, 1);
         return FO_OK;
     }
     fo_err rc = run_loop(m, end, err, errlen);
@@ -835,7 +910,7 @@ fo_err master_run(master *m, master_end *end, char *err, size_t errlen)
     }
     observe_write_summary(&m->obs, finished);
     if (!rc)
-        observe_print_summary(&m->obs, finished);
+        print_summary(m, finished);
     return rc;
 }
 

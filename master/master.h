@@ -46,6 +46,8 @@ typedef struct master_config {
     const char *ready_file;           /* where to write endpoints, or NULL */
     const char *progress;             /* auto|tty|plain|off */
     const char *log_level;            /* for spawned workers */
+    const char *log_format;           /* text|json, for spawned workers */
+    int64_t no_worker_warning_ms;     /* warn when no worker this long */
     int redrive;                      /* re-run items whose record is failed */
     int adaptive;                     /* AIMD on push-back */
     int follow;                       /* queues: wait when empty */
@@ -77,7 +79,9 @@ FO_WUR fo_err master_open(const master_config *cfg, master **out, char *err,
                           size_t errlen);
 /* Runs the job until every item is recorded or a signal stops it, then
  * writes summary.json and prints the summary. FO_OK with *end, or the
- * fatal error (err says what; it was logged with its event id). */
+ * fatal error (err says what; it was logged with its event id): FO_EUSAGE
+ * when every spawned worker quit on a configuration error and no other
+ * worker is there to do the job. */
 FO_WUR fo_err master_run(master *m, master_end *end, char *err, size_t errlen);
 /* 1 when some recorded item failed or was invalid. */
 int master_some_failed(const master *m);
