@@ -91,7 +91,7 @@ static fo_err repair_results(commit *c, int redrive, size_t line_cap, char *err,
     store_state ns = c->state;
     memset(&ns.totals, 0, sizeof ns.totals);
     ns.totals.active_ms = c->state.totals.active_ms;
-    ns.cursor = (store_cursor){0, 1, 0};
+    ns.cursor = (store_cursor){0, 1, 0, 0};
     ns.finished = 0;
     int64_t kept = 0, dropped = 0, redriven = 0, size = 0;
     fo_err rc = FO_EIO;
@@ -393,6 +393,7 @@ fo_err commit_flush(commit *c, batches *b, int src_eof, int64_t now, char *err,
         mbatch *mb = batches_at(b, pop);
         if (!c->queue) {
             ns.cursor.offset = mb->end_offset;
+            ns.cursor.hash = mb->end_hash;
             ns.cursor.line_no = mb->next_line;
             ns.cursor.batch = mb->no + 1;
         }

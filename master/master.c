@@ -740,6 +740,27 @@ static void wire(master *m)
                        .pmode = m->obs.pmode};
 }
 
+/* A complete job's input must not have grown unseen: stdin is read and
+ * refused when it differs from what the job ran (intake_open checks it);
+ * a file with items past the end the job reached gets a warning. */
+static fo_err check_finished_input(master *m, char *err, size_t errlen)
+{
+    const master_config *cfg = m->cfg;
+    if (queue_is_url(cfg->input))
+        return FO_OK;
+    fo_err rc = intake_open(&m->in, m->st, &m->cm.state, NULL, &m->bt, &m->cm,
+                            &m->fi, err, errlen);
+    if (rc || !strcmp(cfg->input, "-"))
+        return rc;
+    if (source_count_rest(m->in.src) > 0)
+        LOG_WARN("source.grown",
+                 "--input %s has items after line %" PRId64
+                 ", where this job ended; they are not run (this --out "
+                 "holds a complete job: use another --out for them)",
+                 cfg->input, m->cm.state.cursor.line_no - 1);
+    return FO_OK;
+}
+
 static fo_err open_all(master *m, char *err, size_t errlen)
 {
     const master_config *cfg = m->cfg;
@@ -779,7 +800,7 @@ static fo_err open_all(master *m, char *err, size_t errlen)
     wire(m);
     if (m->cm.state.finished) {
         m->already_done = 1;
-        return FO_OK;
+        return check_finished_input(m, err, errlen);
     }
     m->zctx = zmq_ctx_new();
     if ((rc = intake_open(&m->in, m->st, &m->cm.state, m->zctx, &m->bt, &m->cm,

@@ -29,7 +29,21 @@ typedef struct store_cursor {
     int64_t offset;  /* byte offset in the input */
     int64_t line_no; /* its line number (1-based) */
     uint64_t batch;  /* the batch number it starts */
+    uint64_t hash;   /* file/stdin: hash of the input before offset (see
+                        source.c), 0 when unknown (a queue, an old store) */
 } store_cursor;
+
+/* A point the cursor passed, kept so a resumed stdin job can say where its
+ * input first differs from the one the job started with. */
+typedef struct store_mark {
+    int64_t offset;  /* cursor offset */
+    int64_t line_no; /* cursor line */
+    uint64_t hash;   /* cursor hash (never 0) */
+} store_mark;
+
+/* Marks kept at most: when full every other one goes, so they thin out
+ * evenly over the input and locate a difference to ~1/32 of it. */
+#define STORE_MAX_MARKS 64
 
 /* Totals over the whole job, all runs together. */
 typedef struct store_totals {
@@ -73,6 +87,9 @@ void store_close(store **s);
 uint64_t store_epoch(const store *s);
 /* The state as last committed. */
 const store_state *store_get_state(const store *s);
+/* The marks the cursor passed, oldest first (*n of them; borrowed until the
+ * next commit). A commit that moves the cursor to a known hash adds one. */
+const store_mark *store_input_marks(const store *s, size_t *n);
 /* Calls fn for every committed row (batches above the cursor), in order. */
 FO_WUR fo_err store_each_row(store *s,
                              void (*fn)(void *ctx, const store_row *row),
