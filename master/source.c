@@ -131,7 +131,9 @@ static int stdin_skip(source *s, const source_cfg *c, const store_cursor *cur,
         stdin_differs(err, errlen, c->input, good_line);
         return -1;
     }
-    if (!c->expect_end)
+    /* A terminal is not the job's input piped again: do not wait for
+     * someone to type the rest. */
+    if (!c->expect_end || isatty(s->fd))
         return 0;
     for (;;) {
         jsonl_line ln;
