@@ -115,19 +115,33 @@ static void load_marks(store *s)
     free(t);
 }
 
-/* Adds the cursor as a mark (dropping any at or past it: a repair reads
- * the input again from the start) and writes them. */
+/* Adds the cursor as a mark, and writes the marks. Marks at or past it go
+ * first (a repair reads the input again from the start). A cursor closer
+ * to the last mark than 1/32 of the span the marks cover adds none, and
+ * when they are full every other one goes; so they stay spread over the
+ * whole input, no gap wider than about 1/16 of it. */
 static int put_marks(store *s, const store_cursor *c)
 {
+    size_t before = s->nmarks;
     while (s->nmarks && s->marks[s->nmarks - 1].offset >= c->offset)
         s->nmarks--;
-    if (s->nmarks == STORE_MAX_MARKS) {
+    int add = 1;
+    if (s->nmarks >= 2) {
+        int64_t span = s->marks[s->nmarks - 1].offset - s->marks[0].offset;
+        add = c->offset - s->marks[s->nmarks - 1].offset >=
+              span / (STORE_MAX_MARKS / 2);
+    }
+    if (!add && s->nmarks == before)
+        return 0;
+    if (add && s->nmarks == STORE_MAX_MARKS) {
         for (size_t i = 0; i < STORE_MAX_MARKS / 2; i++)
             s->marks[i] = s->marks[2 * i];
         s->nmarks = STORE_MAX_MARKS / 2;
     }
-    s->marks[s->nmarks++] = (store_mark){c->offset, c->line_no, c->hash};
+    if (add)
+        s->marks[s->nmarks++] = (store_mark){c->offset, c->line_no, c->hash};
     char text[STORE_MAX_MARKS * 64], *p = text;
+    text[0] = '\0';
     for (size_t i = 0; i < s->nmarks; i++)
         p += snprintf(p, sizeof text - (size_t)(p - text), "%lld:%lld:%llx;",
                       (long long)s->marks[i].offset,

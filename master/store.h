@@ -41,8 +41,10 @@ typedef struct store_mark {
     uint64_t hash;   /* cursor hash (never 0) */
 } store_mark;
 
-/* Marks kept at most: when full every other one goes, so they thin out
- * evenly over the input and locate a difference to ~1/32 of it. */
+/* Marks kept at most. A new one is added once the cursor is 1/32 of the
+ * span they cover past the last, and when they are full every other one
+ * goes: they stay spread over the input read so far, and locate a
+ * difference to about 1/16 of it (the cursor itself is checked too). */
 #define STORE_MAX_MARKS 64
 
 /* Totals over the whole job, all runs together. */
@@ -88,7 +90,8 @@ uint64_t store_epoch(const store *s);
 /* The state as last committed. */
 const store_state *store_get_state(const store *s);
 /* The marks the cursor passed, oldest first (*n of them; borrowed until the
- * next commit). A commit that moves the cursor to a known hash adds one. */
+ * next commit). A commit that moves the cursor to a known hash may add
+ * one (see STORE_MAX_MARKS). */
 const store_mark *store_input_marks(const store *s, size_t *n);
 /* Calls fn for every committed row (batches above the cursor), in order. */
 FO_WUR fo_err store_each_row(store *s,
