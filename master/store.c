@@ -194,7 +194,8 @@ fo_err store_open(const char *dir, const char *identity, store **out, char *err,
     store *s = xcalloc(1, sizeof *s);
     fo_err rc = FO_ESTORE;
     if (sqlite3_open_v2(path, &s->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                            SQLITE_OPEN_NOFOLLOW,
                         NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path,
                  s->db ? sqlite3_errmsg(s->db) : "cannot open");

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store.h"
 #include "unit_assert.h"
@@ -126,6 +127,24 @@ static void test_a_cursor_moved_back_drops_the_marks_past_it(void **state)
     assert_int_equal(m[1].offset, 2000);
 }
 
+static void test_a_symlinked_state_db_is_not_followed(void **state)
+{
+    (void)state;
+    char dir[64], path[128], target[128], err[600];
+    snprintf(dir, sizeof dir, "/tmp/fanout-test-store-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/state.db", dir);
+    snprintf(target, sizeof target, "%s/elsewhere.db", dir);
+    assert_int_equal(symlink(target, path), 0);
+    store *st = NULL;
+    assert_fo(FO_ESTORE, store_open(dir, "{\"job\":1}", &st, err, sizeof err));
+    assert_null(st);
+    assert_int_equal(access(target, F_OK), -1);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -137,6 +156,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_cursor_moved_back_drops_the_marks_past_it, setup, teardown),
+        cmocka_unit_test(test_a_symlinked_state_db_is_not_followed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
