@@ -57,6 +57,7 @@ typedef struct mbatch {
     uint32_t done;      /* items committed */
     int64_t end_offset; /* input offset after its last line */
     int64_t next_line;  /* line number after its last line */
+    uint64_t end_hash;  /* input hash through end_offset (source.h) */
     int acked;          /* queue: acknowledged (complete) */
     mitem *items;       /* n items */
 } mbatch;

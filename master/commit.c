@@ -76,8 +76,9 @@ static fo_err repair_results(commit *c, int redrive, size_t line_cap, char *err,
     char path[4200], tmp[4300];
     snprintf(path, sizeof path, "%s/results.jsonl", c->out);
     snprintf(tmp, sizeof tmp, "%s/results.jsonl.repair", c->out);
-    int in = open(path, O_RDONLY | O_CLOEXEC);
-    int outfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int in = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int outfd =
+        open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (in < 0 || outfd < 0) {
         snprintf(err, errlen, "repairing %s: %s", path, strerror(errno));
         if (in >= 0)
@@ -90,7 +91,7 @@ static fo_err repair_results(commit *c, int redrive, size_t line_cap, char *err,
     store_state ns = c->state;
     memset(&ns.totals, 0, sizeof ns.totals);
     ns.totals.active_ms = c->state.totals.active_ms;
-    ns.cursor = (store_cursor){0, 1, 0};
+    ns.cursor = (store_cursor){0, 1, 0, 0};
     ns.finished = 0;
     int64_t kept = 0, dropped = 0, redriven = 0, size = 0;
     fo_err rc = FO_EIO;
@@ -193,7 +194,7 @@ fo_err commit_open_results(commit *c, int queue, int redrive, size_t line_cap,
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/results.jsonl", c->out);
-    c->results_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    c->results_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (c->results_fd < 0) {
         snprintf(err, errlen, "--out: cannot open %s: %s", path,
                  strerror(errno));
@@ -230,7 +231,7 @@ fo_err commit_open_results(commit *c, int queue, int redrive, size_t line_cap,
         fo_err rc = repair_results(c, redrive, line_cap, err, errlen);
         if (rc)
             return rc;
-        c->results_fd = open(path, O_RDWR | O_CLOEXEC);
+        c->results_fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
         if (c->results_fd < 0) {
             snprintf(err, errlen, "%s: %s", path, strerror(errno));
             return FO_EIO;
@@ -392,6 +393,7 @@ fo_err commit_flush(commit *c, batches *b, int src_eof, int64_t now, char *err,
         mbatch *mb = batches_at(b, pop);
         if (!c->queue) {
             ns.cursor.offset = mb->end_offset;
+            ns.cursor.hash = mb->end_hash;
             ns.cursor.line_no = mb->next_line;
             ns.cursor.batch = mb->no + 1;
         }

@@ -93,7 +93,8 @@ fo_err intake_open(intake *in, store *st, const store_state *state, void *zctx,
                      .idle_grace_ms = in->cfg.idle_grace_ms,
                      .timeout_ms = 10000,
                      .zctx = zctx,
-                     .st = st};
+                     .st = st,
+                     .expect_end = state->finished};
     int code = 3;
     in->src = source_open(&sc, cur, err, errlen, &code);
     if (!in->src)
@@ -249,6 +250,7 @@ static void add_item(intake *in, const source_item *ln, int64_t now)
     mitem *it = batches_append(in->bt, ln->line_no, &ref);
     mbatch *b = &in->bt->bld;
     b->end_offset = ln->end_offset;
+    b->end_hash = ln->hash;
     b->next_line = ln->line_no + 1;
     char where[200], line_key[160];
     if (ln->msg_id) {

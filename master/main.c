@@ -14,6 +14,7 @@
 #include "queue.h"
 #include "util.h"
 #include <strings.h>
+#include <sys/stat.h>
 
 #define I64MAX INT64_MAX
 
@@ -21,7 +22,7 @@
 #define EXIT_ALL_OK 0
 #define EXIT_SOME_FAILED 1
 #define EXIT_USAGE 2
-#define EXIT_FATAL 3
+#define EXIT_FATAL 3 /* also: stopped by a signal; a re-run resumes */
 
 static const opt_def master_opts[] = {
     {"input", OPT_STRING, NULL, 0, 0, "SOURCE",
@@ -34,7 +35,8 @@ static const opt_def master_opts[] = {
     {"url", OPT_STRING, NULL, 0, 0, "TEMPLATE",
      "request URL; {field} is URL-encoded from the item"},
     {"out", OPT_STRING, NULL, 0, 0, "DIR",
-     "results.jsonl, summary.json and the state store go here"},
+     "results.jsonl, summary.json and the state store go here (one master "
+     "at a time: DIR/lock)"},
     {"method", OPT_STRING, "GET", 0, 0, "METHOD", "HTTP method"},
     {"header", OPT_LIST, NULL, 0, 0, "'K: V'",
      "request header; ${ENV} is expanded on the worker"},
@@ -90,7 +92,11 @@ static const opt_def master_opts[] = {
     {"heartbeat", OPT_DURATION, "1s", 50, 600000, "DURATION",
      "heartbeat interval"},
     {"drain-timeout", OPT_DURATION, "30s", 0, 86400000, "DURATION",
-     "on SIGTERM/SIGINT, how long to wait for calls in flight"},
+     "on SIGTERM/SIGINT, how long to wait for calls in flight (a second "
+     "signal stops at once)"},
+    {"no-worker-warning", OPT_DURATION, "30s", 0, 86400000, "DURATION",
+     "warn (then every minute) when no worker has been connected this long "
+     "(0: never)"},
     {"window", OPT_INT, "0", 0, 1000000, "N",
      "items outstanding at most (0: 4x the workers' concurrency + 256)"},
     {"redrive", OPT_FLAG, "false", 0, 1, NULL,
@@ -106,7 +112,8 @@ static const opt_def master_opts[] = {
      "textfile collector)"},
     {"ready-file", OPT_STRING, NULL, 0, 0, "FILE",
      "write the bound endpoints as JSON here once listening"},
-    {"progress", OPT_STRING, "auto", 0, 0, "MODE", "auto|tty|plain|off"},
+    {"progress", OPT_STRING, "auto", 0, 0, "MODE",
+     "auto|tty|plain|off (auto is off with --log-format json)"},
     {"log-level", OPT_STRING, "info", 0, 0, "LEVEL", "debug|info|warn|error"},
     {"log-format", OPT_STRING, "text", 0, 0, "FORMAT", "text|json"},
     {"config", OPT_STRING, NULL, 0, 0, "FILE",
@@ -123,7 +130,9 @@ static const char usage[] =
     "each item's outcome exactly\nonce in DIR/results.jsonl. Re-run the "
     "same command after a crash to resume.\n"
     "Exit status: 0 all ok, 1 some items failed or were invalid, 2 usage "
-    "error,\n3 fatal error.\n";
+    "or\nconfiguration error (also: --out in use by another master), 3 "
+    "fatal error or\nstopped by a signal (re-run the same command to "
+    "resume).\n";
 
 static int is_loopback(const char *host)
 {
@@ -167,16 +176,25 @@ static int run(const master_config *c)
 {
     char err[2048] = "";
     master *m = NULL;
+    /* --out holds the items' results: its files are 0600, including the
+     * ones SQLite creates itself (state.db-wal, state.db-shm). */
+    umask(077);
     fo_err rc = master_open(c, &m, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "fanout-master: %s\n", err);
+        if (!strcmp(c->log_format, "json"))
+            LOG_ERROR("master.open_failed", "%s", err);
+        else
+            fprintf(stderr, "fanout-master: %s\n", err);
         return rc == FO_EUSAGE || rc == FO_EMISMATCH ? EXIT_USAGE : EXIT_FATAL;
     }
     master_end end;
     rc = master_run(m, &end, err, sizeof err);
-    int status = EXIT_FATAL;
-    if (rc == FO_OK && (end == MASTER_FINISHED || c->follow))
-        /* Following a queue has no end but a signal. */
+    /* A signal's stop is 3 too: resumable, nothing committed is lost. */
+    int status = rc == FO_EUSAGE ? EXIT_USAGE : EXIT_FATAL;
+    if (rc == FO_OK &&
+        (end == MASTER_FINISHED || (c->follow && end == MASTER_STOPPED)))
+        /* Following a queue has no end but a signal (a second signal cut
+         * its drain short: 3). */
         status = master_some_failed(m) ? EXIT_SOME_FAILED : EXIT_ALL_OK;
     master_close(&m);
     return status;
@@ -190,6 +208,7 @@ int main(int argc, char **argv)
         master_opts, sizeof master_opts / sizeof master_opts[0], argc, argv,
         usage, "fanout-master " FANOUT_VERSION, &status, err, sizeof err);
     int rc = EXIT_USAGE;
+    char *out_dir = NULL;
     master_config c;
     memset(&c, 0, sizeof c);
     if (status == 1) {
@@ -235,7 +254,12 @@ int main(int argc, char **argv)
 
     c.input = opts_str(o, "input");
     c.url = opts_str(o, "url");
-    c.out = opts_str(o, "out");
+    /* "out/" and "out" are one directory: drop trailing slashes once, so
+     * no message says "out//results.jsonl". */
+    out_dir = xstrdup(opts_str(o, "out"));
+    for (size_t n = strlen(out_dir); n > 1 && out_dir[n - 1] == '/'; n--)
+        out_dir[n - 1] = '\0';
+    c.out = out_dir;
     c.method = opts_str(o, "method");
     c.headers = opts_list(o, "header", &c.nheaders);
     c.body = opts_str(o, "body");
@@ -349,7 +373,13 @@ int main(int argc, char **argv)
     c.window = opts_num(o, "window");
     c.ready_file = opts_str(o, "ready-file");
     c.progress = opts_str(o, "progress");
+    /* A JSON log is read by machines: progress lines would break it, so
+     * "auto" means off (an explicit plain or tty still draws). */
+    if (fmt == LOG_FMT_JSON && !strcmp(c.progress, "auto"))
+        c.progress = "off";
     c.log_level = opts_str(o, "log-level");
+    c.log_format = opts_str(o, "log-format");
+    c.no_worker_warning_ms = opts_num(o, "no-worker-warning");
     c.redrive = (int)opts_num(o, "redrive");
     c.adaptive = (int)opts_num(o, "adaptive");
     c.follow = (int)opts_num(o, "follow");
@@ -375,6 +405,7 @@ int main(int argc, char **argv)
     }
     rc = run(&c);
 out:
+    free(out_dir);
     opts_destroy(&o);
     return rc;
 }

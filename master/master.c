@@ -34,6 +34,7 @@
 #include "log.h"
 #include "observe.h"
 #include "orphans.h"
+#include "outlock.h"
 #include "progress.h"
 #include "proto.h"
 #include "queue.h"
@@ -44,6 +45,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
@@ -70,40 +72,44 @@
 #define ADOPT_MIN_NS (10 * FO_NS_PER_S)
 
 struct master {
-    const master_config *cfg; /* options */
-    store *st;                /* durable state */
-    budget *bud;              /* tokens and workers */
-    void *zctx;               /* ZeroMQ context */
-    void *ctl;                /* the control ROUTER */
-    char ctl_ep[300];         /* its bound endpoint */
-    char host[256];           /* --bind's host */
-    char *job_json;           /* the JOB sent to workers */
-    batches bt;               /* open batches and the dispatch queue */
-    intake in;                /* source to batches */
-    commit cm;                /* records to disk */
-    orphans orph;             /* queue results of an earlier run */
-    ratectl rc;               /* limits, adaptive scale, pauses */
-    sender snd;               /* the way out to workers */
-    dispatcher dp;            /* items to workers, who holds what */
-    fanin fi;                 /* results to records */
-    control cs;               /* the worker conversation */
-    ctlcmd cc;                /* operators' commands */
-    observe obs;              /* status, metrics, summaries */
-    curve cv;                 /* Curve keys and ZAP */
-    httpd *http;              /* /metrics and /status, or NULL */
-    spawn_set spawned;        /* local workers */
-    int already_done;         /* the job was complete before this run */
-    int64_t run_start_ns;     /* this run's start */
-    int64_t next_tick_ns;     /* next housekeeping */
-    int64_t next_hb_ns;       /* next heartbeat to workers */
-    int64_t next_lease_ns;    /* next lease scan */
-    int stopping;             /* a signal asked us to stop */
-    int64_t stop_deadline_ns; /* drain deadline */
-    int64_t drained_ns;       /* when permits reached zero */
-    uint64_t n_bad_frames;    /* frames dropped on any socket */
+    const master_config *cfg;   /* options */
+    store *st;                  /* durable state */
+    budget *bud;                /* tokens and workers */
+    void *zctx;                 /* ZeroMQ context */
+    void *ctl;                  /* the control ROUTER */
+    char ctl_ep[300];           /* its bound endpoint */
+    char host[256];             /* --bind's host */
+    char *job_json;             /* the JOB sent to workers */
+    batches bt;                 /* open batches and the dispatch queue */
+    intake in;                  /* source to batches */
+    commit cm;                  /* records to disk */
+    orphans orph;               /* queue results of an earlier run */
+    ratectl rc;                 /* limits, adaptive scale, pauses */
+    sender snd;                 /* the way out to workers */
+    dispatcher dp;              /* items to workers, who holds what */
+    fanin fi;                   /* results to records */
+    control cs;                 /* the worker conversation */
+    ctlcmd cc;                  /* operators' commands */
+    observe obs;                /* status, metrics, summaries */
+    curve cv;                   /* Curve keys and ZAP */
+    httpd *http;                /* /metrics and /status, or NULL */
+    spawn_set spawned;          /* local workers */
+    outlock lock;               /* --out is ours while held */
+    int64_t no_worker_since_ns; /* since when no worker is live, or 0 */
+    int64_t no_worker_warn_ns;  /* next "no worker" warning */
+    int already_done;           /* the job was complete before this run */
+    int64_t run_start_ns;       /* this run's start */
+    int64_t next_tick_ns;       /* next housekeeping */
+    int64_t next_hb_ns;         /* next heartbeat to workers */
+    int64_t next_lease_ns;      /* next lease scan */
+    int stopping;               /* a signal asked us to stop */
+    int64_t stop_deadline_ns;   /* drain deadline */
+    int64_t drained_ns;         /* when permits reached zero */
+    uint64_t n_bad_frames;      /* frames dropped on any socket */
 };
 
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_now; /* a second stop signal came */
 static volatile sig_atomic_t reload_signal;
 
 static void on_hup(int sig)
@@ -114,9 +120,10 @@ static void on_hup(int sig)
 
 static void on_signal(int sig)
 {
-    /* A second signal means "now": restore the default and let it kill. */
+    /* A second signal means "now": the loop stops without draining, but
+     * through the normal exit, so that what is committed stays so. */
     if (stop_signal)
-        signal(sig, SIG_DFL);
+        stop_now = 1;
     stop_signal = sig;
 }
 
@@ -170,6 +177,52 @@ static void tick(master *m, int64_t now)
 }
 
 /* ---- the loop -------------------------------------------------------- */
+
+/* 1 (with err) when every spawned worker quit on a configuration error
+ * (status 2) and no other worker is live: nothing will do the job, so
+ * waiting would hang. */
+static int workers_unusable(master *m, char *err, size_t errlen)
+{
+    char line[1024];
+    if (!m->spawned.n || budget_live(m->bud, NULL) > 0 ||
+        !spawn_all_unusable(&m->spawned, line, sizeof line))
+        return 0;
+    snprintf(err, errlen,
+             "every spawned worker exited with status 2 (it cannot run this "
+             "job as configured) and no other worker is connected; the last "
+             "one said: %s",
+             line[0] ? line : "(nothing)");
+    return 1;
+}
+
+/* Says how to start a worker when none has been live for
+ * --no-worker-warning, and again every minute. */
+static void warn_no_worker(master *m, int64_t now)
+{
+    int64_t after_ns = m->cfg->no_worker_warning_ms * FO_NS_PER_MS;
+    if (budget_live(m->bud, NULL) > 0 || m->stopping) {
+        m->no_worker_since_ns = 0;
+        return;
+    }
+    if (!m->no_worker_since_ns) {
+        m->no_worker_since_ns = now;
+        m->no_worker_warn_ns = now + after_ns;
+    }
+    if (after_ns <= 0 || now < m->no_worker_warn_ns)
+        return;
+    m->no_worker_warn_ns = now + 60 * FO_NS_PER_S;
+    char ep[320];
+    const char *cp = strrchr(m->ctl_ep, ':');
+    snprintf(ep, sizeof ep, "tcp://%s:%s",
+             strcmp(m->host, "0.0.0.0") && strcmp(m->host, "*") ? m->host
+                                                                : "HOST",
+             cp ? cp + 1 : "PORT");
+    LOG_WARN("master.no_worker",
+             "no worker has connected for %" PRId64
+             " s; start one with: fanout-worker --master %s (or re-run with "
+             "--spawn-workers N)",
+             (now - m->no_worker_since_ns + FO_NS_PER_S / 2) / FO_NS_PER_S, ep);
+}
 
 /* Logs a fatal error with its event id; returns rc. */
 static fo_err fail(fo_err rc, const char *event, const char *err)
@@ -245,6 +298,13 @@ static fo_err run_loop(master *m, master_end *end, char *err, size_t errlen)
     zmq_pollitem_t pi[MAX_POLL_ITEMS];
     for (;;) {
         int64_t now = clock_now_ns();
+        if (stop_now) {
+            LOG_WARN("master.stop_now",
+                     "second signal: stopping now; what is committed stays "
+                     "committed, and re-running the same command resumes");
+            *end = MASTER_HALTED;
+            return FO_OK;
+        }
         if (stop_signal && !m->stopping) {
             m->stopping = 1;
             m->stop_deadline_ns = now + m->cfg->drain_timeout_ms * FO_NS_PER_MS;
@@ -280,6 +340,9 @@ static fo_err run_loop(master *m, master_end *end, char *err, size_t errlen)
         }
         if (now >= m->next_tick_ns) {
             tick(m, now);
+            if (workers_unusable(m, err, errlen))
+                return fail(FO_EUSAGE, "workers.unusable", err);
+            warn_no_worker(m, now);
             if (m->cm.nforget && !m->cm.len) {
                 fo_err rc =
                     commit_flush(&m->cm, &m->bt, m->in.eof, now, err, errlen);
@@ -442,11 +505,37 @@ static fo_err apply_limits(master *m, char *err, size_t errlen)
     return FO_OK;
 }
 
-/* --out exists and is writable; the store opens for this job. */
+/* A file --input opens: checked before --out is created, so that a typo
+ * leaves no --out behind. (It is opened again at the cursor later.) */
+static fo_err check_input(const char *input, char *err, size_t errlen)
+{
+    if (!strcmp(input, "-") || queue_is_url(input))
+        return FO_OK;
+    int fd = open(input, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "--input %s: %s", input, strerror(errno));
+        return FO_EUSAGE;
+    }
+    struct stat sb;
+    int dir = fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode);
+    close(fd);
+    if (dir) {
+        snprintf(err, errlen, "--input %s is a directory, not a JSONL file",
+                 input);
+        return FO_EUSAGE;
+    }
+    return FO_OK;
+}
+
+/* --out exists (0700: it holds the items' results), is writable and ours
+ * alone (the lock); the store opens for this job. */
 static fo_err open_out(master *m, char *err, size_t errlen)
 {
     const master_config *cfg = m->cfg;
-    if (mkdir(cfg->out, 0755) != 0 && errno != EEXIST) {
+    fo_err lrc;
+    if ((lrc = check_input(cfg->input, err, errlen)))
+        return lrc;
+    if (mkdir(cfg->out, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "--out %s: %s", cfg->out, strerror(errno));
         return FO_EUSAGE;
     }
@@ -455,6 +544,8 @@ static fo_err open_out(master *m, char *err, size_t errlen)
                  strerror(errno));
         return FO_EUSAGE;
     }
+    if ((lrc = outlock_acquire(&m->lock, cfg->out, err, errlen)))
+        return lrc;
     char *identity = intake_identity(&m->in.cfg);
     char hex[17], e[900];
     util_hash_hex(identity, strlen(identity), 0, hex);
@@ -519,8 +610,14 @@ static fo_err spawn_workers(master *m, char *err, size_t errlen)
         whost = "127.0.0.1";
     const char *cp = strrchr(m->ctl_ep, ':');
     snprintf(ep, sizeof ep, "tcp://%s:%s", whost, cp + 1);
-    if (spawn_start(&m->spawned, (size_t)m->cfg->spawn_workers, ep,
-                    m->cfg->worker_concurrency, m->cfg->log_level, err,
+    spawn_cfg sc = {.endpoint = ep,
+                    .concurrency = m->cfg->worker_concurrency,
+                    .log_level = m->cfg->log_level,
+                    .log_format = m->cfg->log_format,
+                    .json_log = !strcmp(m->cfg->log_format, "json"),
+                    .headers = m->cfg->headers,
+                    .nheaders = m->cfg->nheaders};
+    if (spawn_start(&m->spawned, (size_t)m->cfg->spawn_workers, &sc, err,
                     errlen) < 0)
         return FO_EIO;
     return FO_OK;
@@ -568,6 +665,27 @@ static void wire(master *m)
                        .textfile = m->cfg->metrics_textfile};
 }
 
+/* A complete job's input must not have grown unseen: stdin is read and
+ * refused when it differs from what the job ran (intake_open checks it);
+ * a file with items past the end the job reached gets a warning. */
+static fo_err check_finished_input(master *m, char *err, size_t errlen)
+{
+    const master_config *cfg = m->cfg;
+    if (queue_is_url(cfg->input))
+        return FO_OK;
+    fo_err rc = intake_open(&m->in, m->st, &m->cm.state, NULL, &m->bt, &m->cm,
+                            &m->fi, err, errlen);
+    if (rc || !strcmp(cfg->input, "-"))
+        return rc;
+    if (source_count_rest(m->in.src) > 0)
+        LOG_WARN("source.grown",
+                 "--input %s has items after line %" PRId64
+                 ", where this job ended; they are not run (this --out "
+                 "holds a complete job: use another --out for them)",
+                 cfg->input, m->cm.state.cursor.line_no - 1);
+    return FO_OK;
+}
+
 static fo_err open_all(master *m, char *err, size_t errlen)
 {
     const master_config *cfg = m->cfg;
@@ -610,7 +728,7 @@ static fo_err open_all(master *m, char *err, size_t errlen)
     wire(m);
     if (m->cm.state.finished) {
         m->already_done = 1;
-        return FO_OK;
+        return check_finished_input(m, err, errlen);
     }
     m->zctx = zmq_ctx_new();
     if ((rc = intake_open(&m->in, m->st, &m->cm.state, m->zctx, &m->bt, &m->cm,
@@ -674,6 +792,7 @@ fo_err master_open(const master_config *cfg, master **out, char *err,
     m->cfg = cfg;
     m->run_start_ns = clock_now_ns();
     m->cm.results_fd = -1; /* commit_fini before commit_init closes none */
+    outlock_init(&m->lock);
     orphans_init(&m->orph);
     fo_err rc = open_all(m, err, errlen);
     if (rc) {
@@ -690,6 +809,24 @@ int master_some_failed(const master *m)
     return observe_some_failed(&m->obs);
 }
 
+/* The closing summary: observe's lines, or with --log-format json one
+ * event, so that every line on stderr is JSON. */
+static void print_summary(master *m, int finished)
+{
+    if (strcmp(m->cfg->log_format, "json") != 0) {
+        observe_print_summary(&m->obs, finished);
+        return;
+    }
+    const store_totals *t = &m->cm.state.totals;
+    LOG_INFO("job.summary",
+             "%s: %" PRId64 " items (%" PRId64 " ok, %" PRId64
+             " failed, %" PRId64 " invalid), %" PRId64 " calls, %" PRId64
+             " throttled; results %s/results.jsonl, summary %s/summary.json%s",
+             finished ? "done" : "stopped", t->items, t->ok, t->failed,
+             t->invalid, t->attempts, t->throttled, m->cfg->out, m->cfg->out,
+             finished ? "" : "; re-run the same command to resume");
+}
+
 fo_err master_run(master *m, master_end *end, char *err, size_t errlen)
 {
     *end = MASTER_FINISHED;
@@ -697,7 +834,7 @@ fo_err master_run(master *m, master_end *end, char *err, size_t errlen)
         LOG_INFO("job.finished",
                  "the job in %s is already complete; nothing to do",
                  m->cfg->out);
-        observe_print_summary(&m->obs, 1);
+        print_summary(m, 1);
         return FO_OK;
     }
     fo_err rc = run_loop(m, end, err, errlen);
@@ -711,8 +848,10 @@ fo_err master_run(master *m, master_end *end, char *err, size_t errlen)
                  "%" PRIu64 " calls in flight when an earlier run stopped "
                  "were recorded from their results, not made again",
                  m->orph.n_used);
-    if (m->in.queue && !rc) {
-        /* Wait for the last acknowledgements, and forget them. */
+    if (m->in.queue && !rc && *end != MASTER_HALTED) {
+        /* Wait for the last acknowledgements, and forget them (not when
+         * told to stop at once: a message acknowledged late comes back,
+         * is found recorded, and is acknowledged then). */
         source_drain(m->in.src, 10000);
         intake_tick(&m->in, now);
         if (m->cm.nforget &&
@@ -736,7 +875,7 @@ fo_err master_run(master *m, master_end *end, char *err, size_t errlen)
     }
     observe_write_summary(&m->obs, finished);
     if (!rc)
-        observe_print_summary(&m->obs, finished);
+        print_summary(m, finished);
     return rc;
 }
 
@@ -745,8 +884,8 @@ void master_close(master **mp)
     master *m = *mp;
     if (!m)
         return;
-    if (m->spawned.n)
-        spawn_stop(&m->spawned, 5000);
+    if (m->spawned.n) /* after a second signal, workers get 1 s to go */
+        spawn_stop(&m->spawned, stop_now ? 1000 : 5000);
     batches_fini(&m->bt);
     commit_fini(&m->cm);
     intake_fini(&m->in);
@@ -761,6 +900,7 @@ void master_close(master **mp)
     httpd_destroy(&m->http);
     if (m->zctx)
         zmq_ctx_term(m->zctx);
+    outlock_release(&m->lock); /* last: everything in --out is closed */
     free(m);
     *mp = NULL;
 }

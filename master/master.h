@@ -47,6 +47,8 @@ typedef struct master_config {
     const char *ready_file;           /* where to write endpoints, or NULL */
     const char *progress;             /* auto|tty|plain|off */
     const char *log_level;            /* for spawned workers */
+    const char *log_format;           /* text|json, for spawned workers */
+    int64_t no_worker_warning_ms;     /* warn when no worker this long */
     int redrive;                      /* re-run items whose record is failed */
     int adaptive;                     /* AIMD on push-back */
     int follow;                       /* queues: wait when empty */
@@ -64,9 +66,13 @@ typedef struct master master;
 typedef enum {
     MASTER_FINISHED = 0, /* every item has a record */
     MASTER_STOPPED = 1,  /* a signal stopped it; a re-run resumes */
+    MASTER_HALTED = 2,   /* a second signal stopped it at once, without
+                            draining; a re-run resumes */
 } master_end;
 
-/* Validates the configuration, opens --out (state store, results.jsonl),
+/* Validates the configuration, checks the input can be opened, locks --out
+ * (one master per --out: another holding it is FO_EUSAGE naming its pid),
+ * opens it (state store, results.jsonl),
  * the source and the sockets, writes the ready file and starts any local
  * workers. FO_EUSAGE or FO_EMISMATCH for a configuration the user must
  * change, another code for a runtime failure; err says which flag, file or
@@ -76,7 +82,9 @@ FO_WUR fo_err master_open(const master_config *cfg, master **out, char *err,
                           size_t errlen);
 /* Runs the job until every item is recorded or a signal stops it, then
  * writes summary.json and prints the summary. FO_OK with *end, or the
- * fatal error (err says what; it was logged with its event id). */
+ * fatal error (err says what; it was logged with its event id): FO_EUSAGE
+ * when every spawned worker quit on a configuration error and no other
+ * worker is there to do the job. */
 FO_WUR fo_err master_run(master *m, master_end *end, char *err, size_t errlen);
 /* 1 when some recorded item failed or was invalid. */
 int master_some_failed(const master *m);

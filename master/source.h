@@ -38,7 +38,11 @@ typedef struct source_cfg {
     int64_t lease_ms;       /* queues: lease (visibility timeout) */
     int64_t timeout_ms;     /* queues: network timeout per call */
     void *zctx;             /* ZeroMQ context (the queue thread's socket) */
-    store *st;              /* the store (a queue's lease deadline) */
+    store *st;              /* the store (a queue's lease deadline; the
+                               input marks a resumed stdin is checked
+                               against) */
+    int expect_end;         /* stdin: the job is complete, so nothing but
+                               blank lines may follow the cursor */
 } source_cfg;
 
 /* One item handed out; the pointers stay valid until the next call. */
@@ -52,12 +56,23 @@ typedef struct source_item {
     const char *msg_id; /* queue: the message id; file: NULL */
     uint64_t handle;    /* queue: what source_ack() takes */
     int first;          /* queue: its first delivery (no record yet) */
+    uint64_t hash;      /* file: hash of the input through this line (the
+                           cursor's hash), 0 unknown; queue: 0 */
 } source_item;
 
 enum { SOURCE_ITEM, SOURCE_AGAIN, SOURCE_EOF, SOURCE_ERROR };
 
 /* Opens the source named by c->input at the committed cursor. Returns NULL
- * with err and *code (an exit status) on failure. */
+ * with err and *code (an exit status) on failure.
+ *
+ * stdin cannot seek: the lines before the cursor are read again, hashed,
+ * and checked against the hashes the store kept where the cursor has been
+ * (store_input_marks()). A stdin that differs from the one the job started
+ * with, ends before the cursor, or (expect_end) holds more items after a
+ * complete job, is refused with *code 2 and err naming the line near the
+ * first difference: resuming it would skip or misnumber items silently. A
+ * regular file seeks to the cursor; one shorter than the cursor is
+ * refused. */
 source *source_open(const source_cfg *c, const store_cursor *cur, char *err,
                     size_t errlen, int *code);
 /* Queues: stops pulling and waits up to wait_ms for the acknowledgements

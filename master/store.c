@@ -8,19 +8,21 @@
 #include <sqlite3.h>
 
 struct store {
-    sqlite3 *db;        /* the database */
-    sqlite3_stmt *ins;  /* insert a row */
-    sqlite3_stmt *del;  /* delete rows below the cursor */
-    sqlite3_stmt *put;  /* upsert a meta value */
-    sqlite3_stmt *padd; /* add a present line */
-    sqlite3_stmt *pget; /* look one up */
-    sqlite3_stmt *pdel; /* drop those below the cursor */
-    sqlite3_stmt *qins; /* insert a queue message's row */
-    sqlite3_stmt *qget; /* look one up */
-    sqlite3_stmt *qdel; /* forget one */
-    int repairing;      /* the present set is not empty */
-    uint64_t epoch;     /* this open's epoch */
-    store_state state;  /* last committed state */
+    sqlite3 *db;                       /* the database */
+    sqlite3_stmt *ins;                 /* insert a row */
+    sqlite3_stmt *del;                 /* delete rows below the cursor */
+    sqlite3_stmt *put;                 /* upsert a meta value */
+    sqlite3_stmt *padd;                /* add a present line */
+    sqlite3_stmt *pget;                /* look one up */
+    sqlite3_stmt *pdel;                /* drop those below the cursor */
+    sqlite3_stmt *qins;                /* insert a queue message's row */
+    sqlite3_stmt *qget;                /* look one up */
+    sqlite3_stmt *qdel;                /* forget one */
+    int repairing;                     /* the present set is not empty */
+    uint64_t epoch;                    /* this open's epoch */
+    store_state state;                 /* last committed state */
+    store_mark marks[STORE_MAX_MARKS]; /* where the cursor has been */
+    size_t nmarks;                     /* their count */
 };
 
 static const char *const schema =
@@ -94,6 +96,66 @@ static int put_text(store *s, const char *k, const char *v)
 
 static int put_state(store *s, const store_state *st);
 
+/* Marks are stored as one text value, "offset:line:hash;..." (hash in
+ * hex). A value that does not parse loses the marks, not the job. */
+static void load_marks(store *s)
+{
+    char *t = store_get_setting(s, "input_marks");
+    s->nmarks = 0;
+    for (char *p = t; p && *p && s->nmarks < STORE_MAX_MARKS;) {
+        long long off, line;
+        unsigned long long h;
+        int used = 0;
+        if (sscanf(p, "%lld:%lld:%llx;%n", &off, &line, &h, &used) != 3 ||
+            used == 0 || h == 0)
+            break;
+        s->marks[s->nmarks++] = (store_mark){off, line, (uint64_t)h};
+        p += used;
+    }
+    free(t);
+}
+
+/* Adds the cursor as a mark, and writes the marks. Marks at or past it go
+ * first (a repair reads the input again from the start). A cursor closer
+ * to the last mark than 1/32 of the span the marks cover adds none, and
+ * when they are full every other one goes; so they stay spread over the
+ * whole input, no gap wider than about 1/16 of it. */
+static int put_marks(store *s, const store_cursor *c)
+{
+    size_t before = s->nmarks;
+    while (s->nmarks && s->marks[s->nmarks - 1].offset >= c->offset)
+        s->nmarks--;
+    int add = 1;
+    if (s->nmarks >= 2) {
+        int64_t span = s->marks[s->nmarks - 1].offset - s->marks[0].offset;
+        add = c->offset - s->marks[s->nmarks - 1].offset >=
+              span / (STORE_MAX_MARKS / 2);
+    }
+    if (!add && s->nmarks == before)
+        return 0;
+    if (add && s->nmarks == STORE_MAX_MARKS) {
+        for (size_t i = 0; i < STORE_MAX_MARKS / 2; i++)
+            s->marks[i] = s->marks[2 * i];
+        s->nmarks = STORE_MAX_MARKS / 2;
+    }
+    if (add)
+        s->marks[s->nmarks++] = (store_mark){c->offset, c->line_no, c->hash};
+    char text[STORE_MAX_MARKS * 64], *p = text;
+    text[0] = '\0';
+    for (size_t i = 0; i < s->nmarks; i++)
+        p += snprintf(p, sizeof text - (size_t)(p - text), "%lld:%lld:%llx;",
+                      (long long)s->marks[i].offset,
+                      (long long)s->marks[i].line_no,
+                      (unsigned long long)s->marks[i].hash);
+    return put_text(s, "input_marks", text);
+}
+
+const store_mark *store_input_marks(const store *s, size_t *n)
+{
+    *n = s->nmarks;
+    return s->marks;
+}
+
 /* Names the first field in which two identity objects differ. */
 static void identity_diff(const char *was, const char *now, char *err,
                           size_t errlen)
@@ -132,7 +194,8 @@ fo_err store_open(const char *dir, const char *identity, store **out, char *err,
     store *s = xcalloc(1, sizeof *s);
     fo_err rc = FO_ESTORE;
     if (sqlite3_open_v2(path, &s->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                            SQLITE_OPEN_NOFOLLOW,
                         NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path,
                  s->db ? sqlite3_errmsg(s->db) : "cannot open");
@@ -197,6 +260,8 @@ fo_err store_open(const char *dir, const char *identity, store **out, char *err,
     st->cursor.offset = meta_int(s, "cursor_offset", 0);
     st->cursor.line_no = meta_int(s, "cursor_line", 1);
     st->cursor.batch = (uint64_t)meta_int(s, "cursor_batch", 0);
+    st->cursor.hash = (uint64_t)meta_int(s, "cursor_hash", 0);
+    load_marks(s);
     st->results_size = meta_int(s, "results_size", 0);
     st->finished = (int)meta_int(s, "finished", 0);
     st->totals.items = meta_int(s, "items", 0);
@@ -323,12 +388,21 @@ fo_err store_commit(store *s, const store_row *rows, size_t n,
         goto fail;
     if (put_state(s, st))
         goto fail;
+    store_mark saved[STORE_MAX_MARKS];
+    size_t nsaved = s->nmarks;
+    memcpy(saved, s->marks, sizeof saved);
+    if (st->cursor.hash && st->cursor.offset != s->state.cursor.offset &&
+        put_marks(s, &st->cursor))
+        goto fail_marks;
     if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        goto fail;
+        goto fail_marks;
     s->state = *st;
     if (st->finished)
         s->repairing = 0;
     return FO_OK;
+fail_marks:
+    memcpy(s->marks, saved, sizeof saved);
+    s->nmarks = nsaved;
 fail:
     snprintf(err, errlen, "state store commit failed: %s",
              sqlite3_errmsg(s->db));
@@ -342,6 +416,7 @@ static int put_state(store *s, const store_state *st)
     if (put_int(s, "cursor_offset", st->cursor.offset) ||
         put_int(s, "cursor_line", st->cursor.line_no) ||
         put_int(s, "cursor_batch", (int64_t)st->cursor.batch) ||
+        put_int(s, "cursor_hash", (int64_t)st->cursor.hash) ||
         put_int(s, "results_size", st->results_size) ||
         put_int(s, "finished", st->finished) || put_int(s, "items", t->items) ||
         put_int(s, "ok", t->ok) || put_int(s, "failed", t->failed) ||

@@ -29,7 +29,23 @@ typedef struct store_cursor {
     int64_t offset;  /* byte offset in the input */
     int64_t line_no; /* its line number (1-based) */
     uint64_t batch;  /* the batch number it starts */
+    uint64_t hash;   /* file/stdin: hash of the input before offset (see
+                        source.c), 0 when unknown (a queue, an old store) */
 } store_cursor;
+
+/* A point the cursor passed, kept so a resumed stdin job can say where its
+ * input first differs from the one the job started with. */
+typedef struct store_mark {
+    int64_t offset;  /* cursor offset */
+    int64_t line_no; /* cursor line */
+    uint64_t hash;   /* cursor hash (never 0) */
+} store_mark;
+
+/* Marks kept at most. A new one is added once the cursor is 1/32 of the
+ * span they cover past the last, and when they are full every other one
+ * goes: they stay spread over the input read so far, and locate a
+ * difference to about 1/16 of it (the cursor itself is checked too). */
+#define STORE_MAX_MARKS 64
 
 /* Totals over the whole job, all runs together. */
 typedef struct store_totals {
@@ -73,6 +89,10 @@ void store_close(store **s);
 uint64_t store_epoch(const store *s);
 /* The state as last committed. */
 const store_state *store_get_state(const store *s);
+/* The marks the cursor passed, oldest first (*n of them; borrowed until the
+ * next commit). A commit that moves the cursor to a known hash may add
+ * one (see STORE_MAX_MARKS). */
+const store_mark *store_input_marks(const store *s, size_t *n);
 /* Calls fn for every committed row (batches above the cursor), in order. */
 FO_WUR fo_err store_each_row(store *s,
                              void (*fn)(void *ctx, const store_row *row),
