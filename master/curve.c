@@ -15,14 +15,6 @@
 #include <string.h>
 #include <zmq.h>
 
-/* --ctl-allow for the next curve_start() (borrowed). */
-static const char *next_ctl_dir;
-
-void curve_set_ctl_allow(const char *dir)
-{
-    next_ctl_dir = dir;
-}
-
 /* Reads dir's public keys into a heap array of binary keys (*out, caller
  * frees). FO_EUSAGE with err naming the flag. */
 static fo_err read_list(const char *flag, const char *dir, uint8_t (**out)[32],
@@ -30,9 +22,11 @@ static fo_err read_list(const char *flag, const char *dir, uint8_t (**out)[32],
 {
     keys_pair *pubs;
     char e[600];
-    if (keys_read_dir(dir, &pubs, n, e, sizeof e)) {
+    fo_err rc = keys_read_dir(dir, &pubs, n, e, sizeof e);
+    if (rc) {
         snprintf(err, errlen, "%s %s", flag, e);
-        return FO_EUSAGE;
+        *out = NULL;
+        return rc == FO_EINVAL ? FO_EINVAL : FO_EUSAGE;
     }
     *out = xcalloc(*n ? *n : 1, sizeof **out);
     for (size_t i = 0; i < *n; i++)
@@ -84,6 +78,8 @@ static fo_err load_lists(curve *c, char *err, size_t errlen)
     size_t nw = 0, no = 0;
     fo_err rc =
         read_list("--curve-allow", c->allow_dir, &workers, &nw, err, errlen);
+    if (rc == FO_EINVAL && c->workers_may_be_none)
+        rc = FO_OK; /* empty, and our spawned workers have their own key */
     if (!rc && c->ctl_dir)
         rc = read_list("--ctl-allow", c->ctl_dir, &ops, &no, err, errlen);
     for (size_t i = 0; !rc && i < no; i++) {
@@ -115,11 +111,12 @@ static fo_err load_lists(curve *c, char *err, size_t errlen)
 }
 
 fo_err curve_start(curve *c, void *zctx, const char *secret_file,
-                   const char *allow_dir, char *err, size_t errlen)
+                   const char *allow_dir, const char *ctl_dir, char *err,
+                   size_t errlen)
 {
     char e[600];
     c->allow_dir = allow_dir;
-    c->ctl_dir = next_ctl_dir;
+    c->ctl_dir = ctl_dir;
     if (keys_read(secret_file, 1, &c->server_key, e, sizeof e)) {
         snprintf(err, errlen, "--curve-secret %s", e);
         return FO_EUSAGE;
@@ -140,6 +137,41 @@ fo_err curve_start(curve *c, void *zctx, const char *secret_file,
              "operator keys from %s",
              c->nallowed, allow_dir, c->noperators,
              c->ctl_dir ? c->ctl_dir : "nowhere (no --ctl-allow)");
+    return FO_OK;
+}
+
+fo_err curve_spawn_keys(curve *c, const char *dir, char *key_path,
+                        char *server_pub, size_t cap, char *err, size_t errlen)
+{
+    keys_pair kp;
+    if (zmq_curve_keypair(kp.public_key, kp.secret_key) != 0) {
+        snprintf(err, errlen, "cannot make a key pair for spawned workers: %s",
+                 zmq_strerror(errno));
+        return FO_EIO;
+    }
+    char base[4096];
+    snprintf(base, sizeof base, "%s/worker", dir);
+    if (keys_write(base, &kp, err, errlen) != FO_OK)
+        return FO_EIO;
+    snprintf(key_path, cap, "%s.key", base);
+    snprintf(server_pub, cap, "%s/master.pub", dir);
+    char text[256];
+    int n = snprintf(text, sizeof text,
+                     "# fanout CurveZMQ public key\npublic-key = \"%s\"\n",
+                     c->server_key.public_key);
+    FILE *f = fopen(server_pub, "w");
+    if (!f || fwrite(text, 1, (size_t)n, f) != (size_t)n) {
+        snprintf(err, errlen, "%s: %s", server_pub, strerror(errno));
+        if (f)
+            fclose(f);
+        return FO_EIO;
+    }
+    if (fclose(f) != 0) {
+        snprintf(err, errlen, "%s: %s", server_pub, strerror(errno));
+        return FO_EIO;
+    }
+    zmq_z85_decode(c->spawned, kp.public_key);
+    c->has_spawned = 1;
     return FO_OK;
 }
 
@@ -216,7 +248,8 @@ void curve_handle(curve *c)
             !memcmp(zmq_msg_data(&f[5]), "CURVE", 5) &&
             zmq_msg_size(&f[6]) == 32) {
             const uint8_t *key = zmq_msg_data(&f[6]);
-            if (listed(c->allowed, c->nallowed, key))
+            if (listed(c->allowed, c->nallowed, key) ||
+                (c->has_spawned && !memcmp(key, c->spawned, 32)))
                 role = CURVE_ROLE_WORKER;
             else if (listed(c->operators, c->noperators, key))
                 role = CURVE_ROLE_OPERATOR;

@@ -44,20 +44,28 @@ typedef struct curve {
     size_t noperators;        /* their count */
     const char *allow_dir;    /* --curve-allow (borrowed) */
     const char *ctl_dir;      /* --ctl-allow (borrowed), or NULL */
+    uint8_t spawned[32];      /* the key of the workers we spawn */
+    int has_spawned;          /* spawned is set */
+    int workers_may_be_none;  /* set before curve_start: an empty
+                                 --curve-allow is fine (we spawn ours) */
     uint64_t n_denied;        /* handshakes refused */
 } curve;
 
-/* Sets the --ctl-allow directory (borrowed; NULL: no operator keys) that
- * the next curve_start() reads. main.c calls it before the master starts;
- * it is kept apart from curve_start()'s arguments only until master.c
- * passes it there itself. */
-void curve_set_ctl_allow(const char *dir);
-
-/* Reads the key pair and both allow lists and binds the ZAP handler in
- * zctx. FO_EUSAGE (a bad key file or directory, or a key in both lists)
- * or FO_EIO, with err. */
+/* Reads the key pair and both allow lists (ctl_dir may be NULL: no
+ * operator keys) and binds the ZAP handler in zctx. FO_EUSAGE (a bad key
+ * file or directory, or a key in both lists) or FO_EIO, with err. */
 FO_WUR fo_err curve_start(curve *c, void *zctx, const char *secret_file,
-                          const char *allow_dir, char *err, size_t errlen);
+                          const char *allow_dir, const char *ctl_dir, char *err,
+                          size_t errlen);
+/* Keys for the workers this master spawns (--spawn-workers): makes a key
+ * pair, admits its public key as a worker's (for this run, whatever the
+ * allow lists say after a reload), and writes dir/worker.key (0600) and
+ * our public key as dir/master.pub; their paths go to key_path and
+ * server_pub (cap bytes each). FO_EIO with err when they cannot be
+ * written. */
+FO_WUR fo_err curve_spawn_keys(curve *c, const char *dir, char *key_path,
+                               char *server_pub, size_t cap, char *err,
+                               size_t errlen);
 /* Closes the ZAP socket and frees the list; safe when never started. */
 void curve_fini(curve *c);
 /* Makes sock a Curve server in the "fanout" ZAP domain. */

@@ -333,6 +333,7 @@ int main(int argc, char **argv)
     }
     c.curve_secret = opts_str(o, "curve-secret");
     c.curve_allow = opts_str(o, "curve-allow");
+    c.ctl_allow = opts_str(o, "ctl-allow");
     if (!c.curve_secret != !c.curve_allow) {
         fprintf(stderr, "fanout-master: %s needs %s too\n",
                 c.curve_secret ? "--curve-secret" : "--curve-allow",
@@ -344,7 +345,6 @@ int main(int argc, char **argv)
                         "--curve-allow: operator keys are Curve keys\n");
         goto out;
     }
-    curve_set_ctl_allow(opts_str(o, "ctl-allow"));
     if (check_bind(opts_str(o, "bind"), (int)opts_num(o, "insecure"),
                    c.curve_secret != NULL, err, sizeof err)) {
         fprintf(stderr, "fanout-master: %s: %s\n", opts_origin(o, "bind"), err);

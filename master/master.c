@@ -610,7 +610,18 @@ static fo_err spawn_workers(master *m, char *err, size_t errlen)
         whost = "127.0.0.1";
     const char *cp = strrchr(m->ctl_ep, ':');
     snprintf(ep, sizeof ep, "tcp://%s:%s", whost, cp + 1);
+    /* Under Curve, our own workers get a key pair made for this run and
+     * admitted for it, kept in --out (0700). */
+    char wkey[4200] = "", mpub[4200] = "";
+    if (m->cv.zap) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s/.spawned-keys", m->cfg->out);
+        if (curve_spawn_keys(&m->cv, dir, wkey, mpub, sizeof wkey, err, errlen))
+            return FO_EIO;
+    }
     spawn_cfg sc = {.endpoint = ep,
+                    .curve_secret = wkey[0] ? wkey : NULL,
+                    .curve_server_key = mpub[0] ? mpub : NULL,
                     .concurrency = m->cfg->worker_concurrency,
                     .log_level = m->cfg->log_level,
                     .log_format = m->cfg->log_format,
@@ -744,9 +755,10 @@ static fo_err open_all(master *m, char *err, size_t errlen)
         snprintf(m->host, sizeof m->host, "127.0.0.1");
     int64_t port = 0;
     util_parse_i64(colon + 1, 0, 65533, &port);
+    m->cv.workers_may_be_none = cfg->spawn_workers > 0;
     if (cfg->curve_secret &&
         (rc = curve_start(&m->cv, m->zctx, cfg->curve_secret, cfg->curve_allow,
-                          err, errlen)))
+                          cfg->ctl_allow, err, errlen)))
         return rc;
     if ((rc = bind_sockets(m, port, err, errlen)))
         return rc;

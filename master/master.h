@@ -55,6 +55,7 @@ typedef struct master_config {
     int64_t idle_grace_ms;            /* queues: empty this long = end */
     const char *curve_secret;         /* master key pair file, or NULL */
     const char *curve_allow;          /* directory of admitted .pub keys */
+    const char *ctl_allow;            /* operators' .pub keys, or NULL */
     const char *metrics;              /* HOST:PORT for /metrics, or NULL */
     const char *dashboard_token;      /* its POSTs' secret, or NULL */
     const char *metrics_textfile;     /* final metrics go here, or NULL */

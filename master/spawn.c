@@ -80,7 +80,7 @@ int spawn_start(spawn_set *s, size_t n, const spawn_cfg *cfg, char *err,
     char **names = spawn_env_names(cfg->headers, cfg->nheaders, &nnames);
     /* Built before fork: the child of a threaded process may only make
      * async-signal-safe calls. */
-    char **argv = xcalloc(12 + 2 * nnames, sizeof *argv);
+    char **argv = xcalloc(16 + 2 * nnames, sizeof *argv);
     size_t a = 0;
     argv[a++] = exe;
     argv[a++] = "--master";
@@ -92,6 +92,12 @@ int spawn_start(spawn_set *s, size_t n, const spawn_cfg *cfg, char *err,
     argv[a++] = "--log-format";
     argv[a++] = (char *)cfg->log_format;
     argv[a++] = "--once";
+    if (cfg->curve_secret) {
+        argv[a++] = "--curve-secret";
+        argv[a++] = (char *)cfg->curve_secret;
+        argv[a++] = "--curve-server-key";
+        argv[a++] = (char *)cfg->curve_server_key;
+    }
     for (size_t i = 0; i < nnames; i++) {
         argv[a++] = "--allow-env";
         argv[a++] = names[i];

@@ -30,14 +30,16 @@
 
 /* How to start the workers (strings borrowed for the call). */
 typedef struct spawn_cfg {
-    const char *endpoint;   /* the master's control endpoint */
-    int64_t concurrency;    /* their --concurrency */
-    const char *log_level;  /* their --log-level */
-    const char *log_format; /* their --log-format */
-    int json_log;           /* the master logs JSON: wrap worker lines
-                               that are not JSON */
-    char *const *headers;   /* the job's "K: V" headers */
-    size_t nheaders;        /* their count */
+    const char *endpoint;         /* the master's control endpoint */
+    int64_t concurrency;          /* their --concurrency */
+    const char *log_level;        /* their --log-level */
+    const char *log_format;       /* their --log-format */
+    int json_log;                 /* the master logs JSON: wrap worker lines
+                                     that are not JSON */
+    char *const *headers;         /* the job's "K: V" headers */
+    size_t nheaders;              /* their count */
+    const char *curve_secret;     /* their --curve-secret, or NULL */
+    const char *curve_server_key; /* their --curve-server-key, or NULL */
 } spawn_cfg;
 
 /* One worker. */

@@ -262,5 +262,28 @@ def test_worker_expands_only_allowed_env(env):
     assert secret not in w.text() and secret not in m.proc.text()
 
 
+def test_spawned_workers_get_keys_of_their_own(env):
+    """--spawn-workers under Curve: the master makes a key pair for its own
+    workers, admits it for this run and keeps it private in --out; the
+    allow list stays empty and the job completes."""
+    os.makedirs(env.path("keys"))
+    os.makedirs(env.path("allow"))
+    mkey, _ = keygen(env, "master")
+    s = env.server()
+    n = 60
+    items = env.write_items("items.jsonl", n)
+    out = env.path("out")
+    m = env.master("--input", items, "--out", out, "--url",
+                   s.base + "/x/{id}", "--curve-secret", mkey,
+                   "--curve-allow", env.path("allow"), "--spawn-workers", "2",
+                   wait=False)
+    assert m.proc.wait(60) == 0, m.proc.text()[-2000:]
+    h.assert_exactly_once(h.results(out),
+                          ["item-%d" % i for i in range(1, n + 1)])
+    wkey = os.path.join(out, ".spawned-keys", "worker.key")
+    assert stat.S_IMODE(os.stat(wkey).st_mode) == 0o600
+    assert "curve.denied" not in m.proc.text()
+
+
 if __name__ == "__main__":
     h.main(globals())

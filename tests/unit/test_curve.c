@@ -65,7 +65,6 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     zmq_ctx_term(f->zctx);
-    curve_set_ctl_allow(NULL);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
     assert_int_equal(system(cmd), 0);
@@ -108,8 +107,7 @@ static void each_key_gets_its_role(void **state)
     fixture *f = *state;
     curve c = {0};
     char err[1200] = "";
-    curve_set_ctl_allow(f->ctl);
-    if (curve_start(&c, f->zctx, f->secret, f->allow, err, sizeof err))
+    if (curve_start(&c, f->zctx, f->secret, f->allow, f->ctl, err, sizeof err))
         fail_msg("%s", err);
     assert_int_equal(c.nallowed, 1);
     assert_int_equal(c.noperators, 1);
@@ -134,8 +132,7 @@ static void without_ctl_allow_no_operator_is_admitted(void **state)
     fixture *f = *state;
     curve c = {0};
     char err[1200] = "";
-    curve_set_ctl_allow(NULL);
-    if (curve_start(&c, f->zctx, f->secret, f->allow, err, sizeof err))
+    if (curve_start(&c, f->zctx, f->secret, f->allow, NULL, err, sizeof err))
         fail_msg("%s", err);
     char status[4], user[64];
     zap_ask(&c, f->zctx, f->op.public_key, status, user, sizeof user);
@@ -152,9 +149,8 @@ static void a_key_with_two_roles_is_refused(void **state)
     assert_int_equal(link(src, dst), 0);
     curve c = {0};
     char err[1200] = "";
-    curve_set_ctl_allow(f->ctl);
     assert_int_equal(
-        curve_start(&c, f->zctx, f->secret, f->allow, err, sizeof err),
+        curve_start(&c, f->zctx, f->secret, f->allow, f->ctl, err, sizeof err),
         FO_EUSAGE);
     assert_non_null(strstr(err, "w1.pub in --curve-allow"));
     assert_non_null(strstr(err, "w1-too.pub in --ctl-allow"));
@@ -168,8 +164,7 @@ static void reload_with_two_roles_keeps_the_old_lists(void **state)
     fixture *f = *state;
     curve c = {0};
     char err[1200] = "";
-    curve_set_ctl_allow(f->ctl);
-    if (curve_start(&c, f->zctx, f->secret, f->allow, err, sizeof err))
+    if (curve_start(&c, f->zctx, f->secret, f->allow, f->ctl, err, sizeof err))
         fail_msg("%s", err);
     char src[160], dst[160];
     snprintf(src, sizeof src, "%s/alice.pub", f->ctl);
