@@ -17,6 +17,7 @@
 
 #include "error.h"
 #include "retry.h"
+#include "transform.h"
 
 /* Visible only so it can be embedded in the worker's state. */
 typedef struct job {
@@ -31,14 +32,15 @@ typedef struct job {
     int64_t lease_ns;        /* master silence before re-hello */
     int rate_limited;        /* tokens carry times that matter */
     int64_t slack_ns;        /* lateness after which a token is dropped */
+    transform xf;            /* --keep, --drop-response, --ok-when */
 } job;
 
 /* Parses the JOB's JSON text into *j, which the caller later frees with
  * job_fini(). On error *j is left empty (job_fini() is still safe) and err
  * names the problem without ever quoting a header's value (it may be a
  * secret). Returns FO_OK; FO_EPROTO when the text is not a JSON object or
- * its ports or retry policy are unusable; FO_EINVAL when a header refers
- * to an environment variable that is not set here. */
+ * its ports, retry policy or response settings are unusable; FO_EINVAL when a
+ * header refers to an environment variable that is not set here. */
 FO_WUR fo_err job_parse(const char *text, job *j, char *err, size_t errlen);
 
 /* Frees what *j owns and zeroes it; safe on a zeroed job and twice. */

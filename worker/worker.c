@@ -26,6 +26,7 @@
 #include "outbox.h"
 #include "proto.h"
 #include "retry.h"
+#include "transform.h"
 #include "util.h"
 #include "witems.h"
 #include "wlink.h"
@@ -204,6 +205,7 @@ static void fail_item(wstate *w, witem *it, const http_response *r,
             body_len = 0;
         }
         break;
+    case RETRY_FAIL_REJECTED:
     case RETRY_FAIL_STATUS:
     case RETRY_FAIL_NONE:
     default:
@@ -226,8 +228,17 @@ static void on_http_done(void *ctx, const http_response *r)
     it->last_http = (uint32_t)r->status;
     int answered = r->outcome == HTTP_OUT_OK;
     int no_route = http_outcome_unreachable(r->outcome);
+    /* The job's --keep/--drop-response/--ok-when, here on the worker so
+     * that only what is kept crosses the network. */
+    transform_result tr;
+    transform_apply(&w->job.xf, r->body, r->body_len,
+                    answered && r->status >= 200 && r->status < 300, &tr);
+    http_response kept = *r;
+    kept.body = tr.body;
+    kept.body_len = tr.body_len;
     retry_input in = {
         .answered = answered,
+        .rejected = !tr.passed,
         .status = r->status,
         .too_large = r->outcome == HTTP_OUT_TOO_LARGE,
         .unreachable = no_route,
@@ -258,17 +269,19 @@ static void on_http_done(void *ctx, const http_response *r)
         witem_set_error(it, "HTTP %ld (throttled %u times)", r->status,
                         it->throttled);
     } else if (d.verdict != RETRY_DONE && d.reason != RETRY_FAIL_TOO_LARGE) {
-        if (answered)
+        if (!tr.passed)
+            witem_set_error(it, "%s", tr.why);
+        else if (answered)
             witem_set_error(it, "HTTP %ld", r->status);
         else
             witem_set_error(it, "%s", r->error);
     }
     switch (d.verdict) {
     case RETRY_DONE:
-        finish_item(w, it, 1, NULL, r->body, r->body_len, r->latency_ms);
+        finish_item(w, it, 1, NULL, kept.body, kept.body_len, r->latency_ms);
         break;
     case RETRY_FAIL:
-        fail_item(w, it, r, &d);
+        fail_item(w, it, &kept, &d);
         break;
     case RETRY_OUTAGE:
         outage_waiting(&w->api, r->error, clock_now_ns());
@@ -280,6 +293,7 @@ static void on_http_done(void *ctx, const http_response *r)
         schedule_retry(w, it, d.delay_ms);
         break;
     }
+    transform_result_fini(&tr);
 }
 
 static void start_call(wstate *w, witem *it)
