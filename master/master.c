@@ -483,6 +483,7 @@ static fo_err open_out(master *m, char *err, size_t errlen)
     }
     batches_init(&m->bt, idem_seed, 0);
     commit_init(&m->cm, m->st, cfg->out, m->run_start_ns);
+    commit_set_batches(&m->cm, cfg->batches);
     return FO_OK;
 }
 
