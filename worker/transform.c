@@ -97,8 +97,9 @@ void transform_apply(const transform *t, const char *body, size_t len,
         explain(t, doc, r);
     }
     if (t->drop || (t->nkeep && !doc)) {
-        /* --drop-response, or --keep of a response that is not JSON. */
-        r->dropped_bytes = len;
+        /* --drop-response stores nothing; --keep of a response that is
+         * not JSON stores its size. */
+        r->dropped_bytes = t->drop ? 0 : len;
         r->body = NULL;
         r->body_len = 0;
     } else if (t->nkeep) {

@@ -13,7 +13,8 @@
  * RESULT.
  *
  * A response that is not JSON is kept as it is only when no --keep is
- * given; with --keep it is dropped and its size reported instead.
+ * given; with --keep it is dropped and its size reported instead (the
+ * record's response_bytes). --drop-response reports nothing.
  */
 #ifndef FANOUT_TRANSFORM_H
 #define FANOUT_TRANSFORM_H
@@ -40,7 +41,7 @@ typedef struct transform_result {
     int passed;           /* 1: no --ok-when, or the body satisfies it */
     const char *body;     /* what to store: the input body, owned, or NULL */
     size_t body_len;      /* its length */
-    size_t dropped_bytes; /* bytes of a response left out entirely */
+    size_t dropped_bytes; /* --keep: size of a body left out (not JSON) */
     char *owned;          /* body when it was built here (freed by fini) */
     char why[300];        /* when !passed: what the check saw */
 } transform_result;

@@ -103,7 +103,8 @@ static void flush_outbox(wstate *w)
 }
 
 static void finish_item(wstate *w, witem *it, int ok, const char *error,
-                        const char *body, size_t body_len, int64_t latency_ms)
+                        const char *body, size_t body_len, int64_t latency_ms,
+                        size_t dropped_bytes)
 {
     proto_msg m = {.type = PROTO_RESULT, .epoch = w->epoch};
     m.u.result.ref = it->ref;
@@ -121,6 +122,7 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
     m.u.result.idem_key = it->idem;
     m.u.result.started_us = (uint64_t)it->started_us;
     m.u.result.finished_us = (uint64_t)clock_wall_us();
+    m.u.result.dropped_len = dropped_bytes;
     fo_buf frame;
     buf_init(&frame, PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
     if (proto_encode(&m, &frame) != FO_OK) {
@@ -178,7 +180,7 @@ static void report_rateinfo(wstate *w, const ratelimit_info *ri)
 
 /* Reports an item that will not be retried, worded by the reason. */
 static void fail_item(wstate *w, witem *it, const http_response *r,
-                      const retry_decision *d)
+                      const retry_decision *d, size_t dropped_bytes)
 {
     char msg[1200];
     const char *body = r->body;
@@ -212,7 +214,8 @@ static void fail_item(wstate *w, witem *it, const http_response *r,
         snprintf(msg, sizeof msg, "%s", it->last_error);
         break;
     }
-    finish_item(w, it, 0, msg, body, body_len, r->latency_ms);
+    finish_item(w, it, 0, msg, body, body_len, r->latency_ms,
+                body == r->body ? dropped_bytes : 0);
 }
 
 /* A call finished: ask retry_decide() what it means and act on it. */
@@ -278,10 +281,11 @@ static void on_http_done(void *ctx, const http_response *r)
     }
     switch (d.verdict) {
     case RETRY_DONE:
-        finish_item(w, it, 1, NULL, kept.body, kept.body_len, r->latency_ms);
+        finish_item(w, it, 1, NULL, kept.body, kept.body_len, r->latency_ms,
+                    tr.dropped_bytes);
         break;
     case RETRY_FAIL:
-        fail_item(w, it, &kept, &d);
+        fail_item(w, it, &kept, &d, tr.dropped_bytes);
         break;
     case RETRY_OUTAGE:
         outage_waiting(&w->api, r->error, clock_now_ns());
@@ -329,7 +333,7 @@ static void start_call(wstate *w, witem *it)
         wtokens_release(&w->tok, 1);
         witem_set_error(it, "could not start the request for %s: %s", it->url,
                         fo_strerror(rc));
-        finish_item(w, it, 0, it->last_error, NULL, 0, 0);
+        finish_item(w, it, 0, it->last_error, NULL, 0, 0, 0);
     }
 }
 

@@ -17,6 +17,10 @@ def routed_items(env, n, route_of, name="items.jsonl"):
         {"id": "item-%d" % i, "route": route_of(i)}))
 
 
+# Jobs here are small: one --once worker each (run_job's default), since a
+# second could join after the job ended and wait for ever.
+
+
 def ids(n):
     return ["item-%d" % i for i in range(1, n + 1)]
 
@@ -29,7 +33,7 @@ def test_keep_stores_exactly_the_chosen_parts(env):
                             "--url", s.base + "/json/{id}",
                             "--keep", "data.state", "--keep", "/data/tags/1",
                             "--keep", "id", "--keep", "data.absent",
-                            "--keep", "/data/tags/7", workers=2)
+                            "--keep", "/data/tags/7")
     assert status == 0, status
     recs = h.results(out)
     h.assert_exactly_once(recs, ids(n))
@@ -51,6 +55,8 @@ def test_keep_drops_a_response_that_is_not_json(env):
     assert status == 0, status
     for r in h.results(out):
         assert r["status"] == "ok" and "response" not in r, r
+        # Dropped, and counted: "hello item-N".
+        assert r["response_bytes"] == len("hello " + r["id"]), r
     # Without --keep the text is kept as it is.
     status, out = h.run_job(env, "--input", items,
                             "--url", s.base + "/text/{id}",
@@ -66,7 +72,7 @@ def test_drop_response_stores_none(env):
     items = env.write_items("items.jsonl", n)
     status, out = h.run_job(env, "--input", items,
                             "--url", s.base + "/json/{id}",
-                            "--drop-response", workers=2)
+                            "--drop-response")
     assert status == 0, status
     recs = h.results(out)
     h.assert_exactly_once(recs, ids(n))
@@ -83,7 +89,7 @@ def test_ok_when_turns_a_200_saying_error_into_failed(env):
     status, out = h.run_job(env, "--input", items,
                             "--url", s.base + "/{route}/{id}",
                             "--ok-when", "status!=error",
-                            "--max-attempts", "4", workers=2, expect=1)
+                            "--max-attempts", "4", expect=1)
     assert status == 1, status
     recs = {r["id"]: r for r in h.results(out)}
     assert sorted(recs) == sorted(ids(n))
@@ -125,7 +131,7 @@ def test_ok_when_retry_retries_until_the_answer_changes(env):
                             "--url", s.base + "/json-flip/2/{id}",
                             "--ok-when", "status == ok", "--ok-when-retry",
                             "--max-attempts", "5", "--backoff-base", "20",
-                            "--backoff-max", "100", workers=2)
+                            "--backoff-max", "100")
     assert status == 0, status
     recs = h.results(out)
     h.assert_exactly_once(recs, ids(n))
@@ -201,8 +207,7 @@ def test_batches_writes_one_line_per_batch_with_its_map(env):
     status, out = h.run_job(env, "--input", items,
                             "--url", s.base + "/{route}/{id}",
                             "--ok-when", "status!=error", "--batch-size",
-                            str(size), "--batches", bfile, workers=2,
-                            expect=1)
+                            str(size), "--batches", bfile, expect=1)
     assert status == 1, status
     recs = h.results(out)
     got = batch_lines(bfile)
