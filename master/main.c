@@ -111,8 +111,8 @@ static const opt_def master_opts[] = {
     {"ok-when-retry", OPT_FLAG, "false", 0, 1, NULL,
      "retry a 2xx that fails --ok-when (with backoff, counted) instead of "
      "failing it"},
-    {"batches", OPT_STRING, NULL, 0, 0, "FILE",
-     "write one line per completed batch to FILE ('out': "
+    {"batches", OPT_STRING, NULL, 0, 0, "[FILE]",
+     "write one line per completed batch to FILE (alone, or 'out': "
      "--out/batches.jsonl)"},
 };
 
@@ -185,13 +185,31 @@ static int run(const master_config *c)
     return status;
 }
 
+/* "--batches" with no value (last, or before another option) means
+ * "--batches=out": the options table has no optional values, and would
+ * take the next option as the file. Returns a copy of argv to parse (the
+ * strings are borrowed; the caller frees the array). */
+static char **batches_default(int argc, char **argv)
+{
+    char **args = xcalloc((size_t)argc + 1, sizeof *args);
+    static char batches_out[] = "--batches=out";
+    for (int i = 0; i < argc; i++) {
+        int bare = i > 0 && !strcmp(argv[i], "--batches") &&
+                   (i + 1 == argc || argv[i + 1][0] == '-');
+        args[i] = bare ? batches_out : argv[i];
+    }
+    return args;
+}
+
 int main(int argc, char **argv)
 {
     char err[1024] = "";
     int status;
+    char **args = batches_default(argc, argv);
     opts *o = opts_parse(
-        master_opts, sizeof master_opts / sizeof master_opts[0], argc, argv,
+        master_opts, sizeof master_opts / sizeof master_opts[0], argc, args,
         usage, "fanout-master " FANOUT_VERSION, &status, err, sizeof err);
+    free(args);
     int rc = EXIT_USAGE;
     master_config c;
     char batches_path[4200];

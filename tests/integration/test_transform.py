@@ -228,6 +228,23 @@ def test_batches_writes_one_line_per_batch_with_its_map(env):
     assert not os.path.exists(os.path.join(out, "batches.jsonl"))
 
 
+def test_batches_alone_writes_into_out(env):
+    s = env.server()
+    items = env.write_items("items.jsonl", 7)
+    # Bare --batches, before another option and last: --out/batches.jsonl.
+    for k, flags in enumerate([["--batches", "--batch-size", "3"],
+                               ["--batch-size", "3", "--batches"],
+                               ["--batch-size", "3", "--batches", "out"]]):
+        status, out = h.run_job(env, "--input", items,
+                                "--url", s.base + "/json/{id}", *flags,
+                                out=env.path("out%d" % k), name="m%d" % k)
+        assert status == 0, (flags, status)
+        got = batch_lines(os.path.join(out, "batches.jsonl"))
+        assert [b["batch"] for b in got] == [0, 1, 2], (flags, got)
+        assert got[2] == {"batch": 2, "first_line": 7, "last_line": 7,
+                          "items": {"item-7": "ok"}}, got
+
+
 def test_batches_exactly_once_after_kill_9(env):
     s = env.server("--rate", "400/s")
     n, size = 1200, 10
