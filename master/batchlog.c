@@ -19,9 +19,13 @@
 
 /* An earlier life's record: what the map needs of it. */
 typedef struct batchlog_prev {
-    size_t slot;    /* its id: prev_ids[slot] */
-    uint8_t status; /* item_status */
+    size_t slot;     /* its id: prev_ids[slot] */
+    uint8_t status;  /* item_status */
+    uint8_t written; /* a queue message already in a written line */
 } batchlog_prev;
+
+/* Not an item_status: an item whose record could not be found. */
+#define STATUS_UNKNOWN (-1)
 
 void batchlog_init(batchlog *bl, const char *path)
 {
@@ -29,6 +33,7 @@ void batchlog_init(batchlog *bl, const char *path)
     bl->fd = -1;
     bl->path = path ? xstrdup(path) : NULL;
     bl->scan_from = -1;
+    bl->min_batch = UINT64_MAX;
     hmap_init(&bl->status, sizeof(uint8_t));
     hmap_init(&bl->earlier, sizeof(batchlog_prev));
     hmap_init(&bl->first_off, sizeof(int64_t));
@@ -125,7 +130,11 @@ void batchlog_remember(batchlog *bl, const json_t *rec)
     bl->prev_ids =
         xrealloc(bl->prev_ids, (bl->nprev + 1) * sizeof *bl->prev_ids);
     bl->prev_ids[bl->nprev] = xstrdup(id);
-    batchlog_prev p = {bl->nprev++, (uint8_t)s};
+    batchlog_prev p = {bl->nprev++, (uint8_t)s, 0};
+    json_t *bj = json_object_get(rec, "batch");
+    if (mid && json_is_integer(bj) &&
+        (uint64_t)json_integer_value(bj) < bl->min_batch)
+        bl->min_batch = (uint64_t)json_integer_value(bj);
     hmap_put(&bl->earlier, k, kl, &p);
 }
 
@@ -170,16 +179,63 @@ void batchlog_note_offset(batchlog *bl, uint64_t no, int64_t off)
     hmap_put(&bl->first_off, (const char *)&no, sizeof no, &off);
 }
 
+/* Finds the id and status of item i of mb, and forgets them. Returns 0
+ * to list the item, 1 to leave it out (a queue message that came back
+ * after an earlier life wrote it in a batch's line: its record is before
+ * the scan, or a line read back lists it). */
+static int take_item(batchlog *bl, const mbatch *mb, uint32_t i, int queue,
+                     char **id, int *st)
+{
+    const mitem *it = &mb->items[i];
+    char k[600];
+    size_t kl = ref_key(k, mb->no, i);
+    const uint8_t *s = hmap_get(&bl->status, k, kl);
+    if (s) {
+        *id = xstrdup(it->key ? it->key : "");
+        *st = *s;
+        hmap_del(&bl->status, k, kl);
+        return 0;
+    }
+    /* Recorded by an earlier life of the master. */
+    kl = earlier_key(k, sizeof k, queue ? it->msg_id : NULL, it->line_no);
+    batchlog_prev *p = hmap_get(&bl->earlier, k, kl);
+    if (!p && queue) {
+        /* A message recorded before batches_scan: its batch was complete
+         * then, so an earlier line lists it; it came back only because
+         * its acknowledgement did not reach the queue. */
+        *id = NULL;
+        return 1;
+    }
+    if (!p) {
+        bl->n_unknown++;
+        LOG_WARN("batches.unknown_item",
+                 "batch %" PRIu64 " item %u (%.80s): its record was not "
+                 "found; written as unknown",
+                 mb->no, i, it->key ? it->key : "?");
+        *id = xstrdup(it->key ? it->key : "");
+        *st = STATUS_UNKNOWN;
+        return 0;
+    }
+    int omit = p->written;
+    *id = bl->prev_ids[p->slot];
+    bl->prev_ids[p->slot] = NULL;
+    *st = p->status;
+    hmap_del(&bl->earlier, k, kl);
+    if (!hmap_len(&bl->earlier)) {
+        /* All used: the array goes too. */
+        FO_FREE(&bl->prev_ids);
+        bl->nprev = 0;
+    }
+    return omit;
+}
+
 void batchlog_add_batch(batchlog *bl, const mbatch *mb, int queue)
 {
     json_t *o = json_object();
     json_object_set_new(o, "batch", json_integer((json_int_t)mb->no));
+    json_t *msgs = queue ? json_array() : NULL;
     if (queue) {
-        json_t *ids = json_array();
-        for (uint32_t i = 0; i < mb->n; i++)
-            if (mb->items[i].msg_id)
-                json_array_append_new(ids, json_string(mb->items[i].msg_id));
-        json_object_set_new(o, "messages", ids);
+        json_object_set_new(o, "messages", msgs);
     } else if (mb->n) {
         json_object_set_new(o, "first_line",
                             json_integer(mb->items[0].line_no));
@@ -188,38 +244,17 @@ void batchlog_add_batch(batchlog *bl, const mbatch *mb, int queue)
     }
     json_t *items = json_object();
     for (uint32_t i = 0; i < mb->n; i++) {
-        const mitem *it = &mb->items[i];
-        char k[600];
-        size_t kl = ref_key(k, mb->no, i);
-        const uint8_t *s = hmap_get(&bl->status, k, kl);
-        if (s) {
-            json_object_set_new(items, it->key ? it->key : "",
-                                json_string(item_status_name(*s)));
-            hmap_del(&bl->status, k, kl);
-            continue;
+        char *id;
+        int st;
+        if (take_item(bl, mb, i, queue, &id, &st) == 0) {
+            const char *name = st == STATUS_UNKNOWN
+                                   ? "unknown"
+                                   : item_status_name((item_status)st);
+            json_object_set_new(items, id, json_string(name));
+            if (msgs && mb->items[i].msg_id)
+                json_array_append_new(msgs, json_string(mb->items[i].msg_id));
         }
-        /* Recorded by an earlier life of the master. */
-        kl = earlier_key(k, sizeof k, queue ? it->msg_id : NULL, it->line_no);
-        batchlog_prev *p = hmap_get(&bl->earlier, k, kl);
-        if (p) {
-            json_object_set_new(items, bl->prev_ids[p->slot],
-                                json_string(item_status_name(p->status)));
-            FO_FREE(&bl->prev_ids[p->slot]);
-            hmap_del(&bl->earlier, k, kl);
-            if (!hmap_len(&bl->earlier)) {
-                /* All used: the array goes too. */
-                FO_FREE(&bl->prev_ids);
-                bl->nprev = 0;
-            }
-            continue;
-        }
-        bl->n_unknown++;
-        LOG_WARN("batches.unknown_item",
-                 "batch %" PRIu64 " item %u (%.80s): its record was not "
-                 "found; written as unknown",
-                 mb->no, i, it->key ? it->key : "?");
-        json_object_set_new(items, it->key ? it->key : "",
-                            json_string("unknown"));
+        free(id);
     }
     json_object_set_new(o, "items", items);
     hmap_del(&bl->first_off, (const char *)&mb->no, sizeof mb->no);
@@ -227,9 +262,77 @@ void batchlog_add_batch(batchlog *bl, const mbatch *mb, int queue)
     char *line = record_json_line(o, JSON_COMPACT | JSON_PRESERVE_ORDER, &len);
     json_decref(o);
     if (buf_append(&bl->wbuf, line, len) != FO_OK)
-        /* Two GiB of lines in one commit: the write reports it. */
-        bl->wbuf.len = bl->wbuf.max + 1;
+        bl->overflow = 1; /* two GiB of lines in one commit */
     free(line);
+}
+
+/* Marks the remembered messages listed in one line of the file; returns 1
+ * when the line's batch is below every remembered record's (stop). */
+static int mark_line(batchlog *bl, const char *line, size_t len)
+{
+    json_t *o = json_loadb(line, len, 0, NULL);
+    json_t *bj = json_object_get(o, "batch");
+    int stop =
+        json_is_integer(bj) && (uint64_t)json_integer_value(bj) < bl->min_batch;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(o, "messages"), i, m)
+    {
+        const char *id = json_string_value(m);
+        char k[600];
+        size_t kl = id ? earlier_key(k, sizeof k, id, 0) : 0;
+        batchlog_prev *p = kl ? hmap_get(&bl->earlier, k, kl) : NULL;
+        if (p)
+            p->written = 1;
+    }
+    json_decref(o);
+    return stop;
+}
+
+fo_err batchlog_mark_written(batchlog *bl, int64_t size, char *err,
+                             size_t errlen)
+{
+    if (!hmap_len(&bl->earlier) || bl->min_batch == UINT64_MAX)
+        return FO_OK;
+    /* Lines are in batch order: read back from the end until a batch
+     * below every remembered record's. tail holds [pos, pos + tlen) of
+     * the file, whose lines from the first whole one on are still to do. */
+    char *tail = NULL;
+    size_t tlen = 0;
+    int64_t pos = size;
+    fo_err rc = FO_OK;
+    int stop = 0;
+    while (!stop && pos > 0) {
+        size_t chunk = pos > 65536 ? 65536 : (size_t)pos;
+        pos -= (int64_t)chunk;
+        char *nb = xmalloc(chunk + tlen);
+        if (pread(bl->fd, nb, chunk, (off_t)pos) != (ssize_t)chunk) {
+            snprintf(err, errlen, "reading %s: %s", bl->path, strerror(errno));
+            free(nb);
+            rc = FO_EIO;
+            break;
+        }
+        if (tlen)
+            memcpy(nb + chunk, tail, tlen);
+        free(tail);
+        tail = nb;
+        tlen += chunk;
+        /* Whole lines end at end; one starts after a newline, or at the
+         * file's start. */
+        size_t end = tlen;
+        while (end > 0 && !stop) {
+            size_t nl = end - 1; /* the line's own newline */
+            while (nl > 0 && tail[nl - 1] != '\n')
+                nl--;
+            if (nl == 0 && pos > 0)
+                break; /* its start is in the next chunk back */
+            stop = mark_line(bl, tail + nl, end - 1 - nl);
+            end = nl;
+        }
+        tlen = end;
+    }
+    free(tail);
+    return rc;
 }
 
 static void min_first(const batchlog *bl, const mbatch *mb, int64_t *min)
@@ -255,7 +358,7 @@ int64_t batchlog_scan_from(const batchlog *bl, const batches *b, size_t popped,
 
 fo_err batchlog_write(batchlog *bl, int64_t *size, char *err, size_t errlen)
 {
-    if (bl->wbuf.len > bl->wbuf.max) {
+    if (bl->overflow) {
         snprintf(err, errlen, "%s: one commit's lines are over %zu bytes",
                  bl->path, bl->wbuf.max);
         return FO_EIO;

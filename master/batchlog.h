@@ -45,7 +45,9 @@ typedef struct batchlog {
     size_t nprev;       /* slots in prev_ids */
     hmap first_off;     /* batch -> results.jsonl offset of its 1st record */
     int64_t scan_from;  /* offset the earlier records start at, or -1 */
+    uint64_t min_batch; /* lowest batch of a remembered queue record */
     uint64_t n_unknown; /* items written as "unknown" (should stay 0) */
+    int overflow;       /* the pending lines went over wbuf's cap */
     fo_buf wbuf;        /* what one group commit writes */
 } batchlog;
 
@@ -67,6 +69,13 @@ void batchlog_remember(batchlog *bl, const json_t *rec);
 /* The queue confirmed msg_id's acknowledgement: its earlier record, if
  * remembered, is not needed (its message will not come back). */
 void batchlog_forget(batchlog *bl, const char *msg_id);
+/* Queue: marks the remembered messages that a line of the file (size
+ * bytes, committed) already lists, so the batch they come back in leaves
+ * them out: a message acknowledged too late is delivered again after its
+ * batch's line was written. Reads back from the end only as far as the
+ * lowest batch remembered. FO_OK or FO_EIO with err. */
+FO_WUR fo_err batchlog_mark_written(batchlog *bl, int64_t size, char *err,
+                                    size_t errlen);
 /* Earlier records start at off in results.jsonl (or -1: none remembered),
  * which bounds the next scan while they are in use. */
 void batchlog_set_scan_from(batchlog *bl, int64_t off);

@@ -338,7 +338,9 @@ fo_err commit_open_results(commit *c, int queue, int redrive, size_t line_cap,
     if (repaired)
         return FO_OK; /* the repair's scan remembered every record */
     batchlog_set_scan_from(&c->bl, c->state.batches_scan);
-    return scan_earlier(c, line_cap, err, errlen);
+    if ((rc = scan_earlier(c, line_cap, err, errlen)))
+        return rc;
+    return queue ? batchlog_mark_written(&c->bl, good, err, errlen) : FO_OK;
 }
 
 /* ---- the commit buffer ---------------------------------------------- */

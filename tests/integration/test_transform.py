@@ -9,6 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
+import queuelib as ql  # noqa: E402
 
 
 def routed_items(env, n, route_of, name="items.jsonl"):
@@ -256,8 +257,10 @@ def test_batches_exactly_once_after_kill_9(env):
                for _ in range(2)]
     bpath = os.path.join(job.out, "batches.jsonl")
     runs = []
-    for k, mark in enumerate((n * 0.2, n * 0.45, n * 0.7)):
-        job.wait_results(int(mark), 120)
+    # Marks off the batch boundaries, so a kill cuts a batch whose first
+    # records are committed (records commit nearly in order).
+    for k, mark in enumerate((243, 547, 845)):
+        job.wait_results(mark, 120)
         job.master.signal(signal.SIGKILL)
         job.master.wait(10)
         if k == 0:
@@ -296,6 +299,55 @@ def test_batches_exactly_once_after_kill_9(env):
     assert "batches.resumed" in logs, logs[-3000:]
     h.report("--batches across 3 kill -9 of the master: %d lines, each "
              "batch once, %d items in the maps" % (len(got), len(seen)))
+
+
+def test_batches_on_a_queue_list_each_message_once_across_a_kill(env):
+    """Redis stops answering, so acknowledgements hang while batches
+    complete and get their lines; then the master is killed. The entries
+    come back to the restarted master, recorded: the batch they land in
+    must not list again those an earlier line lists, and the entries of
+    batches the kill cut must be listed once."""
+    n, size = 200, 10
+    r = ql.Redis(env)
+    s = env.server()
+    ids = ["u-%d" % i for i in range(1, n + 1)]
+    mids = r.xadd_many("jobs", [{"id": i} for i in ids])
+    job = ql.QueueJob(env, r.url("jobs"), s, "--idle-grace", "1s",
+                      "--rate", "100/s", "--spawn-workers", "1",
+                      "--batch-size", str(size), "--batches",
+                      "--log-level", "debug", url_path="/json/{id}")
+    job.start()
+    job.wait_results(20, 60)
+    r.proc.signal(signal.SIGSTOP)
+    try:
+        job.wait_results(60, 60)
+        job.master.signal(signal.SIGKILL)
+        job.master.wait(10)
+    finally:
+        r.proc.signal(signal.SIGCONT)
+    first = batch_lines(os.path.join(job.out, "batches.jsonl"))
+    job.start()
+    assert job.finish(90) == 0, job.master.text()[-3000:]
+    assert "source.redelivered" in job.master.text()
+    h.assert_exactly_once(h.results(job.out), ids)
+    got = batch_lines(os.path.join(job.out, "batches.jsonl"))
+    assert got[:len(first)] == first
+    nums = [b["batch"] for b in got]
+    assert len(set(nums)) == len(nums) and nums == sorted(nums), nums
+    seen, msgs = {}, {}
+    for b in got:
+        assert len(b["messages"]) == len(b["items"]), b
+        for k, v in b["items"].items():
+            assert v == "ok", b
+            seen[k] = seen.get(k, 0) + 1
+        for m in b["messages"]:
+            msgs[m] = msgs.get(m, 0) + 1
+    assert sorted(seen) == sorted(ids), sorted(set(ids) - set(seen))[:10]
+    assert set(seen.values()) == {1}, [k for k, v in seen.items() if v > 1]
+    assert sorted(msgs) == sorted(mids) and set(msgs.values()) == {1}
+    h.report("--batches on a redis stream, kill -9 with acknowledgements "
+             "hanging: %d lines before the kill, %d in all, each entry "
+             "listed once" % (len(first), len(got)))
 
 
 if __name__ == "__main__":
