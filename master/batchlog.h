@@ -18,7 +18,12 @@
  * only; their ids and statuses come from a scan of results.jsonl on open,
  * from store_state.batches_scan: the offset of the oldest record of a
  * batch still open, kept with every commit, so the scan is O(records of
- * open batches), not O(results). After a repair of results.jsonl (or
+ * open batches), not O(results). A queue message that comes back after
+ * its record was committed (its acknowledgement was lost) is listed only
+ * if no line lists it yet: a record before batches_scan belongs to a batch
+ * whose line was written, and the lines from the lowest batch of the
+ * records read back are checked (batchlog_mark_written). After a repair
+ * of results.jsonl (or
  * --redrive), the job starts over from the first line, and so does this
  * file: it is emptied, and the scan covers every record kept.
  */
