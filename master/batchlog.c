@@ -62,7 +62,8 @@ int batchlog_on(const batchlog *bl)
     return bl->path != NULL;
 }
 
-fo_err batchlog_open(batchlog *bl, int64_t *good, char *err, size_t errlen)
+fo_err batchlog_open(batchlog *bl, int64_t *good, int restart, char *err,
+                     size_t errlen)
 {
     bl->fd = open(bl->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (bl->fd < 0) {
@@ -83,11 +84,17 @@ fo_err batchlog_open(batchlog *bl, int64_t *good, char *err, size_t errlen)
                  bl->path, (long long)sb.st_size, (long long)*good);
         *good = sb.st_size;
     } else if (sb.st_size > *good) {
-        LOG_WARN("batches.repaired",
-                 "%s: cut %lld bytes written after the last commit (a "
-                 "crash mid-write); those batches get their line when they "
-                 "complete",
-                 bl->path, (long long)(sb.st_size - *good));
+        if (restart)
+            LOG_INFO("batches.restarted",
+                     "%s starts over, as the job does from its first line "
+                     "(results.jsonl was repaired or redriven)",
+                     bl->path);
+        else
+            LOG_WARN("batches.repaired",
+                     "%s: cut %lld bytes written after the last commit (a "
+                     "crash mid-write); those batches get their line when they "
+                     "complete",
+                     bl->path, (long long)(sb.st_size - *good));
         if (ftruncate(bl->fd, *good) != 0 || fsync(bl->fd) != 0) {
             snprintf(err, errlen, "%s: truncate: %s", bl->path,
                      strerror(errno));

@@ -65,9 +65,11 @@ int batchlog_on(const batchlog *bl);
 
 /* Opens the file and cuts it to good bytes (the committed size). When the
  * file is shorter than that (cut outside fanout) it warns and *good
- * becomes the file's size. FO_OK, or FO_EUSAGE / FO_EIO with err. */
-FO_WUR fo_err batchlog_open(batchlog *bl, int64_t *good, char *err,
-                            size_t errlen);
+ * becomes the file's size. restart: the job starts over from its first
+ * line (a repair or --redrive; good is 0), said as such. FO_OK, or
+ * FO_EUSAGE / FO_EIO with err. */
+FO_WUR fo_err batchlog_open(batchlog *bl, int64_t *good, int restart,
+                            char *err, size_t errlen);
 /* Learns an earlier life's record (a parsed results.jsonl line) whose
  * batch may still complete in this life. Borrows rec. */
 void batchlog_remember(batchlog *bl, const json_t *rec);

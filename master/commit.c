@@ -332,7 +332,7 @@ fo_err commit_open_results(commit *c, int queue, int redrive, size_t line_cap,
     if (rc || !batchlog_on(&c->bl))
         return rc;
     int64_t good = c->state.batches_size;
-    if ((rc = batchlog_open(&c->bl, &good, err, errlen)))
+    if ((rc = batchlog_open(&c->bl, &good, repaired, err, errlen)))
         return rc;
     c->state.batches_size = good;
     if (repaired)

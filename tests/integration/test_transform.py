@@ -246,6 +246,33 @@ def test_batches_alone_writes_into_out(env):
                           "items": {"item-7": "ok"}}, got
 
 
+def test_batches_start_over_with_redrive(env):
+    s = env.server()
+    n, size = 12, 4
+    # Every third item's path says error once, then ok (/json/1/ID is
+    # always ok).
+    items = routed_items(env, n, lambda i: "json-flip" if i % 3 == 0
+                         else "json")
+    args = ["--input", items, "--url", s.base + "/{route}/1/{id}",
+            "--ok-when", "status==ok", "--batch-size", str(size),
+            "--batches", "--max-attempts", "1"]
+    status, out = h.run_job(env, *args, expect=1)
+    assert status == 1, status
+    bpath = os.path.join(out, "batches.jsonl")
+    got = batch_lines(bpath)
+    assert len(got) == 3 and got[0]["items"]["item-3"] == "failed", got
+    # --redrive runs the failed items again from the first line: the batch
+    # file starts over, and each batch's line says what its items are now.
+    status, out = h.run_job(env, *(args + ["--redrive"]), name="redrive")
+    assert status == 0, status
+    got = batch_lines(bpath)
+    assert [b["batch"] for b in got] == [0, 1, 2], got
+    for b in got:
+        assert len(b["items"]) == size, b
+        assert set(b["items"].values()) == {"ok"}, b
+    h.assert_exactly_once(h.results(out), ids(n))
+
+
 def test_batches_exactly_once_after_kill_9(env):
     s = env.server("--rate", "400/s")
     n, size = 1200, 10
