@@ -80,7 +80,7 @@ static void explain(const transform *t, json_t *doc, transform_result *r)
 }
 
 void transform_apply(const transform *t, const char *body, size_t len,
-                     int check, transform_result *r)
+                     int check, size_t cap, transform_result *r)
 {
     memset(r, 0, sizeof *r);
     r->passed = 1;
@@ -113,6 +113,10 @@ void transform_apply(const transform *t, const char *body, size_t len,
         json_decref(o);
         r->body = r->owned;
         r->body_len = r->owned ? strlen(r->owned) : 0;
+        if (r->body_len > cap) {
+            r->dropped_bytes = r->body_len;
+            transform_result_fini(r);
+        }
     }
     json_decref(doc);
 }

@@ -56,10 +56,13 @@ void transform_fini(transform *t);
 
 /* Applies t to a response body of len bytes (NULL or len 0: none).
  * check says whether --ok-when applies (the caller sets it for 2xx
- * answers only). The result may point into body, so body must outlive
- * it; free it with transform_result_fini(). */
+ * answers only). What --keep builds is held to cap bytes (the response
+ * cap, which sizes the master's frames): a larger result (many paths, or
+ * numbers printed longer) is left out and its size reported. The result
+ * may point into body, so body must outlive it; free it with
+ * transform_result_fini(). */
 void transform_apply(const transform *t, const char *body, size_t len,
-                     int check, transform_result *r);
+                     int check, size_t cap, transform_result *r);
 /* Frees what r owns; safe twice. */
 void transform_result_fini(transform_result *r);
 

@@ -235,7 +235,8 @@ static void on_http_done(void *ctx, const http_response *r)
      * that only what is kept crosses the network. */
     transform_result tr;
     transform_apply(&w->job.xf, r->body, r->body_len,
-                    answered && r->status >= 200 && r->status < 300, &tr);
+                    answered && r->status >= 200 && r->status < 300,
+                    w->job.max_response, &tr);
     http_response kept = *r;
     kept.body = tr.body;
     kept.body_len = tr.body_len;

@@ -17,6 +17,9 @@
 #include "transform.h"
 #include "unit_assert.h"
 
+/* The response cap the transforms are held to. */
+#define CAP ((size_t)1 << 20)
+
 static const char doc_text[] =
     "{\"id\":\"42\",\"status\":\"error\",\"code\":200,\"ok\":true,"
     "\"none\":null,\"a/b\":1,\"m~n\":2,\"a.b\":3,"
@@ -262,7 +265,7 @@ static void test_keep_stores_only_the_chosen_paths(void **state)
     transform t;
     job_transform("{\"keep\":[\"data.state\",\"/data/tags/1\",\"nope\"]}", &t);
     transform_result r;
-    transform_apply(&t, doc_text, strlen(doc_text), 1, &r);
+    transform_apply(&t, doc_text, strlen(doc_text), 1, CAP, &r);
     assert_true(r.passed);
     assert_non_null(r.owned);
     assert_string_equal(r.body, "{\"data.state\":\"done\",\"/data/tags/1\":"
@@ -271,11 +274,31 @@ static void test_keep_stores_only_the_chosen_paths(void **state)
     transform_result_fini(&r);
     transform_result_fini(&r);
     /* Not JSON: dropped, its size reported. */
-    transform_apply(&t, "hello", 5, 1, &r);
+    transform_apply(&t, "hello", 5, 1, CAP, &r);
     assert_null(r.body);
     assert_int_equal(r.dropped_bytes, 5);
     transform_result_fini(&r);
     transform_fini(&t);
+    transform_fini(&t);
+}
+
+static void test_keep_is_held_to_the_response_cap(void **state)
+{
+    (void)state;
+    transform t;
+    job_transform("{\"keep\":[\"\",\"data\"]}", &t);
+    transform_result r;
+    size_t len = strlen(doc_text);
+    transform_apply(&t, doc_text, len, 1, len, &r);
+    /* The whole document and a part of it: more than the body itself. */
+    assert_null(r.body);
+    assert_null(r.owned);
+    assert_true(r.dropped_bytes > len);
+    transform_result_fini(&r);
+    transform_apply(&t, doc_text, len, 1, 2 * len, &r);
+    assert_non_null(r.body);
+    assert_int_equal(r.dropped_bytes, 0);
+    transform_result_fini(&r);
     transform_fini(&t);
 }
 
@@ -286,7 +309,7 @@ static void test_without_keep_a_body_is_kept_as_it_is(void **state)
     job_transform("{}", &t);
     transform_result r;
     static const char body[] = "hello";
-    transform_apply(&t, body, 5, 1, &r);
+    transform_apply(&t, body, 5, 1, CAP, &r);
     assert_true(r.passed);
     assert_ptr_equal(r.body, body);
     assert_int_equal(r.body_len, 5);
@@ -301,7 +324,7 @@ static void test_drop_response_stores_nothing(void **state)
     transform t;
     job_transform("{\"drop_response\":1}", &t);
     transform_result r;
-    transform_apply(&t, doc_text, strlen(doc_text), 1, &r);
+    transform_apply(&t, doc_text, strlen(doc_text), 1, CAP, &r);
     assert_null(r.body);
     assert_int_equal(r.body_len, 0);
     assert_int_equal(r.dropped_bytes, 0); /* stores none, not even a size */
@@ -317,19 +340,19 @@ static void test_ok_when_rejects_a_body_and_says_why(void **state)
     assert_true(t.has_check);
     assert_true(t.check_retry);
     transform_result r;
-    transform_apply(&t, doc_text, strlen(doc_text), 1, &r);
+    transform_apply(&t, doc_text, strlen(doc_text), 1, CAP, &r);
     assert_false(r.passed);
     assert_contains(r.why, "--ok-when 'status!=error'");
     assert_contains(r.why, "status is \"error\"");
     assert_memory_equal(r.body, doc_text, strlen(doc_text));
     transform_result_fini(&r);
     /* Not a 2xx: the caller does not ask for the check. */
-    transform_apply(&t, doc_text, strlen(doc_text), 0, &r);
+    transform_apply(&t, doc_text, strlen(doc_text), 0, CAP, &r);
     assert_true(r.passed);
     transform_result_fini(&r);
     transform_fini(&t);
     job_transform("{\"ok_when\":\"data.state==done\"}", &t);
-    transform_apply(&t, "<html>", 6, 1, &r);
+    transform_apply(&t, "<html>", 6, 1, CAP, &r);
     assert_false(r.passed);
     assert_contains(r.why, "not JSON");
     transform_result_fini(&r);
@@ -395,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_bad_conditions_are_refused_with_a_reason),
         cmocka_unit_test(test_conditions_compare_as_documented),
         cmocka_unit_test(test_keep_stores_only_the_chosen_paths),
+        cmocka_unit_test(test_keep_is_held_to_the_response_cap),
         cmocka_unit_test(test_without_keep_a_body_is_kept_as_it_is),
         cmocka_unit_test(test_drop_response_stores_nothing),
         cmocka_unit_test(test_ok_when_rejects_a_body_and_says_why),
