@@ -51,7 +51,9 @@ void batchlog_fini(batchlog *bl)
     hmap_fini(&bl->earlier);
     hmap_fini(&bl->first_off);
     buf_fini(&bl->wbuf);
-    if (bl->fd >= 0)
+    /* A zeroed batchlog (its commit never initialised) has fd 0 and no
+     * path: it owns no file. */
+    if (bl->path && bl->fd >= 0)
         close(bl->fd);
     bl->fd = -1;
     FO_FREE(&bl->path);
