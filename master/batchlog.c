@@ -226,8 +226,13 @@ static int take_item(batchlog *bl, const mbatch *mb, uint32_t i, int queue,
         return 0;
     }
     int omit = p->written;
-    *id = bl->prev_ids[p->slot];
-    bl->prev_ids[p->slot] = NULL;
+    /* p's slot holds its id while p is in the map (prev_ids is freed only
+     * once the map is empty). */
+    *id = bl->prev_ids ? bl->prev_ids[p->slot] : NULL;
+    if (!*id)
+        *id = xstrdup(it->key ? it->key : "");
+    else
+        bl->prev_ids[p->slot] = NULL;
     *st = p->status;
     hmap_del(&bl->earlier, k, kl);
     if (!hmap_len(&bl->earlier)) {

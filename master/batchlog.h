@@ -68,8 +68,8 @@ int batchlog_on(const batchlog *bl);
  * becomes the file's size. restart: the job starts over from its first
  * line (a repair or --redrive; good is 0), said as such. FO_OK, or
  * FO_EUSAGE / FO_EIO with err. */
-FO_WUR fo_err batchlog_open(batchlog *bl, int64_t *good, int restart,
-                            char *err, size_t errlen);
+FO_WUR fo_err batchlog_open(batchlog *bl, int64_t *good, int restart, char *err,
+                            size_t errlen);
 /* Learns an earlier life's record (a parsed results.jsonl line) whose
  * batch may still complete in this life. Borrows rec. */
 void batchlog_remember(batchlog *bl, const json_t *rec);
