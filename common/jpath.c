@@ -227,6 +227,11 @@ fo_err jpath_cond_parse(const char *text, jpath_cond *c, char *err,
                         size_t errlen)
 {
     memset(c, 0, sizeof *c);
+    if (strlen(text) > JPATH_MAX_COND_BYTES) {
+        snprintf(err, errlen, "condition is longer than %d bytes",
+                 JPATH_MAX_COND_BYTES);
+        return FO_EINVAL;
+    }
     c->text = xstrdup(text);
     const char *s = skip_ws(text);
     /* The path ends at a space, "==" or "!=". */

@@ -39,6 +39,8 @@
 #define JPATH_MAX_SEGMENTS 64
 /* A job may keep at most this many paths (--keep). */
 #define JPATH_MAX_KEEP 64
+/* A condition's text is at most this long. */
+#define JPATH_MAX_COND_BYTES 4096
 /* An "in" list holds at most this many values. */
 #define JPATH_MAX_VALUES 64
 

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,15 @@ fo_err batchlog_open(batchlog *bl, int64_t *good, int restart, char *err,
         snprintf(err, errlen, "--batches: cannot open %s: %s", bl->path,
                  strerror(errno));
         return FO_EUSAGE;
+    }
+    /* The file may have just been created: make its name durable too, or
+     * a power cut could lose lines the store counts. */
+    char *dcopy = xstrdup(bl->path);
+    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dcopy);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
     }
     struct stat sb;
     if (fstat(bl->fd, &sb) != 0) {

@@ -214,6 +214,21 @@ static void test_bad_conditions_are_refused_with_a_reason(void **state)
     expect_cond_error("status in [a] b", "unexpected text");
     expect_cond_error("a..b==1", "empty segment");
     expect_cond_error("statusin [a]", "expected ==, != or in");
+    char longc[JPATH_MAX_COND_BYTES + 8];
+    memset(longc, 'a', sizeof longc - 1);
+    memcpy(longc, "a==", 3);
+    longc[sizeof longc - 1] = '\0';
+    expect_cond_error(longc, "longer than");
+    char many[8 + 2 * (JPATH_MAX_VALUES + 1)];
+    size_t k = 0;
+    memcpy(many, "a in [", 6);
+    k = 6;
+    for (int i = 0; i <= JPATH_MAX_VALUES; i++) {
+        many[k++] = 'x';
+        many[k++] = i < JPATH_MAX_VALUES ? ',' : ']';
+    }
+    many[k] = '\0';
+    expect_cond_error(many, "more than");
 }
 
 static void test_conditions_compare_as_documented(void **state)
