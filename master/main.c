@@ -102,8 +102,8 @@ static const opt_def master_opts[] = {
     {"config", OPT_STRING, NULL, 0, 0, "FILE",
      "JSON file of options (flags win)"},
     {"keep", OPT_LIST, NULL, 0, 0, "PATH",
-     "store only this part of a JSON response (/a/b/0 or a.b.0; "
-     "repeatable): response becomes {PATH: value}"},
+     "store only this part of a JSON response (/a/b/0 or a.b.0): "
+     "response becomes {PATH: value, ...}"},
     {"drop-response", OPT_FLAG, "false", 0, 1, NULL, "store no response body"},
     {"ok-when", OPT_STRING, NULL, 0, 0, "COND",
      "a 2xx counts as ok only if its JSON body satisfies COND: "
