@@ -34,6 +34,7 @@ void commit_init(commit *c, store *st, const char *out, int64_t now)
     c->active_base_ms = c->state.totals.active_ms;
     c->run_start_ns = now;
     c->results_fd = -1;
+    batchlog_init(&c->bl, NULL);
     /* One flush writes at most COMMIT_MAX_ROWS records plus what arrived
      * in the same turn; records are capped by the response cap. */
     buf_init(&c->wbuf, (size_t)1 << 31);
@@ -53,6 +54,13 @@ void commit_fini(commit *c)
         close(c->results_fd);
     c->results_fd = -1;
     buf_fini(&c->wbuf);
+    batchlog_fini(&c->bl);
+}
+
+void commit_set_batches(commit *c, const char *path)
+{
+    batchlog_fini(&c->bl);
+    batchlog_init(&c->bl, path);
 }
 
 void commit_set_source(commit *c, source *src, int queue)
@@ -140,6 +148,9 @@ static fo_err repair_results(commit *c, int redrive, size_t line_cap, char *err,
         ns.totals.throttled +=
             json_integer_value(json_object_get(o, "throttled"));
         fo_err ae = store_repair_add(c->st, json_integer_value(lj));
+        /* The batch file starts over too; its maps need these. */
+        if (batchlog_on(&c->bl))
+            batchlog_remember(&c->bl, o);
         json_decref(o);
         if (ae) {
             snprintf(err, errlen, "%s/state.db: repair failed", c->out);
@@ -164,6 +175,9 @@ static fo_err repair_results(commit *c, int redrive, size_t line_cap, char *err,
         close(dfd);
     }
     ns.results_size = size;
+    ns.batches_size = 0;
+    ns.batches_scan = 0;
+    batchlog_set_scan_from(&c->bl, 0);
     if (store_repair_commit(c->st, &ns, err, errlen)) {
         rc = FO_ESTORE;
         goto out;
@@ -189,8 +203,10 @@ out:
     return rc;
 }
 
-fo_err commit_open_results(commit *c, int queue, int redrive, size_t line_cap,
-                           char *err, size_t errlen)
+/* Opens results.jsonl and brings it in line with the store; *repaired
+ * says it was rewritten from a scan. */
+static fo_err open_results(commit *c, int queue, int redrive, size_t line_cap,
+                           int *repaired, char *err, size_t errlen)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/results.jsonl", c->out);
@@ -231,6 +247,7 @@ fo_err commit_open_results(commit *c, int queue, int redrive, size_t line_cap,
         fo_err rc = repair_results(c, redrive, line_cap, err, errlen);
         if (rc)
             return rc;
+        *repaired = 1;
         c->results_fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
         if (c->results_fd < 0) {
             snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -251,6 +268,82 @@ fo_err commit_open_results(commit *c, int queue, int redrive, size_t line_cap,
     return FO_OK;
 }
 
+/* Reads the records from the state's batches_scan to the committed
+ * end and remembers those an item of an open batch may need: on a file,
+ * records of batches not yet past the cursor; on a queue, records of
+ * messages committed and not yet forgotten (they come back). */
+static fo_err scan_earlier(commit *c, size_t line_cap, char *err, size_t errlen)
+{
+    int64_t from = c->state.batches_scan;
+    if (from < 0 || from >= c->state.results_size)
+        return FO_OK;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.jsonl", c->out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || lseek(fd, (off_t)from, SEEK_SET) < 0) {
+        snprintf(err, errlen, "reading %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return FO_EIO;
+    }
+    jsonl *r = jsonl_new(fd, line_cap, from, 1);
+    fo_err rc = FO_OK;
+    int64_t kept = 0;
+    for (;;) {
+        jsonl_line ln;
+        fo_err e = jsonl_next(r, &ln);
+        if (e == FO_EEOF || (e == FO_OK && ln.offset >= c->state.results_size))
+            break;
+        if (e == FO_EIO) {
+            snprintf(err, errlen, "reading %s: %s", path, strerror(errno));
+            rc = FO_EIO;
+            break;
+        }
+        if (e != FO_OK)
+            continue;
+        json_t *o = json_loadb(ln.data, ln.len, 0, NULL);
+        const char *mid = json_string_value(json_object_get(o, "message_id"));
+        json_t *bj = json_object_get(o, "batch");
+        int want =
+            mid ? store_message_done(c->st, mid)
+                : json_is_integer(bj) &&
+                      (uint64_t)json_integer_value(bj) >= c->state.cursor.batch;
+        if (want) {
+            batchlog_remember(&c->bl, o);
+            kept++;
+        }
+        json_decref(o);
+    }
+    jsonl_destroy(&r);
+    close(fd);
+    if (kept)
+        LOG_INFO("batches.resumed",
+                 "%" PRId64 " records of open batches read back from "
+                 "results.jsonl (from byte %" PRId64 ")",
+                 kept, from);
+    return rc;
+}
+
+fo_err commit_open_results(commit *c, int queue, int redrive, size_t line_cap,
+                           char *err, size_t errlen)
+{
+    int repaired = 0;
+    fo_err rc =
+        open_results(c, queue, redrive, line_cap, &repaired, err, errlen);
+    if (rc || !batchlog_on(&c->bl))
+        return rc;
+    int64_t good = c->state.batches_size;
+    if ((rc = batchlog_open(&c->bl, &good, repaired, err, errlen)))
+        return rc;
+    c->state.batches_size = good;
+    if (repaired)
+        return FO_OK; /* the repair's scan remembered every record */
+    batchlog_set_scan_from(&c->bl, c->state.batches_scan);
+    if ((rc = scan_earlier(c, line_cap, err, errlen)))
+        return rc;
+    return queue ? batchlog_mark_written(&c->bl, good, err, errlen) : FO_OK;
+}
+
 /* ---- the commit buffer ---------------------------------------------- */
 
 fo_err commit_add(commit *c, batches *b, proto_ref ref, item_status status,
@@ -269,6 +362,7 @@ fo_err commit_add(commit *c, batches *b, proto_ref ref, item_status status,
     c->cb[c->len++] =
         (commit_pending){ref, status, attempts, throttled, line, len};
     it->state = MI_COMMITTING;
+    batchlog_note(&c->bl, ref, status);
     return FO_OK;
 }
 
@@ -359,6 +453,8 @@ fo_err commit_flush(commit *c, batches *b, int src_eof, int64_t now, char *err,
     fo_err rc = FO_OK;
     for (size_t i = 0; i < c->len; i++) {
         commit_pending *p = &c->cb[i];
+        batchlog_note_offset(&c->bl, p->ref.batch,
+                             ns.results_size + (int64_t)c->wbuf.len);
         if (buf_append(&c->wbuf, p->line, p->len) != FO_OK) {
             snprintf(err, errlen, "results batch over %zu bytes", c->wbuf.max);
             rc = FO_EIO;
@@ -399,6 +495,15 @@ fo_err commit_flush(commit *c, batches *b, int src_eof, int64_t now, char *err,
         }
         pop++;
     }
+    /* --batches: one line per popped batch, durable before the transaction
+     * that pops it counts its bytes. */
+    if (batchlog_on(&c->bl)) {
+        for (size_t i = 0; i < pop; i++)
+            batchlog_add_batch(&c->bl, batches_at(b, i), c->queue);
+        if ((rc = batchlog_write(&c->bl, &ns.batches_size, err, errlen)))
+            goto out;
+        ns.batches_scan = batchlog_scan_from(&c->bl, b, pop, ns.results_size);
+    }
     /* A queue has no resume point; the batch numbers it used do not come
      * back (see intake_open). */
     if (c->queue)
@@ -418,8 +523,10 @@ fo_err commit_flush(commit *c, batches *b, int src_eof, int64_t now, char *err,
     }
     observe(c, (double)(clock_now_ns() - t_start) / 1e9);
     c->state = ns;
-    for (size_t i = 0; i < c->nforget; i++)
+    for (size_t i = 0; i < c->nforget; i++) {
+        batchlog_forget(&c->bl, c->forget[i]);
         free(c->forget[i]);
+    }
     FO_FREE(&c->forget);
     c->nforget = 0;
     /* Only now, with their records durable, may messages be acked. */

@@ -10,6 +10,8 @@
  * results.jsonl are good; commit_open_results() cuts anything past that, and
  * rewrites the file from a scan of itself when it is shorter than committed
  * or for --redrive. docs/internals/commit.md has the whole contract.
+ * With --batches, the batch file is written in the same group commit, just
+ * before the transaction, and counted by it the same way (batchlog.h).
  *
  * Errors come back as fo_err with a message naming the file; the caller
  * stops (nothing committed is lost; a re-run resumes).
@@ -21,6 +23,7 @@
 #include <stdint.h>
 
 #include "batches.h"
+#include "batchlog.h"
 #include "buf.h"
 #include "error.h"
 #include "source.h"
@@ -63,6 +66,7 @@ typedef struct commit {
     uint64_t hist[COMMIT_HIST_BUCKETS]; /* flush durations by bucket */
     double sum_s;                       /* their sum, seconds */
     uint64_t count;                     /* flushes */
+    batchlog bl;                        /* the --batches file */
 } commit;
 
 /* Upper bounds of the histogram's buckets, seconds (the last is +Inf). */
@@ -83,6 +87,9 @@ void commit_fini(commit *c);
  * FO_EUSAGE (cannot open the file), or FO_EIO/FO_ESTORE, with err. */
 FO_WUR fo_err commit_open_results(commit *c, int queue, int redrive,
                                   size_t line_cap, char *err, size_t errlen);
+/* --batches: write one line per completed batch to path (NULL: off).
+ * Call before commit_open_results(), which opens it. Borrows path. */
+void commit_set_batches(commit *c, const char *path);
 /* The source whose queue batches are acknowledged after their commit. */
 void commit_set_source(commit *c, source *src, int queue);
 

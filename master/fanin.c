@@ -99,7 +99,8 @@ void fanin_result(fanin *f, budget_worker *w, proto_msg *r, int64_t now)
                   .worker = r->u.result.worker,
                   .msg_id = it->msg_id,
                   .started_us = r->u.result.started_us,
-                  .finished_us = r->u.result.finished_us};
+                  .finished_us = r->u.result.finished_us,
+                  .dropped_len = r->u.result.dropped_len};
     size_t len;
     char *line = record_format(&rec, &len);
     if (commit_add(f->cm, f->bt, r->u.result.ref, st, r->u.result.attempts,

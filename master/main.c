@@ -5,6 +5,7 @@
 #include "fmacros.h"
 #include "curve.h"
 #include "gcra.h"
+#include "jpath.h"
 #include "log.h"
 #include "master.h"
 #include "observe.h"
@@ -118,6 +119,19 @@ static const opt_def master_opts[] = {
     {"log-format", OPT_STRING, "text", 0, 0, "FORMAT", "text|json"},
     {"config", OPT_STRING, NULL, 0, 0, "FILE",
      "JSON file of options (flags win)"},
+    {"keep", OPT_LIST, NULL, 0, 0, "PATH",
+     "store only this part of a JSON response (/a/b/0 or a.b.0): "
+     "response becomes {PATH: value, ...}"},
+    {"drop-response", OPT_FLAG, "false", 0, 1, NULL, "store no response body"},
+    {"ok-when", OPT_STRING, NULL, 0, 0, "COND",
+     "a 2xx counts as ok only if its JSON body satisfies COND: "
+     "PATH==V, PATH!=V or PATH in [V1,V2]"},
+    {"ok-when-retry", OPT_FLAG, "false", 0, 1, NULL,
+     "retry a 2xx that fails --ok-when (with backoff, counted) instead of "
+     "failing it"},
+    {"batches", OPT_STRING, NULL, 0, 0, "[FILE]",
+     "write one line per completed batch to FILE (alone, or 'out': "
+     "--out/batches.jsonl)"},
 };
 
 static const char usage[] =
@@ -200,16 +214,35 @@ static int run(const master_config *c)
     return status;
 }
 
+/* "--batches" with no value (last, or before another option) means
+ * "--batches=out": the options table has no optional values, and would
+ * take the next option as the file. Returns a copy of argv to parse (the
+ * strings are borrowed; the caller frees the array). */
+static char **batches_default(int argc, char **argv)
+{
+    char **args = xcalloc((size_t)argc + 1, sizeof *args);
+    static char batches_out[] = "--batches=out";
+    for (int i = 0; i < argc; i++) {
+        int bare = i > 0 && !strcmp(argv[i], "--batches") &&
+                   (i + 1 == argc || argv[i + 1][0] == '-');
+        args[i] = bare ? batches_out : argv[i];
+    }
+    return args;
+}
+
 int main(int argc, char **argv)
 {
     char err[1024] = "";
     int status;
+    char **args = batches_default(argc, argv);
     opts *o = opts_parse(
-        master_opts, sizeof master_opts / sizeof master_opts[0], argc, argv,
+        master_opts, sizeof master_opts / sizeof master_opts[0], argc, args,
         usage, "fanout-master " FANOUT_VERSION, &status, err, sizeof err);
+    free(args);
     int rc = EXIT_USAGE;
     char *out_dir = NULL;
     master_config c;
+    char batches_path[4200];
     memset(&c, 0, sizeof c);
     if (status == 1) {
         rc = 0;
@@ -394,6 +427,52 @@ int main(int argc, char **argv)
     if (c.follow && !queue_is_url(c.input)) {
         fprintf(stderr, "fanout-master: --follow is for queue inputs "
                         "(redis://, azure-queue://)\n");
+        goto out;
+    }
+    c.keep = opts_list(o, "keep", &c.nkeep);
+    c.drop_response = (int)opts_num(o, "drop-response");
+    c.ok_when = opts_str(o, "ok-when");
+    c.ok_when_retry = (int)opts_num(o, "ok-when-retry");
+    if (c.nkeep > JPATH_MAX_KEEP) {
+        fprintf(stderr, "fanout-master: %s: at most %d paths\n",
+                opts_origin(o, "keep"), JPATH_MAX_KEEP);
+        goto out;
+    }
+    for (size_t i = 0; i < c.nkeep; i++) {
+        jpath jp;
+        if (jpath_parse(c.keep[i], &jp, err, sizeof err)) {
+            fprintf(stderr, "fanout-master: %s: %s\n", opts_origin(o, "keep"),
+                    err);
+            goto out;
+        }
+        jpath_fini(&jp);
+    }
+    if (c.nkeep && c.drop_response) {
+        fprintf(stderr, "fanout-master: --keep and --drop-response "
+                        "contradict each other; give one\n");
+        goto out;
+    }
+    if (c.ok_when) {
+        jpath_cond jc;
+        if (jpath_cond_parse(c.ok_when, &jc, err, sizeof err)) {
+            fprintf(stderr, "fanout-master: %s: %s\n",
+                    opts_origin(o, "ok-when"), err);
+            goto out;
+        }
+        jpath_cond_fini(&jc);
+    } else if (c.ok_when_retry) {
+        fprintf(stderr, "fanout-master: --ok-when-retry needs --ok-when\n");
+        goto out;
+    }
+    c.batches = opts_str(o, "batches");
+    if (c.batches && !strcmp(c.batches, "out")) {
+        snprintf(batches_path, sizeof batches_path, "%s/batches.jsonl", c.out);
+        c.batches = batches_path;
+    } else if (c.batches && !*c.batches) {
+        fprintf(stderr,
+                "fanout-master: %s: give a file, or 'out' for "
+                "--out/batches.jsonl\n",
+                opts_origin(o, "batches"));
         goto out;
     }
     if (c.heartbeat_ms * 2 > c.lease_ms) {

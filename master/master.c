@@ -469,6 +469,19 @@ static char *build_job_json(master *m)
     json_object_set_new(
         o, "token_slack_ms",
         json_integer(c->rate_margin_ms / 2 > 0 ? c->rate_margin_ms / 2 : 1));
+    /* Response settings: the worker applies them (worker/transform.h). */
+    if (c->nkeep) {
+        json_t *ka = json_array();
+        for (size_t i = 0; i < c->nkeep; i++)
+            json_array_append_new(ka, json_string(c->keep[i]));
+        json_object_set_new(o, "keep", ka);
+    }
+    if (c->drop_response)
+        json_object_set_new(o, "drop_response", json_integer(1));
+    if (c->ok_when) {
+        json_object_set_new(o, "ok_when", json_string(c->ok_when));
+        json_object_set_new(o, "ok_when_retry", json_integer(c->ok_when_retry));
+    }
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -561,6 +574,7 @@ static fo_err open_out(master *m, char *err, size_t errlen)
     }
     batches_init(&m->bt, idem_seed, 0);
     commit_init(&m->cm, m->st, cfg->out, m->run_start_ns);
+    commit_set_batches(&m->cm, cfg->batches);
     return FO_OK;
 }
 

@@ -59,6 +59,12 @@ typedef struct master_config {
     const char *metrics;              /* HOST:PORT for /metrics, or NULL */
     const char *dashboard_token;      /* its POSTs' secret, or NULL */
     const char *metrics_textfile;     /* final metrics go here, or NULL */
+    char *const *keep;                /* --keep paths (worker applies) */
+    size_t nkeep;                     /* their count */
+    int drop_response;                /* --drop-response */
+    const char *ok_when;              /* --ok-when condition, or NULL */
+    int ok_when_retry;                /* retry a 2xx that fails it */
+    const char *batches;              /* batches file path, or NULL */
 } master_config;
 
 typedef struct master master;

@@ -57,6 +57,9 @@ char *record_format(const record *r, size_t *len)
         else
             json_object_set_new(o, "response_bytes",
                                 json_integer((json_int_t)r->response_len));
+    } else if (r->dropped_len) {
+        json_object_set_new(o, "response_bytes",
+                            json_integer((json_int_t)r->dropped_len));
     }
     if (r->worker)
         json_object_set_new(o, "worker", json_string(r->worker));

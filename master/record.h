@@ -8,7 +8,8 @@
  * status is ok, failed (with error) or invalid (with error naming the
  * line). A response that is JSON is embedded as JSON; other UTF-8 text as a
  * string; bytes that are not UTF-8 are left out and counted in
- * response_bytes.
+ * response_bytes, as is a response the worker left out (--keep of a body
+ * that is not JSON).
  */
 #ifndef FANOUT_RECORD_H
 #define FANOUT_RECORD_H
@@ -35,6 +36,7 @@ typedef struct record {
     const char *msg_id;   /* queue message id (instead of line) or NULL */
     uint64_t started_us;  /* first attempt's start, wall clock; 0 none */
     uint64_t finished_us; /* last attempt's end, wall clock; 0 none */
+    uint64_t dropped_len; /* a response the worker left out, 0 none */
 } record;
 
 /* Returns the record as one JSON line ending in '\n' (caller frees). */

@@ -263,6 +263,8 @@ fo_err store_open(const char *dir, const char *identity, store **out, char *err,
     st->cursor.hash = (uint64_t)meta_int(s, "cursor_hash", 0);
     load_marks(s);
     st->results_size = meta_int(s, "results_size", 0);
+    st->batches_size = meta_int(s, "batches_size", 0);
+    st->batches_scan = meta_int(s, "batches_scan_from", 0);
     st->finished = (int)meta_int(s, "finished", 0);
     st->totals.items = meta_int(s, "items", 0);
     st->totals.ok = meta_int(s, "ok", 0);
@@ -418,6 +420,8 @@ static int put_state(store *s, const store_state *st)
         put_int(s, "cursor_batch", (int64_t)st->cursor.batch) ||
         put_int(s, "cursor_hash", (int64_t)st->cursor.hash) ||
         put_int(s, "results_size", st->results_size) ||
+        put_int(s, "batches_size", st->batches_size) ||
+        put_int(s, "batches_scan_from", st->batches_scan) ||
         put_int(s, "finished", st->finished) || put_int(s, "items", t->items) ||
         put_int(s, "ok", t->ok) || put_int(s, "failed", t->failed) ||
         put_int(s, "invalid", t->invalid) ||

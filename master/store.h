@@ -62,6 +62,9 @@ typedef struct store_totals {
 typedef struct store_state {
     store_cursor cursor;  /* resume point */
     int64_t results_size; /* bytes of results.jsonl that are committed */
+    int64_t batches_size; /* bytes of the --batches file committed */
+    int64_t batches_scan; /* results.jsonl offset of the oldest record of
+                             a batch still open (batchlog.h) */
     store_totals totals;  /* totals */
     int finished;         /* the job is complete */
 } store_state;

@@ -107,7 +107,7 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &snk, sbuf_write);
     static const size_t nfields[] = {0, 4,  1, 2, 3, 3, 2, 1, 0,
-                                     6, 14, 0, 1, 4, 1, 1, 0, 0};
+                                     6, 15, 0, 1, 4, 1, 1, 0, 0};
     /* A MULTI is written by proto_batch_finish(), never from a proto_msg. */
     if (m->type < 1 || m->type >= PROTO_MULTI)
         return FO_EINVAL;
@@ -184,6 +184,7 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
         pack_str(&pk, m->u.result.idem_key);
         msgpack_pack_uint64(&pk, m->u.result.started_us);
         msgpack_pack_uint64(&pk, m->u.result.finished_us);
+        msgpack_pack_uint64(&pk, m->u.result.dropped_len);
         break;
     default:
         break;
@@ -690,6 +691,9 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
             m->u.result.started_us = rd_uint(&r, "started_us", UINT64_MAX);
             m->u.result.finished_us = rd_uint(&r, "finished_us", UINT64_MAX);
         }
+        if (r.i < r.n) /* optional */
+            m->u.result.dropped_len =
+                rd_uint(&r, "dropped_len", PROTO_MAX_BODY_BYTES);
         break;
     default:
         snprintf(err, errlen, "unknown message type %d", m->type);

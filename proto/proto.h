@@ -190,6 +190,9 @@ typedef struct proto_msg {
                                      start, 0 unknown (optional) */
             uint64_t finished_us; /* wall clock of the last attempt's end,
                                      0 unknown (optional) */
+            uint64_t dropped_len; /* size of a response the worker left
+                                     out (--keep of a body that is not
+                                     JSON), 0 none (optional) */
         } result;
     } u;
 } proto_msg;

@@ -15,6 +15,7 @@ void job_fini(job *j)
     for (size_t i = 0; i < j->nheaders; i++)
         free(j->headers[i]);
     free(j->headers);
+    transform_fini(&j->xf);
     memset(j, 0, sizeof *j);
 }
 
@@ -134,6 +135,9 @@ fo_err job_parse(const char *text, job *j, char *err, size_t errlen)
         rc = FO_EPROTO;
         goto out;
     }
+    if ((rc = transform_from_job(o, &j->xf, err, errlen)) != FO_OK)
+        goto out;
+    j->retry.retry_rejected = j->xf.check_retry;
     json_t *hs = json_object_get(o, "headers");
     if (check_env_allowed(hs, err, errlen)) {
         rc = FO_EDENIED;

@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "retry.h"
+#include "transform.h"
 
 /* Visible only so it can be embedded in the worker's state. */
 typedef struct job {
@@ -34,6 +35,7 @@ typedef struct job {
     int64_t lease_ns;        /* master silence before re-hello */
     int rate_limited;        /* tokens carry times that matter */
     int64_t slack_ns;        /* lateness after which a token is dropped */
+    transform xf;            /* --keep, --drop-response, --ok-when */
 } job;
 
 /* Sets the environment variables a JOB's headers may name as ${NAME} on
@@ -47,10 +49,11 @@ void job_allow_env(char *const *names, size_t n);
  * job_fini(). On error *j is left empty (job_fini() is still safe) and err
  * names the problem without ever quoting a header's value (it may be a
  * secret). Returns FO_OK; FO_EPROTO when the text is not a JSON object or
- * its ports or retry policy are unusable; FO_EDENIED when headers refer to
- * variables that job_allow_env() did not allow (err names every one, and
- * the flags that would allow them); FO_EINVAL when a header refers to an
- * allowed variable that is not set here, or has an unclosed "${". */
+ * its retry policy or response settings are unusable; FO_EDENIED when
+ * headers refer to variables that job_allow_env() did not allow (err names
+ * every one, and the flags that would allow them); FO_EINVAL when a header
+ * refers to an allowed variable that is not set here, or has an unclosed
+ * "${". */
 FO_WUR fo_err job_parse(const char *text, job *j, char *err, size_t errlen);
 
 /* Frees what *j owns and zeroes it; safe on a zeroed job and twice. */

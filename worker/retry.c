@@ -49,8 +49,19 @@ retry_decision retry_decide(const retry_policy *p, const retry_counts *counts,
 
     if (in->too_large)
         return fail(d, RETRY_FAIL_TOO_LARGE);
-    if (in->answered && in->status >= 200 && in->status < 300)
+    if (in->answered && in->status >= 200 && in->status < 300) {
+        if (!in->rejected)
+            return d;
+        /* The API said yes but the body says no (--ok-when). */
+        d.counted = c->attempts - c->throttled - c->unreachable;
+        if (!p->retry_rejected)
+            return fail(d, RETRY_FAIL_REJECTED);
+        if (d.counted >= p->max_attempts)
+            return fail(d, RETRY_FAIL_EXHAUSTED);
+        d.verdict = RETRY_AGAIN;
+        d.delay_ms = next_delay(p, c, floor_ms, in->rnd);
         return d;
+    }
     if (in->answered &&
         (in->status == 429 || (in->status == 503 && d.retry_after_ms >= 0))) {
         /* Push-back: counted apart, and the caller pauses the cluster. */

@@ -19,6 +19,9 @@
  * for the API rather than fail). The backoff grows with the attempts that
  * were not push-back, outage attempts included, so an outage is polled at
  * a slowing pace.
+ *
+ * A 2xx whose body fails the job's --ok-when check (rejected) fails at
+ * once, or with retry_rejected counts and backs off like a 5xx.
  */
 #ifndef FANOUT_RETRY_H
 #define FANOUT_RETRY_H
@@ -37,6 +40,7 @@ typedef struct retry_policy {
     uint32_t max_throttled;  /* push-back answers, at most */
     int64_t backoff_base_ms; /* the first retry's delay cap */
     int64_t backoff_max_ms;  /* the largest delay cap */
+    int retry_rejected;      /* a rejected 2xx is retried (--ok-when-retry) */
 } retry_policy;
 
 /* An item's attempt counters. */
@@ -53,6 +57,7 @@ typedef struct retry_input {
     int too_large;           /* the body went over the cap */
     int unreachable;         /* the call never reached the API */
     int outage;              /* the worker has declared an API outage */
+    int rejected;            /* a 2xx whose body fails --ok-when */
     const char *retry_after; /* the Retry-After header, or NULL */
     int64_t now_wall_ms;     /* wall time, for an HTTP-date Retry-After */
     uint64_t rnd;            /* a uniformly random value for the jitter */
@@ -71,7 +76,8 @@ typedef enum retry_fail_reason {
     RETRY_FAIL_TOO_LARGE, /* the body went over --max-response-bytes */
     RETRY_FAIL_STATUS,    /* an HTTP status that is not worth retrying */
     RETRY_FAIL_THROTTLED, /* pushed back max_throttled times */
-    RETRY_FAIL_EXHAUSTED  /* max_attempts counted attempts failed */
+    RETRY_FAIL_EXHAUSTED, /* max_attempts counted attempts failed */
+    RETRY_FAIL_REJECTED   /* a 2xx whose body fails --ok-when */
 } retry_fail_reason;
 
 typedef struct retry_decision {

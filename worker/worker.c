@@ -26,6 +26,7 @@
 #include "outbox.h"
 #include "proto.h"
 #include "retry.h"
+#include "transform.h"
 #include "util.h"
 #include "witems.h"
 #include "wlink.h"
@@ -102,7 +103,8 @@ static void flush_outbox(wstate *w)
 }
 
 static void finish_item(wstate *w, witem *it, int ok, const char *error,
-                        const char *body, size_t body_len, int64_t latency_ms)
+                        const char *body, size_t body_len, int64_t latency_ms,
+                        size_t dropped_bytes)
 {
     proto_msg m = {.type = PROTO_RESULT, .epoch = w->epoch};
     m.u.result.ref = it->ref;
@@ -120,6 +122,7 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
     m.u.result.idem_key = it->idem;
     m.u.result.started_us = (uint64_t)it->started_us;
     m.u.result.finished_us = (uint64_t)clock_wall_us();
+    m.u.result.dropped_len = dropped_bytes;
     LOG_KV(LOG_LVL_DEBUG, "item.done",
            LOG_FIELDS(LOG_S("item", it->key), LOG_S("worker", w->id),
                       LOG_S("status", ok ? "ok" : "failed"),
@@ -192,7 +195,7 @@ static void report_rateinfo(wstate *w, const ratelimit_info *ri)
 
 /* Reports an item that will not be retried, worded by the reason. */
 static void fail_item(wstate *w, witem *it, const http_response *r,
-                      const retry_decision *d)
+                      const retry_decision *d, size_t dropped_bytes)
 {
     char msg[1200];
     const char *body = r->body;
@@ -219,13 +222,15 @@ static void fail_item(wstate *w, witem *it, const http_response *r,
             body_len = 0;
         }
         break;
+    case RETRY_FAIL_REJECTED:
     case RETRY_FAIL_STATUS:
     case RETRY_FAIL_NONE:
     default:
         snprintf(msg, sizeof msg, "%s", it->last_error);
         break;
     }
-    finish_item(w, it, 0, msg, body, body_len, r->latency_ms);
+    finish_item(w, it, 0, msg, body, body_len, r->latency_ms,
+                body == r->body ? dropped_bytes : 0);
 }
 
 /* A call finished: ask retry_decide() what it means and act on it. */
@@ -241,8 +246,18 @@ static void on_http_done(void *ctx, const http_response *r)
     it->last_http = (uint32_t)r->status;
     int answered = r->outcome == HTTP_OUT_OK;
     int no_route = http_outcome_unreachable(r->outcome);
+    /* The job's --keep/--drop-response/--ok-when, here on the worker so
+     * that only what is kept crosses the network. */
+    transform_result tr;
+    transform_apply(&w->job.xf, r->body, r->body_len,
+                    answered && r->status >= 200 && r->status < 300,
+                    w->job.max_response, &tr);
+    http_response kept = *r;
+    kept.body = tr.body;
+    kept.body_len = tr.body_len;
     retry_input in = {
         .answered = answered,
+        .rejected = !tr.passed,
         .status = r->status,
         .too_large = r->outcome == HTTP_OUT_TOO_LARGE,
         .unreachable = no_route,
@@ -275,17 +290,20 @@ static void on_http_done(void *ctx, const http_response *r)
         witem_set_error(it, "HTTP %ld (throttled %u times)", r->status,
                         it->throttled);
     } else if (d.verdict != RETRY_DONE && d.reason != RETRY_FAIL_TOO_LARGE) {
-        if (answered)
+        if (!tr.passed)
+            witem_set_error(it, "%s", tr.why);
+        else if (answered)
             witem_set_error(it, "HTTP %ld", r->status);
         else
             witem_set_error(it, "%s", r->error);
     }
     switch (d.verdict) {
     case RETRY_DONE:
-        finish_item(w, it, 1, NULL, r->body, r->body_len, r->latency_ms);
+        finish_item(w, it, 1, NULL, kept.body, kept.body_len, r->latency_ms,
+                    tr.dropped_bytes);
         break;
     case RETRY_FAIL:
-        fail_item(w, it, r, &d);
+        fail_item(w, it, &kept, &d, tr.dropped_bytes);
         break;
     case RETRY_OUTAGE:
         outage_waiting(&w->api, r->error, clock_now_ns());
@@ -297,6 +315,7 @@ static void on_http_done(void *ctx, const http_response *r)
         schedule_retry(w, it, d.delay_ms);
         break;
     }
+    transform_result_fini(&tr);
 }
 
 static void start_call(wstate *w, witem *it)
@@ -332,7 +351,7 @@ static void start_call(wstate *w, witem *it)
         wtokens_release(&w->tok, 1);
         witem_set_error(it, "could not start the request for %s: %s", it->url,
                         fo_strerror(rc));
-        finish_item(w, it, 0, it->last_error, NULL, 0, 0);
+        finish_item(w, it, 0, it->last_error, NULL, 0, 0, 0);
     }
 }
 

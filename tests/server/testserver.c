@@ -905,6 +905,63 @@ static int handle_control(const char *query, struct sb *body)
     return 200;
 }
 
+/* Requests seen per path for /json-flip (FNV-1a hash of the path; a
+ * collision only merges two paths' counts, which tests avoid by using few
+ * paths). */
+#define FLIP_SLOTS 4096
+static uint32_t flip_seen[FLIP_SLOTS];
+
+static uint32_t flip_count(const char *path, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)path[i]) * 1099511628211ULL;
+    return ++flip_seen[h % FLIP_SLOTS];
+}
+
+/* Nested JSON answers for response transforms (--keep, --ok-when):
+ * /json/ID ("status":"ok"), /json-error/ID ("status":"error"),
+ * /json-flip/K/ID ("error" for the first K requests of that path, then
+ * "ok") and /text/ID (not JSON). */
+static int json_route(const char *target, size_t plen, uint64_t seq,
+                      struct sb *body, const char **ctype)
+{
+    const char *id = NULL, *st = "ok";
+    if (strncmp(target, "/json/", 6) == 0) {
+        id = target + 6;
+    } else if (strncmp(target, "/json-error/", 12) == 0) {
+        id = target + 12;
+        st = "error";
+    } else if (strncmp(target, "/json-flip/", 11) == 0) {
+        const char *slash = memchr(target + 11, '/', plen - 11);
+        uint64_t k;
+        if (!slash || !parse_uint(target + 11, (size_t)(slash - target - 11),
+                                  1000000, &k)) {
+            sb_printf(body, "{\"error\":\"bad flip count\"}");
+            return 400;
+        }
+        id = slash + 1;
+        if (flip_count(target, plen) <= k)
+            st = "error";
+    } else if (strncmp(target, "/text/", 6) == 0) {
+        *ctype = "text/plain";
+        sb_printf(body, "hello %.*s", (int)(plen - 6), target + 6);
+        return 200;
+    } else {
+        return -1;
+    }
+    size_t idlen = plen - (size_t)(id - target);
+    sb_printf(body, "{\"id\":");
+    sb_json_str(body, id, idlen);
+    sb_printf(body,
+              ",\"status\":\"%s\",\"data\":{\"state\":\"%s\","
+              "\"tags\":[\"a\",\"b\"],\"n\":%" PRIu64 "},"
+              "\"blob\":\"%s\"}",
+              st, strcmp(st, "ok") ? "failed" : "done", seq,
+              "0123456789abcdef0123456789abcdef0123456789abcdef");
+    return 200;
+}
+
 /* Picks the answer for an accepted request on a limited route. Returns the
  * status, or 0 for a request that must never be answered. */
 static int route(const char *target, size_t plen, uint64_t seq, struct sb *body,
@@ -931,6 +988,9 @@ static int route(const char *target, size_t plen, uint64_t seq, struct sb *body,
         *ctype = "application/octet-stream";
         return 200;
     }
+    int js = json_route(target, plen, seq, body, ctype);
+    if (js >= 0)
+        return js;
     /* Top 53 bits as a uniform double in [0, 1), scaled to percent. */
     if (g.fail_pct > 0 &&
         (double)(rng_next() >> 11) * 0x1.0p-53 * 100.0 < g.fail_pct) {

@@ -378,17 +378,24 @@ static void test_round_trip_result(void **state)
     assert_true(out.u.result.finished_us == in.u.result.finished_us);
     proto_msg_fini(&out);
     buf_fini(&f);
+    /* The size of a response the worker left out (--keep, not JSON). */
+    in.u.result.dropped_len = 12345;
+    round_trip(&in, &f, &out);
+    assert_int_equal(out.u.result.dropped_len, 12345);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    in.u.result.dropped_len = 0;
     /* A RESULT from an older worker, without idem_key and times, still
      * decodes. */
     in.u.result.idem_key = NULL;
     in.u.result.started_us = in.u.result.finished_us = 0;
     buf_init(&f, BIG_CAP);
     assert_fo(FO_OK, proto_encode(&in, &f));
-    /* 17 elements: array16 header dc 00 11; the last three are nil 0 0. */
+    /* 18 elements: array16 header dc 00 12; the last four are nil 0 0 0. */
     assert_int_equal((unsigned char)f.data[0], 0xdc);
-    assert_int_equal((unsigned char)f.data[2], 17);
+    assert_int_equal((unsigned char)f.data[2], 18);
     f.data[2] = (char)0x9e; /* say 14 */
-    assert_fo(FO_OK, decode(f.data + 2, f.len - 2 - 3, &out));
+    assert_fo(FO_OK, decode(f.data + 2, f.len - 2 - 4, &out));
     assert_null(out.u.result.idem_key);
     assert_true(out.u.result.started_us == 0);
     assert_string_equal(out.u.result.worker, "w1");
