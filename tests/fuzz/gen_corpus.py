@@ -182,6 +182,20 @@ RATELIMIT = [b"RateLimit-Policy: 60;w=1, 1000;w=3600\r\n",
              b"X-RateLimit-Limit 5000\r\n"]
 
 
+# byte 0: 0 a --keep path, 1 an --ok-when condition; the text, NUL, a
+# JSON document.
+JPATH = {
+    "pointer": b'\x00/a/b/0\x00{"a":{"b":[1]}}',
+    "escapes": b'\x00/a~1b/c~0d\x00{"a/b":{"c~d":true}}',
+    "dotted": b'\x00a.b.0\x00{"a":{"b":[1]}}',
+    "cond": b'\x01status != error\x00{"status":"ok"}',
+    "cond_quoted": b'\x01/status == "ok"\x00{"status":"ok"}',
+    "cond_in": b'\x01data.state in [done, "ok", 3]\x00'
+               b'{"data":{"state":"done"}}',
+    "not_json": b'\x01x == 1\x00not json',
+}
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -199,6 +213,7 @@ def main():
     write("fuzz_rate", RATE)
     write("fuzz_headers", HEADERS)
     write("fuzz_ratelimit", RATELIMIT)
+    write("fuzz_jpath", JPATH)
 
 
 if __name__ == "__main__":
