@@ -161,12 +161,13 @@ static const char *const env_family[] = {
     /* round 2 (DESIGN.md) */
     "CTL_ALLOW", "ALLOW_ENV", "HALT_AFTER", "ON_FINISH", "NOTIFY", "RATE_KEY",
     "KEY_RATE", "KEY_MAX_IN_FLIGHT", "KEEP", "DROP_RESPONSE", "BATCHES",
-    "NO_WORKER_WARNING", "MAX_WORKER_CONCURRENCY",
+    "NO_WORKER_WARNING", "MAX_WORKER_CONCURRENCY", "HALT_ON_REPEAT",
     /* build, tests, deploy (not options) */
-    "BIN", "TIMEOUT_MULTIPLIER", "TEST_TIMEOUT_MULTIPLIER", "REQUIRE_CLUSTER",
-    "VERSION", "WRAP", "IMAGE", "INPUT_DIR", "INPUT_FILE", "METRICS_PORT",
-    "HEALTHCHECK_TIMEOUT", "SANITIZER", "WERROR", "TESTS", "WARNINGS", "FUZZ*",
-    "COMPOSE_*", "CLUSTER_*"};
+    "EXIT_STATUS", "SUMMARY", "BIN", "TIMEOUT_MULTIPLIER",
+    "TEST_TIMEOUT_MULTIPLIER", "REQUIRE_CLUSTER", "VERSION", "WRAP", "IMAGE",
+    "INPUT_DIR", "INPUT_FILE", "METRICS_PORT", "HEALTHCHECK_TIMEOUT",
+    "SANITIZER", "WERROR", "TESTS", "WARNINGS", "FUZZ*", "COMPOSE_*",
+    "CLUSTER_*"};
 
 /* 1 when suffix (after "FANOUT_", up to '=' or the end) is in env_family. */
 static int in_family(const char *suffix, size_t len)

@@ -114,6 +114,14 @@ void fanin_result(fanin *f, budget_worker *w, proto_msg *r, int64_t now)
                      r->u.result.attempts, r->u.result.worker,
                      r->u.result.finished_us);
     dispatch_done(f->dp, it);
+    if (st == ITEM_OK) {
+        f->fail_run = 0;
+    } else if (f->fail_run && f->fail_run_status == r->u.result.http_status) {
+        f->fail_run++;
+    } else {
+        f->fail_run = 1;
+        f->fail_run_status = r->u.result.http_status;
+    }
     batches_release(it);
     if (st != ITEM_OK)
         LOG_DEBUG("item.failed", "id %s: %s", it->key,

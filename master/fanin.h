@@ -40,6 +40,10 @@ typedef struct fanin {
      * stale): this run's, and earlier runs' (stored). With the records'
      * attempts they add up to the calls the API received. */
     uint64_t unrecorded_calls, unrecorded_calls_before;
+    /* The latest records' run of failures with one HTTP status (0: no
+     * answer): --halt-on-repeat. */
+    uint64_t fail_run;
+    uint32_t fail_run_status;
     callstats calls; /* status classes, latencies, latest failures */
 } fanin;
 

@@ -14,8 +14,13 @@
 
 #include "queue.h"
 #include "util.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define I64MAX INT64_MAX
 
@@ -95,6 +100,15 @@ static const opt_def master_opts[] = {
     {"drain-timeout", OPT_DURATION, "30s", 0, 86400000, "DURATION",
      "on SIGTERM/SIGINT, how long to wait for calls in flight (a second "
      "signal stops at once)"},
+    {"halt-after", OPT_STRING, NULL, 0, 0, "N|P%",
+     "stop the job (exit 3, resumable) once N items failed, or P% of at "
+     "least 50 recorded"},
+    {"halt-on-repeat", OPT_INT, "0", 0, 1000000, "N",
+     "stop the job (exit 3) when N items in a row fail with the same HTTP "
+     "status, e.g. 401 (0: off)"},
+    {"on-finish", OPT_STRING, NULL, 0, 0, "CMD",
+     "run CMD with sh once the run ends (FANOUT_EXIT_STATUS, FANOUT_OUT, "
+     "FANOUT_SUMMARY set)"},
     {"no-worker-warning", OPT_DURATION, "30s", 0, 86400000, "DURATION",
      "warn (then every minute) when no worker has been connected this long "
      "(0: never)"},
@@ -186,6 +200,35 @@ static int check_bind(const char *bind, int insecure, int keys, char *err,
 
 /* Runs the job and maps how it ended to the exit status: only this file
  * decides exit statuses. */
+/* --on-finish: runs the command with sh once, after the summary, with
+ * the run's outcome in its environment; waits for it. */
+static void on_finish(const master_config *c, int status)
+{
+    char st[16], summary[4200];
+    snprintf(st, sizeof st, "%d", status);
+    snprintf(summary, sizeof summary, "%s/summary.json", c->out);
+    pid_t pid = fork();
+    if (pid < 0) {
+        LOG_ERROR("master.on_finish_failed", "--on-finish: fork: %s",
+                  strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        setenv("FANOUT_EXIT_STATUS", st, 1);
+        setenv("FANOUT_OUT", c->out, 1);
+        setenv("FANOUT_SUMMARY", summary, 1);
+        execl("/bin/sh", "sh", "-c", c->on_finish, (char *)NULL);
+        _exit(127);
+    }
+    int ws;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+        LOG_WARN("master.on_finish_failed", "--on-finish '%s' ended with %s %d",
+                 c->on_finish, WIFEXITED(ws) ? "status" : "signal",
+                 WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws));
+}
+
 static int run(const master_config *c)
 {
     char err[2048] = "";
@@ -211,6 +254,8 @@ static int run(const master_config *c)
          * its drain short: 3). */
         status = master_some_failed(m) ? EXIT_SOME_FAILED : EXIT_ALL_OK;
     master_close(&m);
+    if (c->on_finish)
+        on_finish(c, status);
     return status;
 }
 
@@ -413,6 +458,28 @@ int main(int argc, char **argv)
     c.log_level = opts_str(o, "log-level");
     c.log_format = opts_str(o, "log-format");
     c.no_worker_warning_ms = opts_num(o, "no-worker-warning");
+    c.halt_on_repeat = opts_num(o, "halt-on-repeat");
+    c.on_finish = opts_str(o, "on-finish");
+    const char *ha = opts_str(o, "halt-after");
+    if (ha) {
+        size_t hl = strlen(ha);
+        int pct = hl > 1 && ha[hl - 1] == '%';
+        char num[32];
+        int64_t v;
+        snprintf(num, sizeof num, "%.*s", (int)(pct ? hl - 1 : hl), ha);
+        if (hl > 30 ||
+            util_parse_i64(num, 1, pct ? 100 : INT64_C(1000000000000), &v)) {
+            fprintf(stderr,
+                    "fanout-master: %s: '%s' is not a count of failed items "
+                    "(N) or a share of recorded ones (P%%, 1 to 100)\n",
+                    opts_origin(o, "halt-after"), ha);
+            goto out;
+        }
+        if (pct)
+            c.halt_after_pct = v;
+        else
+            c.halt_after_n = v;
+    }
     c.redrive = (int)opts_num(o, "redrive");
     c.adaptive = (int)opts_num(o, "adaptive");
     c.follow = (int)opts_num(o, "follow");

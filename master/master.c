@@ -106,6 +106,7 @@ struct master {
     int64_t stop_deadline_ns;   /* drain deadline */
     int64_t drained_ns;         /* when permits reached zero */
     uint64_t n_bad_frames;      /* frames dropped on any socket */
+    char halt_reason[200];      /* why --halt-after stopped the job, or "" */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -280,6 +281,44 @@ static long poll_timeout(master *m, int64_t now)
     return timeout < 0 ? 0 : timeout;
 }
 
+/* 1 when --halt-after or --halt-on-repeat says a job that cannot succeed
+ * should stop, with the reason in why. */
+static int halt_due(master *m, char *why, size_t cap)
+{
+    const master_config *c = m->cfg;
+    const store_totals *t = &m->cm.state.totals;
+    int64_t done = t->ok + t->failed;
+    if (c->halt_after_n > 0 && t->failed >= c->halt_after_n) {
+        snprintf(why, cap,
+                 "%" PRId64 " items failed (--halt-after %" PRId64 ")",
+                 t->failed, c->halt_after_n);
+        return 1;
+    }
+    if (c->halt_after_pct > 0 && done >= 50 &&
+        t->failed * 100 >= c->halt_after_pct * done) {
+        snprintf(why, cap,
+                 "%" PRId64 " of %" PRId64 " recorded items failed "
+                 "(--halt-after %" PRId64 "%%)",
+                 t->failed, done, c->halt_after_pct);
+        return 1;
+    }
+    if (c->halt_on_repeat > 0 &&
+        m->fi.fail_run >= (uint64_t)c->halt_on_repeat) {
+        if (m->fi.fail_run_status)
+            snprintf(why, cap,
+                     "%" PRIu64 " items in a row failed with HTTP %u "
+                     "(--halt-on-repeat %" PRId64 ")",
+                     m->fi.fail_run, m->fi.fail_run_status, c->halt_on_repeat);
+        else
+            snprintf(why, cap,
+                     "%" PRIu64 " items in a row failed without an answer "
+                     "from the API (--halt-on-repeat %" PRId64 ")",
+                     m->fi.fail_run, c->halt_on_repeat);
+        return 1;
+    }
+    return 0;
+}
+
 /* 1 once a stop has drained (or timed out). */
 static int stop_done(master *m, int64_t now)
 {
@@ -304,6 +343,17 @@ static fo_err run_loop(master *m, master_end *end, char *err, size_t errlen)
                      "committed, and re-running the same command resumes");
             *end = MASTER_HALTED;
             return FO_OK;
+        }
+        if (!m->stopping &&
+            halt_due(m, m->halt_reason, sizeof m->halt_reason)) {
+            m->stopping = 1;
+            m->stop_deadline_ns = now + m->cfg->drain_timeout_ms * FO_NS_PER_MS;
+            LOG_ERROR("job.halted",
+                      "%s: no new calls; stopping once the %" PRId64
+                      " in flight end. Fix the cause, then re-run the same "
+                      "command to resume (--redrive to retry the failed "
+                      "items)",
+                      m->halt_reason, budget_permits_in_use(m->bud));
         }
         if (stop_signal && !m->stopping) {
             m->stopping = 1;
@@ -687,7 +737,8 @@ static void wire(master *m)
                        .n_denied = &m->cv.n_denied,
                        .pmode = m->obs.pmode,
                        .token = m->cfg->dashboard_token,
-                       .textfile = m->cfg->metrics_textfile};
+                       .textfile = m->cfg->metrics_textfile,
+                       .halted = m->halt_reason};
 }
 
 /* A complete job's input must not have grown unseen: stdin is read and

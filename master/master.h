@@ -49,6 +49,10 @@ typedef struct master_config {
     const char *log_level;            /* for spawned workers */
     const char *log_format;           /* text|json, for spawned workers */
     int64_t no_worker_warning_ms;     /* warn when no worker this long */
+    int64_t halt_after_n;             /* stop at this many failed, 0 off */
+    int64_t halt_after_pct;           /* or this % failed, 0 off */
+    int64_t halt_on_repeat;           /* or this many failing alike */
+    const char *on_finish;            /* shell command at the end, or NULL */
     int redrive;                      /* re-run items whose record is failed */
     int adaptive;                     /* AIMD on push-back */
     int follow;                       /* queues: wait when empty */

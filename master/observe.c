@@ -772,6 +772,8 @@ void observe_write_summary(observe *o, int finished)
     ratectl *rc = o->rc;
     json_t *j = json_object();
     json_object_set_new(j, "finished", json_boolean(finished));
+    if (o->halted && o->halted[0])
+        json_object_set_new(j, "halted", json_string(o->halted));
     /* The exit status this run ends with (the user contract: 0, 1, 3). */
     json_object_set_new(j, "exit_status",
                         json_integer(finished ? observe_some_failed(o) : 3));

@@ -60,6 +60,7 @@ typedef struct observe {
     progress_mode pmode;      /* the progress line */
     const char *token;        /* --dashboard-token's secret, or NULL */
     const char *textfile;     /* --metrics-textfile, or NULL */
+    const char *halted;       /* why --halt-after stopped the job, or "" */
     observe_sample hist[OBSERVE_HISTORY]; /* the last samples, a ring */
     uint64_t nhist;                       /* samples taken in all */
     int64_t next_sample_ns;               /* when the next is due */

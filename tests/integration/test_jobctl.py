@@ -89,5 +89,74 @@ def test_drain_of_an_unknown_worker_is_an_error(env):
     assert job.finish(60) == 0
 
 
+def test_halt_after_failed_items(env):
+    """--halt-after N stops a job that cannot succeed: after N failed items
+    no new calls, exit 3, the reason in the log and summary.json; a re-run
+    (the API fixed) resumes and finishes."""
+    s = env.server("--fail-pct", "100")
+    n = 400
+    items = env.write_items("items.jsonl", n)
+    out = env.path("out")
+    args = ["--input", items, "--out", out, "--url",
+            s.base + "/items/{id}", "--max-attempts", "1",
+            "--rate", "100/s", "--halt-after", "10"]
+    m = env.master(*args, expect=3)
+    env.worker(m.control, "--concurrency", "4")
+    assert m.proc.wait(60) == 3, m.proc.text()[-2000:]
+    text = m.proc.text()
+    assert "job.halted" in text and "--halt-after 10" in text, text[-2000:]
+    sm = h.summary(out)
+    assert "halt-after" in sm["halted"], sm
+    recs = h.results(out)
+    failed = sum(1 for r in recs if r["status"] == "failed")
+    # Calls in flight when it halted still end: a few more than 10.
+    assert 10 <= failed < 60, failed
+    assert len(recs) < n
+    # The API is fixed: the same command resumes, --redrive retries the
+    # failed ones, and the job completes.
+    s.get("/control?fail_pct=0")
+    m2 = env.master(*(args + ["--redrive"]), name="master2")
+    env.worker(m2.control, "--concurrency", "4", name="worker2")
+    assert m2.proc.wait(60) == 0, m2.proc.text()[-2000:]
+    h.assert_exactly_once(h.results(out), ["item-%d" % i
+                                           for i in range(1, n + 1)])
+    h.report("--halt-after 10 against an API that always fails: halted "
+             "with %d of %d recorded (exit 3)" % (len(recs), n))
+
+
+def test_halt_on_repeated_401(env):
+    s = env.server()
+    n = 300
+    items = env.write_items("items.jsonl", n)
+    out = env.path("out")
+    m = env.master("--input", items, "--out", out, "--url",
+                   s.base + "/status/401/{id}", "--rate", "100/s",
+                   "--halt-on-repeat", "8", expect=3)
+    env.worker(m.control, "--concurrency", "4")
+    assert m.proc.wait(60) == 3, m.proc.text()[-2000:]
+    assert "failed with HTTP 401" in m.proc.text(), m.proc.text()[-2000:]
+    recs = h.results(out)
+    assert 8 <= len(recs) < 40, len(recs)
+    h.report("--halt-on-repeat 8 with every call answered 401: halted "
+             "after %d records" % len(recs))
+
+
+def test_on_finish_runs_once_with_the_outcome(env):
+    s = env.server()
+    items = env.write_items("items.jsonl", 30)
+    out = env.path("out")
+    mark = env.path("finished.txt")
+    hook = ('echo "$FANOUT_EXIT_STATUS $FANOUT_OUT $FANOUT_SUMMARY" >> %s'
+            % mark)
+    m = env.master("--input", items, "--out", out, "--url",
+                   s.base + "/items/{id}", "--on-finish", hook)
+    env.worker(m.control)
+    assert m.proc.wait(60) == 0, m.proc.text()[-2000:]
+    with open(mark) as f:
+        lines = f.read().splitlines()
+    assert lines == ["0 %s %s/summary.json" % (out, out)], lines
+    assert os.path.exists(os.path.join(out, "summary.json"))
+
+
 if __name__ == "__main__":
     h.main(globals())
