@@ -5,6 +5,7 @@
  *   fanout-ctl --master tcp://HOST:5555 set --rate 500/min --max-in-flight 16
  *   fanout-ctl --master tcp://HOST:5555 pause | resume
  *   fanout-ctl --master tcp://HOST:5555 drain WORKER
+ *   fanout-ctl --master tcp://HOST:5555 list-failed
  *
  * It speaks to the master's control socket like a worker would, with CTL
  * messages carrying JSON; the master answers with the job's status. Changes
@@ -47,9 +48,12 @@ static const char usage[] =
     "[--max-in-flight N]\n"
     "       fanout-ctl [--master tcp://HOST:5555] pause | resume\n"
     "       fanout-ctl [--master tcp://HOST:5555] drain WORKER\n"
+    "       fanout-ctl [--master tcp://HOST:5555] list-failed\n"
     "\npause: no new calls until resume (calls in flight finish; kept across "
     "a\nmaster restart). drain: that worker (its ID in status) hands back the "
-    "items it\nhas not started, finishes its calls and leaves.\n"
+    "items it\nhas not started, finishes its calls and leaves. list-failed: "
+    "the latest failed\nitems with their errors (every one is in "
+    "results.jsonl).\n"
     "\nShows or changes a running fanout job. Exit status: 0 done, 2 usage "
     "error\n(also: the master needs Curve keys we were not given), 3 no "
     "answer from the\nmaster, or the master refused the command or our "
@@ -140,6 +144,33 @@ static void print_status(json_t *st)
     }
 }
 
+static void print_failures(json_t *st)
+{
+    json_t *fs = json_object_get(st, "failures");
+    json_int_t seen = json_integer_value(json_object_get(st, "failures_seen"));
+    if (!json_array_size(fs)) {
+        printf("no failed items\n");
+        return;
+    }
+    printf("%-32s %5s %8s  %s\n", "ID", "HTTP", "ATTEMPTS", "ERROR");
+    size_t i;
+    json_t *f;
+    json_array_foreach(fs, i, f)
+    {
+        printf("%-32s %5" JSON_INTEGER_FORMAT " %8" JSON_INTEGER_FORMAT
+               "  %s\n",
+               json_string_value(json_object_get(f, "id")),
+               json_integer_value(json_object_get(f, "http_status")),
+               json_integer_value(json_object_get(f, "attempts")),
+               json_string_value(json_object_get(f, "error")));
+    }
+    if (seen > (json_int_t)json_array_size(fs))
+        printf("the newest %zu of %" JSON_INTEGER_FORMAT
+               " failed items; every one is in the job's results.jsonl "
+               "(\"status\":\"failed\")\n",
+               json_array_size(fs), seen);
+}
+
 int main(int argc, char **argv)
 {
     char err[512] = "";
@@ -160,17 +191,19 @@ int main(int argc, char **argv)
     }
     size_t npos;
     char *const *pos = opts_positional(o, &npos);
-    static const char *const cmds[] = {"status", "set", "pause", "resume",
-                                       "drain"};
+    static const char *const cmds[] = {"status", "set",   "pause",
+                                       "resume", "drain", "list-failed"};
     int known = 0;
     for (size_t i = 0; npos && i < sizeof cmds / sizeof cmds[0]; i++)
         known |= !strcmp(pos[0], cmds[i]);
     if (!known || npos != (size_t)(strcmp(pos[0], "drain") ? 1 : 2)) {
         fprintf(stderr, "fanout-ctl: expected one command: status, set, pause, "
-                        "resume or drain WORKER (see --help)\n");
+                        "resume, drain WORKER or list-failed (see --help)\n");
         goto out;
     }
-    req = json_pack("{s:s}", "cmd", pos[0]);
+    /* list-failed reads the failures from the status. */
+    int list_failed = !strcmp(pos[0], "list-failed");
+    req = json_pack("{s:s}", "cmd", list_failed ? "status" : pos[0]);
     if (!strcmp(pos[0], "drain"))
         json_object_set_new(req, "worker", json_string(pos[1]));
     if (!strcmp(pos[0], "set")) {
@@ -313,6 +346,8 @@ int main(int argc, char **argv)
         st = json_loads(rep.u.ctl.json, 0, NULL);
         if (opts_num(o, "json"))
             printf("%s\n", rep.u.ctl.json);
+        else if (list_failed)
+            print_failures(st);
         else
             print_status(st);
         rc = 0;

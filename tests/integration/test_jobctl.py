@@ -89,6 +89,27 @@ def test_drain_of_an_unknown_worker_is_an_error(env):
     assert job.finish(60) == 0
 
 
+def test_list_failed_shows_the_latest_failures(env):
+    s = env.server("--fail-pct", "40", "--seed", "5")
+    n = 200
+    job = h.items_job(env, s, n, "--rate", "100/s", "--max-attempts", "1")
+    job.start(expect=1)
+    env.worker(job.control, once=False)
+    job.wait_results(60, 30)
+    out = ctl(job.control, "list-failed").stdout
+    failed = {r["id"]: r for r in h.results(job.out)
+              if r["status"] == "failed"}
+    listed = [line.split()[0] for line in out.splitlines()[1:]
+              if line.startswith("item-")]
+    assert listed, out
+    # Every listed item failed; the newest come first.
+    for item in listed:
+        assert item in failed or item not in {
+            r["id"] for r in h.results(job.out)}, (item, out)
+    assert out.splitlines()[0].split()[:2] == ["ID", "HTTP"], out
+    job.finish(60, expect=1)
+
+
 def test_halt_after_failed_items(env):
     """--halt-after N stops a job that cannot succeed: after N failed items
     no new calls, exit 3, the reason in the log and summary.json; a re-run
