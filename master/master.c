@@ -140,7 +140,12 @@ static void send_grant(void *ctx, budget_worker *w, const uint32_t *offs,
     msg.u.token_grant.n = n;
     msg.u.token_grant.offset_us = (uint32_t *)offs;
     sender_to(&m->snd, w->rid, w->rid_len, &msg);
-    ratectl_granted(&m->rc, clock_now_ns(), n);
+    /* Counted when they may be spent, not when granted (up to 250 ms
+     * earlier): the calls/s shown is then what the API sees, never more
+     * than the limit when the API sees no more. */
+    int64_t now = clock_now_ns();
+    for (uint32_t i = 0; i < n; i++)
+        ratectl_granted(&m->rc, now + (int64_t)offs[i] * 1000, 1);
 }
 
 /* Items outstanding at most. An item holds its place until its record is

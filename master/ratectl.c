@@ -90,11 +90,15 @@ size_t ratectl_parse_list(const char *text, gcra_rate *rates, size_t cap)
 void ratectl_granted(ratectl *rc, int64_t now, uint64_t n)
 {
     int64_t t = now / (100 * FO_NS_PER_MS);
-    if (t != rc->calls_t) {
+    /* The ring ends at the newest bucket, which may lie ahead of the
+     * clock (tokens are counted at their spend time): it only moves on. */
+    if (t > rc->calls_t) {
         int64_t steps = t - rc->calls_t;
         for (int64_t i = 1; i <= steps && i <= RATECTL_CALL_BUCKETS; i++)
             rc->calls[(rc->calls_t + i) % RATECTL_CALL_BUCKETS] = 0;
         rc->calls_t = t;
+    } else if (t <= rc->calls_t - RATECTL_CALL_BUCKETS) {
+        return; /* older than the ring */
     }
     rc->calls[t % RATECTL_CALL_BUCKETS] += n;
 }
@@ -102,9 +106,13 @@ void ratectl_granted(ratectl *rc, int64_t now, uint64_t n)
 double ratectl_calls_per_s(ratectl *rc, int64_t now)
 {
     ratectl_granted(rc, now, 0);
+    /* Tokens due by now, over the last window: not the ones granted for
+     * the next 250 ms. */
+    int64_t t = now / (100 * FO_NS_PER_MS);
     uint64_t sum = 0;
-    for (int i = 0; i < RATECTL_CALL_BUCKETS; i++)
-        sum += rc->calls[i];
+    for (int64_t b = t - RATECTL_CALL_BUCKETS + 1; b <= t; b++)
+        if (b > rc->calls_t - RATECTL_CALL_BUCKETS)
+            sum += rc->calls[b % RATECTL_CALL_BUCKETS];
     double window_s = RATECTL_CALL_BUCKETS / 10.0;
     double since_start = (double)(now - rc->start_ns) / 1e9;
     if (since_start < window_s && since_start > 0.5)

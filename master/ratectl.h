@@ -63,7 +63,8 @@ FO_WUR fo_err ratectl_set_limits(ratectl *rc, const gcra_rate *rates, size_t n,
  * the count; unparseable parts are skipped. */
 size_t ratectl_parse_list(const char *text, gcra_rate *rates, size_t cap);
 
-/* n tokens were granted at now. */
+/* n tokens may be spent at `now` (a grant counts each token at its spend
+ * time, at most the grant horizon ahead). */
 void ratectl_granted(ratectl *rc, int64_t now, uint64_t n);
 /* n calls succeeded at now. */
 void ratectl_ok(ratectl *rc, int64_t now, uint32_t n);

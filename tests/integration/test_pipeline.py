@@ -2,9 +2,11 @@
 test server on loopback."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
@@ -41,6 +43,47 @@ def test_end_to_end_at_the_strict_limit(env):
                 st["max_in_1s"]))
     sm = h.summary(out)
     assert sm["items"] == n and sm["ok"] == n and sm["finished"] is True
+
+
+def test_shown_rate_is_never_above_the_limit(env):
+    """The calls/s the master shows (progress, /status, dashboard) counts
+    tokens when they may be spent, not when granted up to 250 ms earlier:
+    it never shows more than the limit when the API saw no more (issue 14
+    saw 42/s under a 40/s limit). And summary.json's calls are the calls
+    the API received."""
+    rate = 40
+    s = env.server("--rate", "%d/s" % rate)
+    n = 320
+    items = env.write_items("items.jsonl", n)
+    out = env.path("out")
+    m = env.master("--input", items, "--out", out, "--url",
+                   s.base + "/items/{id}", "--rate", "%d/s" % rate,
+                   "--metrics", "127.0.0.1:0")
+    base = m.endpoints["metrics"]
+    env.worker(m.control)
+    shown = []
+    t0 = time.monotonic()
+    while m.proc.alive():
+        try:
+            with urllib.request.urlopen(base + "/status", timeout=5) as r:
+                st = json.loads(r.read())
+        except OSError:
+            break
+        if time.monotonic() - t0 > 3:
+            shown.append(st["calls_per_s"])
+        time.sleep(0.1)  # a sampling interval, not a synchronisation
+    assert m.proc.wait(60) == 0, m.proc.text()[-2000:]
+    assert s.stats()["max_in_1s"] <= rate
+    assert len(shown) > 15, shown
+    # The limit, plus its burst of one call over the window (5 s, or the
+    # time since the start when shorter).
+    assert max(shown) <= rate + 1 / 3.0 + 0.01, max(shown)
+    sm = h.summary(out)
+    assert sm["calls"] == len(s.requests()), (sm["calls"], len(s.requests()))
+    h.report("limit %d/s: the master showed at most %.2f calls/s in %d "
+             "samples; summary calls %d, the API saw %d" % (
+                 rate, max(shown), len(shown), sm["calls"],
+                 len(s.requests())))
 
 
 def _rfc3339(text):
