@@ -19,6 +19,9 @@
 /* A lone push-back at the held level this long after the previous one
  * may be forgiven as jitter (see adaptive_on_throttle). */
 #define JITTER_AFTER_NS (10 * NS_PER_S)
+/* A probe refused while the API took at least this share of the level it
+ * started from: back to that level. */
+#define PROBE_REFUSED 0.9
 /* A push-back this close to the previous level is the same limit again. */
 #define SAME_LEVEL 0.03
 
@@ -79,7 +82,15 @@ int adaptive_on_throttle(adaptive *a, int64_t now, const adaptive_obs *obs)
      * yet always below the rate it just refused. */
     double took = dmin(o.window, cur * BELOW_REFUSED);
     int measured = o.window > MIN_SCALE && o.sending >= ADAPTIVE_MEASURED_SHARE;
-    if (measured) {
+    if (measured && cur > prev_level && prev_level > 0 &&
+        o.window >= prev_level * PROBE_REFUSED) {
+        /* A probe refused, with the API still taking about the level we
+         * held before it: the limit is that level. The count is a call or
+         * two short at times (results reach us a little after the calls
+         * reached the API), which is no reason to hold lower from now on. */
+        a->scale = prev_level;
+        a->measured++;
+    } else if (measured) {
         a->level = took;
         a->scale = took;
         a->climb_ns = now;
@@ -103,7 +114,7 @@ int adaptive_on_throttle(adaptive *a, int64_t now, const adaptive_obs *obs)
     if (measured && prev_level > 0 &&
         a->level >= prev_level * (1 - SAME_LEVEL) &&
         a->level <= prev_level * (1 + SAME_LEVEL)) {
-        a->hold_ns *= 3;
+        a->hold_ns *= 4;
         if (a->hold_ns > ADAPTIVE_HOLD_MAX_NS)
             a->hold_ns = ADAPTIVE_HOLD_MAX_NS;
     } else {

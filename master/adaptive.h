@@ -20,8 +20,9 @@
  *
  * After a quiet hold at its level it probes upwards, by 2% first and then
  * faster, so a limit that was raised is found again. Each probe past a
- * fixed limit costs a 429 and a cluster-wide pause, so the hold grows while
- * probes keep failing at the same level. A limit announced in RateLimit
+ * fixed limit costs a 429 and a cluster-wide pause: a refused probe goes
+ * back to the level it started from, and the hold grows while probes keep
+ * failing there. A limit announced in RateLimit
  * headers caps the scale directly, without any 429 at all. With adaptive
  * mode off only the headers act.
  *
@@ -62,7 +63,7 @@ typedef struct adaptive_obs {
 /* Quiet time at the level before the first probe upwards. */
 #define ADAPTIVE_HOLD_NS (30 * INT64_C(1000000000))
 /* The longest hold, reached while probes keep failing at one level. */
-#define ADAPTIVE_HOLD_MAX_NS (90 * INT64_C(1000000000))
+#define ADAPTIVE_HOLD_MAX_NS (120 * INT64_C(1000000000))
 /* Share of the last second that must have been spent sending for the
  * accepted count to measure the limit. */
 #define ADAPTIVE_MEASURED_SHARE 0.45

@@ -134,11 +134,34 @@ static void test_probes_near_the_estimate(void **state)
     int64_t refused = t;
     o.window = 0.5;
     assert_int_equal(adaptive_on_throttle(&a, refused, &o), 1);
-    assert_true(near(adaptive_scale(&a), 0.5, 0.005));
+    assert_true(near(adaptive_scale(&a), 0.5, 1e-9));
     assert_true(a.hold_ns > ADAPTIVE_HOLD_NS);
     for (t = refused + S; t < refused + ADAPTIVE_HOLD_NS + S; t += S)
         adaptive_tick(&a, t);
-    assert_true(near(adaptive_scale(&a), 0.5, 0.005)); /* still holding */
+    assert_true(near(adaptive_scale(&a), 0.5, 1e-9)); /* still holding */
+}
+
+/* The count over the last second runs a call or two short of what the API
+ * saw; a refused probe goes back to the level it started from, not to
+ * that count. A limit that really dropped is followed down. */
+static void test_refused_probe_returns_to_its_level(void **state)
+{
+    (void)state;
+    adaptive a;
+    adaptive_init(&a, 1);
+    adaptive_obs o = {.window = 0.5, .sending = 1.0, .per_sending = 0.5};
+    adaptive_on_throttle(&a, 0, &o);
+    int64_t t = S;
+    while (adaptive_scale(&a) == 0.5 && t < 200 * S)
+        adaptive_tick(&a, t += S);
+    assert_true(adaptive_scale(&a) > 0.5);
+    o.window = 0.475; /* 19 of 20 counted */
+    assert_int_equal(adaptive_on_throttle(&a, t + S, &o), 1);
+    assert_true(adaptive_scale(&a) == 0.5);
+    /* Later, refused while holding, with the API taking far less: down. */
+    o.window = 0.3;
+    assert_int_equal(adaptive_on_throttle(&a, t + 20 * S, &o), 1);
+    assert_true(near(adaptive_scale(&a), 0.3, 1e-9));
 }
 
 /* A single 429 long into a hold, with the whole last second accepted at
@@ -339,6 +362,7 @@ int main(void)
         cmocka_unit_test(
             test_climbs_back_near_the_bound_after_a_blind_decrease),
         cmocka_unit_test(test_probes_near_the_estimate),
+        cmocka_unit_test(test_refused_probe_returns_to_its_level),
         cmocka_unit_test(test_jitter_at_the_held_level_is_forgiven),
         cmocka_unit_test(test_one_burst_decreases_once),
         cmocka_unit_test(test_recovers_to_full_scale_and_never_above),
