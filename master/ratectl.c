@@ -87,28 +87,41 @@ size_t ratectl_parse_list(const char *text, gcra_rate *rates, size_t cap)
     return n;
 }
 
+#define BUCKET_NS (100 * FO_NS_PER_MS)
+
+/* Moves the 100 ms buckets (grants and successes) on to now's; never
+ * back (the newest bucket may lie ahead: grants count at spend time). */
+static void roll(ratectl *rc, int64_t now)
+{
+    int64_t t = now / BUCKET_NS;
+    if (t <= rc->calls_t)
+        return;
+    int64_t steps = t - rc->calls_t;
+    for (int64_t i = 1; i <= steps && i <= RATECTL_CALL_BUCKETS; i++) {
+        rc->calls[(rc->calls_t + i) % RATECTL_CALL_BUCKETS] = 0;
+        rc->okd[(rc->calls_t + i) % RATECTL_CALL_BUCKETS] = 0;
+    }
+    rc->calls_t = t;
+}
+
 void ratectl_granted(ratectl *rc, int64_t now, uint64_t n)
 {
-    int64_t t = now / (100 * FO_NS_PER_MS);
-    /* The ring ends at the newest bucket, which may lie ahead of the
-     * clock (tokens are counted at their spend time): it only moves on. */
-    if (t > rc->calls_t) {
-        int64_t steps = t - rc->calls_t;
-        for (int64_t i = 1; i <= steps && i <= RATECTL_CALL_BUCKETS; i++)
-            rc->calls[(rc->calls_t + i) % RATECTL_CALL_BUCKETS] = 0;
-        rc->calls_t = t;
-    } else if (t <= rc->calls_t - RATECTL_CALL_BUCKETS) {
+    /* Counted at the time the tokens may be spent, which may lie ahead of
+     * the clock (up to the grant horizon). */
+    int64_t t = now / BUCKET_NS;
+    if (t > rc->calls_t)
+        roll(rc, now);
+    else if (t <= rc->calls_t - RATECTL_CALL_BUCKETS)
         return; /* older than the ring */
-    }
     rc->calls[t % RATECTL_CALL_BUCKETS] += n;
 }
 
 double ratectl_calls_per_s(ratectl *rc, int64_t now)
 {
-    ratectl_granted(rc, now, 0);
+    roll(rc, now);
     /* Tokens due by now, over the last window: not the ones granted for
      * the next 250 ms. */
-    int64_t t = now / (100 * FO_NS_PER_MS);
+    int64_t t = now / BUCKET_NS;
     uint64_t sum = 0;
     for (int64_t b = t - RATECTL_CALL_BUCKETS + 1; b <= t; b++)
         if (b > rc->calls_t - RATECTL_CALL_BUCKETS)
@@ -129,22 +142,62 @@ void ratectl_ok(ratectl *rc, int64_t now, uint32_t n)
         rc->ok_t = t;
     }
     rc->ok[t % RATECTL_OK_BUCKETS] += n;
+    roll(rc, now);
+    rc->okd[(now / BUCKET_NS) % RATECTL_CALL_BUCKETS] += n;
 }
 
-/* Successful calls over the last second, as a share of the configured
- * rate. When an API that counts calls per window pushes back, its window is
- * full: what it let through in the last second is its limit, pauses or not
- * (for longer windows this is an upper bound and does no harm). 0 when not
- * yet meaningful. */
-static double observed_scale(ratectl *rc, int64_t now, double base)
+/* Whether a pause of ours overlapped [from, to). */
+static int paused_during(const ratectl *rc, int64_t from, int64_t to)
 {
-    if (base <= 0 || now - rc->start_ns < 2 * FO_NS_PER_S)
-        return 0;
+    for (int i = 0; i < RATECTL_PAUSES; i++)
+        if (rc->pause_until[i] && rc->pause_from[i] < to &&
+            rc->pause_until[i] > from)
+            return 1;
+    return 0;
+}
+
+/* The API's limit is read from what it accepted, and the trap is reading
+ * our own silence as its limit: over a second that was mostly a pause of
+ * ours (after an earlier 429), or had nothing to send, it accepted little
+ * because little was sent. So a 100 ms bucket counts as sending only when
+ * tokens were granted or calls succeeded in it and no pause of ours
+ * overlapped it. per_sending divides the successes of the last second's
+ * worth of such buckets (looking back at most 5 s) by their length;
+ * sending says how much of the last second they filled. window is the
+ * plain count over the last second, which is what the API's own window saw;
+ * adaptive.c decides which to believe. */
+void ratectl_observe(ratectl *rc, int64_t now, adaptive_obs *obs)
+{
+    obs->window = obs->sending = obs->per_sending = 0;
+    double base = ratectl_base_per_s(rc);
+    if (base <= 0)
+        return;
     ratectl_ok(rc, now, 0);
     uint64_t sum = 0;
     for (int i = 0; i < RATECTL_OK_BUCKETS; i++)
         sum += rc->ok[i];
-    return (double)sum / base;
+    obs->window = (double)sum / base;
+    int64_t last_s_ns = 0, sending_ns = 0;
+    uint64_t ok = 0;
+    for (int64_t k = 0; k < RATECTL_CALL_BUCKETS; k++) {
+        int64_t b = rc->calls_t - k;
+        if (b < 0 || sending_ns >= FO_NS_PER_S)
+            break;
+        int64_t from = b * BUCKET_NS;
+        int64_t to = from + BUCKET_NS < now ? from + BUCKET_NS : now;
+        size_t i = (size_t)(b % RATECTL_CALL_BUCKETS);
+        if (to <= from || rc->calls[i] + rc->okd[i] == 0 ||
+            paused_during(rc, from, to))
+            continue;
+        int64_t lo = from > now - FO_NS_PER_S ? from : now - FO_NS_PER_S;
+        if (to > lo)
+            last_s_ns += to - lo;
+        ok += rc->okd[i];
+        sending_ns += to - from;
+    }
+    obs->sending = (double)last_s_ns / 1e9;
+    if (sending_ns >= 3 * BUCKET_NS)
+        obs->per_sending = (double)ok * 1e9 / (double)sending_ns / base;
 }
 
 double ratectl_base_per_s(const ratectl *rc)
@@ -172,6 +225,9 @@ int ratectl_pause(ratectl *rc, int64_t now, int64_t ms)
     if (until <= budget_paused_until(rc->bud))
         return 0;
     budget_pause(rc->bud, until);
+    unsigned slot = rc->npauses++ % RATECTL_PAUSES;
+    rc->pause_from[slot] = now;
+    rc->pause_until[slot] = until;
     return 1;
 }
 
@@ -210,9 +266,16 @@ int ratectl_on_throttled(ratectl *rc, int64_t now, int64_t retry_after_ms,
     ra = agreed_pause(rc, now, ra, worker, who);
     int64_t until = now + ra * FO_NS_PER_MS;
     int extended = ratectl_pause(rc, now, ra);
-    if (adaptive_on_throttle(&rc->ad, now,
-                             observed_scale(rc, now, ratectl_base_per_s(rc))))
+    adaptive_obs obs;
+    ratectl_observe(rc, now, &obs);
+    if (adaptive_on_throttle(&rc->ad, now, &obs)) {
+        double base = ratectl_base_per_s(rc);
+        LOG_INFO("rate.estimate",
+                 "push-back: the API accepted %.1f/s over the last second "
+                 "(%.0f%% of it spent sending), %.1f/s per second of sending",
+                 obs.window * base, obs.sending * 100, obs.per_sending * base);
         apply_scale(rc);
+    }
     if (until > rc->paused_logged_until + FO_NS_PER_S) {
         LOG_WARN("api.throttled",
                  "HTTP %u from the API (via %s): all calls "

@@ -23,6 +23,7 @@
 
 #define RATECTL_CALL_BUCKETS 50 /* 100 ms buckets: calls/s over 5 s */
 #define RATECTL_OK_BUCKETS 100  /* 10 ms buckets: successes over 1 s */
+#define RATECTL_PAUSES 8        /* recent pauses remembered */
 /* No report pauses the cluster for longer than this. */
 #define RATECTL_MAX_PAUSE_MS (3600 * INT64_C(1000))
 /* One worker's Retry-After pauses the cluster at most this long; a longer
@@ -41,7 +42,11 @@ typedef struct ratectl {
     adaptive ad;                          /* the adaptive controller */
     double applied_scale;                 /* scale last given to the limiter */
     uint64_t calls[RATECTL_CALL_BUCKETS]; /* tokens granted per bucket */
+    uint32_t okd[RATECTL_CALL_BUCKETS];   /* successes, same buckets */
     int64_t calls_t;                      /* index time of the newest */
+    int64_t pause_from[RATECTL_PAUSES];   /* recent pauses: start, */
+    int64_t pause_until[RATECTL_PAUSES];  /* and end (0: unused) */
+    unsigned npauses;                     /* pauses recorded in all */
     uint32_t ok[RATECTL_OK_BUCKETS];      /* successes per bucket */
     int64_t ok_t;                         /* index time of the newest */
     int64_t start_ns;                     /* this run's start */
@@ -66,7 +71,9 @@ size_t ratectl_parse_list(const char *text, gcra_rate *rates, size_t cap);
 /* n tokens may be spent at `now` (a grant counts each token at its spend
  * time, at most the grant horizon ahead). */
 void ratectl_granted(ratectl *rc, int64_t now, uint64_t n);
-/* n calls succeeded at now. */
+/* n calls succeeded at now. The adaptive rate reads these counts, the
+ * grants and the pauses to tell what the API accepted while calls were
+ * being sent from what it accepted while the cluster stood still. */
 void ratectl_ok(ratectl *rc, int64_t now, uint32_t n);
 /* Tokens granted per second over the last 5 s (less at the start). */
 double ratectl_calls_per_s(ratectl *rc, int64_t now);
@@ -75,9 +82,10 @@ double ratectl_base_per_s(const ratectl *rc);
 /* What the limiter grants now, per second. */
 double ratectl_effective_per_s(ratectl *rc);
 
-/* Pauses every grant until now + ms (capped at RATECTL_MAX_PAUSE_MS).
- * Returns 1 when that extends the pause in force: the caller then tells
- * the workers to drop the tokens they hold. */
+/* Pauses every grant until now + ms (capped at RATECTL_MAX_PAUSE_MS),
+ * and remembers the pause so the adaptive rate leaves it out. Returns 1 when
+ * that extends the pause in force: the caller then tells the workers to drop
+ * the tokens they hold. */
 int ratectl_pause(ratectl *rc, int64_t now, int64_t ms);
 /* Worker slot `who` (named worker) reports push-back (429, or 503 with
  * Retry-After): pauses for retry_after_ms (1 s when 0; over
@@ -94,5 +102,10 @@ int ratectl_on_rateinfo(ratectl *rc, int64_t now, int64_t limit,
                         const char *worker, int32_t who);
 /* Once-a-second adaptive steps. */
 void ratectl_tick(ratectl *rc, int64_t now);
+/* What the API was seen to accept up to now (see adaptive_obs): over the
+ * last second, the share of it spent sending, and per second of sending
+ * with the cluster's own pauses and empty 100 ms stretches left out. All
+ * 0 when no rate is configured. Exposed for the unit tests. */
+void ratectl_observe(ratectl *rc, int64_t now, adaptive_obs *obs);
 
 #endif

@@ -30,6 +30,13 @@ because absolute times on a shared machine mean little:
                   master peak RSS. Also an Azure queue on Azurite, when
                   tests/queues is installed, as its own figure (Azurite is
                   far slower than fanout, so no ratio).
+  8 adaptive      push-back (issue 15): a strict test server hiding a limit
+                  H, the job told --rate 2H, adaptive on, 2 workers: the
+                  rate over the job (accepted arrivals per second between the
+                  first and the last) against H, and 429s, for a 20 s job
+                  (20 H items) and a 2-minute job (120 H items); and told
+                  H/2 against a server hiding H: the rate against --rate
+                  and 429s (adaptive never raises the rate above --rate).
 
 Goals are reported, never asserted: the exit status is non-zero only when
 the harness itself failed (a process died, a timeout). The table goes to
@@ -68,7 +75,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 KEEP_MARKER = "<!-- Everything below this line is kept by bench.py. -->"
 SCENARIOS = ("precision", "overhead", "latency", "memory", "scaleout",
-             "sources")
+             "sources", "adaptive")
 HZ = os.sysconf("SC_CLK_TCK")
 
 # --------------------------------------------------------------------------
@@ -1272,6 +1279,59 @@ class Bench:
         self.add(sca, "messages left in the queue", az["left_in_queue"], "%d",
                  "0", az["left_in_queue"] == 0)
 
+    # ---------------------------------------------------------------- 8
+    def adaptive(self, run):
+        H = 20
+        jobs = [("20 s job", H, 2 * H, 20 * H, 0.90),
+                ("2-minute job", H, 2 * H, 120 * H, 0.97),
+                ("told 0.5x", 2 * H, H, 20 * H, None)]
+        if self.quick:
+            jobs = [j for j in jobs if j[0] != "2-minute job"]
+        res = []
+        for tag, hidden, told, n, goal in jobs:
+            items = gen_items(run.path("items-%d.jsonl" % n), n)
+            srv = run.server("--rate", "%d/s" % hidden, log=True)
+            name = "master-" + tag.split()[0].replace(".", "")
+            m = run.master(["--input", items, "--out",
+                            run.path("out-" + name), "--url",
+                            srv.base + "/i/{id}", "--rate", "%d/s" % told],
+                           name=name, pipe_stderr=True)
+            ws = run.workers(m.endpoints["control"], 2, 8)
+            st = m.wait(n / min(hidden, told) * 3 + 60, tag)
+            for w in ws:
+                w.wait(30, "worker exit")
+            srv.stop()
+            ok_ts, r429 = srv.arrivals()
+            log = "".join(line for _, line in m.lines)
+            r = {"job": tag, "hidden_per_s": hidden, "rate_flag_per_s": told,
+                 "items": n, "master_exit": st, "accepted": len(ok_ts),
+                 "rate_per_s": rate_of(ok_ts), "rejected_429": r429,
+                 "span_s": ok_ts[-1] - ok_ts[0] if ok_ts else 0,
+                 "lowered": log.count("rate.estimate:"),
+                 "estimates": re.findall(r"rate\.estimate: (.*)", log)}
+            res.append(r)
+            if st != 0 or len(ok_ts) != n:
+                raise BenchError("adaptive, %s: master exit %s, %d of %d "
+                                 "accepted" % (tag, st, len(ok_ts), n))
+            sc = "8 adaptive, hidden %d/s, --rate %d/s, %s" % (hidden, told,
+                                                               tag)
+            if goal is not None:
+                ratio = r["rate_per_s"] / hidden
+                self.add(sc, "rate over the job / hidden", ratio, "%.3f",
+                         ">= %.2f" % goal, at_least(ratio, goal),
+                         note="%d items in %.1f s; the rate was lowered %d "
+                         "times" % (n, r["span_s"], r["lowered"]))
+                self.add(sc, "429 responses", r429, "%d", "<= 5", r429 <= 5)
+            else:
+                ratio = r["rate_per_s"] / told
+                self.add(sc, "rate over the job / --rate", ratio, "%.3f",
+                         ">= 0.95", at_least(ratio, 0.95),
+                         note="%d items in %.1f s" % (n, r["span_s"]))
+                self.add(sc, "429 responses", r429, "%d", "0", r429 == 0)
+            if r429 > 5:
+                run.keep = True
+        self.raw["adaptive"] = res
+
     def sources_rows(self, sc, n, grace, files, reds):
         def med(runs, key):
             return median([r[key] for r in runs])
@@ -1445,6 +1505,23 @@ def readme_table(b):
                 else " items/s")
         line("sources, Redis stream vs JSONL file (2 x 32, no limit)", text,
              ">= 0.75; 0; yes", all(r.ok is not False for r in src))
+    ad = by.get("8", [])
+    if ad:
+        def one(job, fig):
+            vals = [r for r in ad if r.scen.endswith(job) and
+                    r.figure == fig]
+            return vals[0].measured() if vals else "n/a"
+        line("adaptive, hidden limit H, --rate 2H (20 s / 2-minute job); "
+             "--rate H/2",
+             "rate/H %s / %s, 429s %s / %s; told H/2: rate/--rate %s, "
+             "429s %s" % (one("20 s job", "rate over the job / hidden"),
+                          one("2-minute job", "rate over the job / hidden"),
+                          one("20 s job", "429 responses"),
+                          one("2-minute job", "429 responses"),
+                          one("told 0.5x", "rate over the job / --rate"),
+                          one("told 0.5x", "429 responses")),
+             ">= 0.9 / 0.97, <= 5; >= 0.95, 0",
+             all(r.ok is not False for r in ad))
     return "\n".join(lines)
 
 
