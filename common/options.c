@@ -464,6 +464,15 @@ static void find_positional(usage_info *u, const char *form,
     free(copy);
 }
 
+/* 1 for a command word of a synopsis ("list-failed"): lowercase. */
+static int is_command_word(const char *w)
+{
+    for (const char *c = w; *c; c++)
+        if (!islower((unsigned char)*c) && *c != '-')
+            return 0;
+    return 1;
+}
+
 static void usage_parse(usage_info *u, const char *usage, const char *version,
                         const opt_def *defs, size_t n)
 {
@@ -504,11 +513,23 @@ static void usage_parse(usage_info *u, const char *usage, const char *version,
     }
     for (size_t i = 0; i < u->nsyn; i++)
         find_positional(u, u->syn[i], defs, n);
-    u->pos_commands = u->npos > 0;
+    /* Lowercase words are commands ("status", "drain"); the others are
+     * placeholders for a value ("DIR/NAME", "WORKER"). With commands, the
+     * placeholders (a command's argument) are left out of the list. */
+    size_t ncmd = 0;
     for (size_t i = 0; i < u->npos; i++)
-        for (const char *c = u->pos[i]; *c; c++)
-            if (!islower((unsigned char)*c) && *c != '-')
-                u->pos_commands = 0;
+        ncmd += (size_t)is_command_word(u->pos[i]);
+    u->pos_commands = ncmd > 0;
+    if (!u->pos_commands)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < u->npos; i++) {
+        if (is_command_word(u->pos[i]))
+            u->pos[k++] = u->pos[i];
+        else
+            free(u->pos[i]);
+    }
+    u->npos = k;
 }
 
 static void usage_fini(usage_info *u)

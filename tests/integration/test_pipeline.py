@@ -75,9 +75,10 @@ def test_shown_rate_is_never_above_the_limit(env):
     assert m.proc.wait(60) == 0, m.proc.text()[-2000:]
     assert s.stats()["max_in_1s"] <= rate
     assert len(shown) > 15, shown
-    # The limit, plus its burst of one call over the window (5 s, or the
-    # time since the start when shorter).
-    assert max(shown) <= rate + 1 / 3.0 + 0.01, max(shown)
+    # The limit, plus the burst of one call and a token on the window's
+    # edge over the window (5 s, or the time since the start, over 3 s):
+    # 40.67/s at most, where counting at grant time showed 42/s.
+    assert max(shown) <= rate + 2 / 3.0 + 0.01, max(shown)
     sm = h.summary(out)
     assert sm["calls"] == len(s.requests()), (sm["calls"], len(s.requests()))
     h.report("limit %d/s: the master showed at most %.2f calls/s in %d "
