@@ -29,6 +29,7 @@
 #include "curve.h"
 #include "dispatch.h"
 #include "fanin.h"
+#include "halt.h"
 #include "httpd.h"
 #include "intake.h"
 #include "log.h"
@@ -106,7 +107,8 @@ struct master {
     int64_t stop_deadline_ns;   /* drain deadline */
     int64_t drained_ns;         /* when permits reached zero */
     uint64_t n_bad_frames;      /* frames dropped on any socket */
-    char halt_reason[200];      /* why --halt-after stopped the job, or "" */
+    halt_cfg halt;              /* --halt-after, --halt-on-repeat */
+    char halt_reason[200];      /* why they stopped the job, or "" */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -286,44 +288,6 @@ static long poll_timeout(master *m, int64_t now)
     return timeout < 0 ? 0 : timeout;
 }
 
-/* 1 when --halt-after or --halt-on-repeat says a job that cannot succeed
- * should stop, with the reason in why. */
-static int halt_due(master *m, char *why, size_t cap)
-{
-    const master_config *c = m->cfg;
-    const store_totals *t = &m->cm.state.totals;
-    int64_t done = t->ok + t->failed;
-    if (c->halt_after_n > 0 && t->failed >= c->halt_after_n) {
-        snprintf(why, cap,
-                 "%" PRId64 " items failed (--halt-after %" PRId64 ")",
-                 t->failed, c->halt_after_n);
-        return 1;
-    }
-    if (c->halt_after_pct > 0 && done >= 50 &&
-        t->failed * 100 >= c->halt_after_pct * done) {
-        snprintf(why, cap,
-                 "%" PRId64 " of %" PRId64 " recorded items failed "
-                 "(--halt-after %" PRId64 "%%)",
-                 t->failed, done, c->halt_after_pct);
-        return 1;
-    }
-    if (c->halt_on_repeat > 0 &&
-        m->fi.fail_run >= (uint64_t)c->halt_on_repeat) {
-        if (m->fi.fail_run_status)
-            snprintf(why, cap,
-                     "%" PRIu64 " items in a row failed with HTTP %u "
-                     "(--halt-on-repeat %" PRId64 ")",
-                     m->fi.fail_run, m->fi.fail_run_status, c->halt_on_repeat);
-        else
-            snprintf(why, cap,
-                     "%" PRIu64 " items in a row failed without an answer "
-                     "from the API (--halt-on-repeat %" PRId64 ")",
-                     m->fi.fail_run, c->halt_on_repeat);
-        return 1;
-    }
-    return 0;
-}
-
 /* 1 once a stop has drained (or timed out). */
 static int stop_done(master *m, int64_t now)
 {
@@ -349,8 +313,9 @@ static fo_err run_loop(master *m, master_end *end, char *err, size_t errlen)
             *end = MASTER_HALTED;
             return FO_OK;
         }
-        if (!m->stopping &&
-            halt_due(m, m->halt_reason, sizeof m->halt_reason)) {
+        if (!m->stopping && halt_due(&m->halt, &m->cm.state.totals,
+                                     m->fi.fail_run, m->fi.fail_run_status,
+                                     m->halt_reason, sizeof m->halt_reason)) {
             m->stopping = 1;
             m->stop_deadline_ns = now + m->cfg->drain_timeout_ms * FO_NS_PER_MS;
             LOG_ERROR("job.halted",
@@ -873,6 +838,8 @@ fo_err master_open(const master_config *cfg, master **out, char *err,
     master *m = xcalloc(1, sizeof *m);
     m->cfg = cfg;
     m->run_start_ns = clock_now_ns();
+    m->halt =
+        (halt_cfg){cfg->halt_after_n, cfg->halt_after_pct, cfg->halt_on_repeat};
     m->cm.results_fd = -1; /* commit_fini before commit_init closes none */
     outlock_init(&m->lock);
     orphans_init(&m->orph);
