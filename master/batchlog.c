@@ -137,6 +137,8 @@ void batchlog_remember(batchlog *bl, const json_t *rec)
         s = ITEM_OK;
     else if (!strcmp(st, item_status_name(ITEM_FAILED)))
         s = ITEM_FAILED;
+    else if (!strcmp(st, item_status_name(ITEM_CANCELLED)))
+        s = ITEM_CANCELLED;
     char k[600];
     size_t kl = earlier_key(k, sizeof k, mid, mid ? 0 : json_integer_value(lj));
     batchlog_prev *old = hmap_get(&bl->earlier, k, kl);

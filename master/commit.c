@@ -131,7 +131,8 @@ static fo_err repair_results(commit *c, int redrive, size_t line_cap, char *err,
             continue;
         }
         int failed = !strcmp(st, item_status_name(ITEM_FAILED));
-        if (redrive && failed) {
+        int cancelled = !strcmp(st, item_status_name(ITEM_CANCELLED));
+        if (redrive && (failed || cancelled)) {
             json_decref(o);
             redriven++;
             continue;
@@ -141,6 +142,8 @@ static fo_err repair_results(commit *c, int redrive, size_t line_cap, char *err,
             ns.totals.ok++;
         else if (failed)
             ns.totals.failed++;
+        else if (cancelled)
+            ns.totals.cancelled++;
         else
             ns.totals.invalid++;
         ns.totals.attempts +=
@@ -238,8 +241,10 @@ static fo_err open_results(commit *c, int queue, int redrive, size_t line_cap,
                      "committed (cut short or replaced outside fanout); "
                      "repairing",
                      path, (long long)sb.st_size, (long long)good);
-        else if (c->state.totals.failed == 0) {
-            LOG_INFO("results.redrive", "no failed items to redrive");
+        else if (c->state.totals.failed == 0 &&
+                 c->state.totals.cancelled == 0) {
+            LOG_INFO("results.redrive",
+                     "no failed or cancelled items to redrive");
             return FO_OK;
         }
         close(c->results_fd);
@@ -468,6 +473,8 @@ fo_err commit_flush(commit *c, batches *b, int src_eof, int64_t now, char *err,
             ns.totals.ok++;
         else if (p->status == ITEM_FAILED)
             ns.totals.failed++;
+        else if (p->status == ITEM_CANCELLED)
+            ns.totals.cancelled++;
         else
             ns.totals.invalid++;
         ns.totals.attempts += p->attempts;

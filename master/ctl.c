@@ -6,6 +6,7 @@
  *   fanout-ctl --master tcp://HOST:5555 pause | resume
  *   fanout-ctl --master tcp://HOST:5555 drain WORKER
  *   fanout-ctl --master tcp://HOST:5555 list-failed
+ *   fanout-ctl --master tcp://HOST:5555 cancel
  *
  * It speaks to the master's control socket like a worker would, with CTL
  * messages carrying JSON; the master answers with the job's status. Changes
@@ -49,11 +50,14 @@ static const char usage[] =
     "       fanout-ctl [--master tcp://HOST:5555] pause | resume\n"
     "       fanout-ctl [--master tcp://HOST:5555] drain WORKER\n"
     "       fanout-ctl [--master tcp://HOST:5555] list-failed\n"
+    "       fanout-ctl [--master tcp://HOST:5555] cancel\n"
     "\npause: no new calls until resume (calls in flight finish; kept across "
     "a\nmaster restart). drain: that worker (its ID in status) hands back the "
     "items it\nhas not started, finishes its calls and leaves. list-failed: "
     "the latest failed\nitems with their errors (every one is in "
-    "results.jsonl).\n"
+    "results.jsonl). cancel: no new calls; the calls in flight end, then "
+    "every item\nleft is recorded cancelled and the master exits 1 "
+    "(--redrive runs them again).\n"
     "\nShows or changes a running fanout job. Exit status: 0 done, 2 usage "
     "error\n(also: the master needs Curve keys we were not given), 3 no "
     "answer from the\nmaster, or the master refused the command or our "
@@ -191,14 +195,15 @@ int main(int argc, char **argv)
     }
     size_t npos;
     char *const *pos = opts_positional(o, &npos);
-    static const char *const cmds[] = {"status", "set",   "pause",
-                                       "resume", "drain", "list-failed"};
+    static const char *const cmds[] = {
+        "status", "set", "pause", "resume", "drain", "list-failed", "cancel"};
     int known = 0;
     for (size_t i = 0; npos && i < sizeof cmds / sizeof cmds[0]; i++)
         known |= !strcmp(pos[0], cmds[i]);
     if (!known || npos != (size_t)(strcmp(pos[0], "drain") ? 1 : 2)) {
         fprintf(stderr, "fanout-ctl: expected one command: status, set, pause, "
-                        "resume, drain WORKER or list-failed (see --help)\n");
+                        "resume, drain WORKER, list-failed or cancel (see "
+                        "--help)\n");
         goto out;
     }
     /* list-failed reads the failures from the status. */

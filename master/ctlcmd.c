@@ -127,6 +127,22 @@ static int cmd_drain(ctlcmd *c, json_t *req, char *err, size_t errlen)
     return 0;
 }
 
+static int cmd_cancel(ctlcmd *c, char *err, size_t errlen)
+{
+    if (c->queue) {
+        snprintf(err, errlen,
+                 "cancel: not for a queue source (its messages stay in the "
+                 "queue); stop the master instead (SIGTERM)");
+        return -1;
+    }
+    if (!*c->cancel)
+        LOG_WARN("ctl.cancel",
+                 "cancelled by fanout-ctl: no new calls; once the calls in "
+                 "flight end, every item left is recorded cancelled");
+    *c->cancel = 1;
+    return 0;
+}
+
 static json_t *error_reply(const char *err)
 {
     return json_pack("{s:b,s:s}", "ok", 0, "error", err);
@@ -142,15 +158,17 @@ char *ctlcmd_handle(void *ctx, const char *json, int64_t now)
     char err[300] = "";
     if (!cmd) {
         rep = error_reply("expected {\"cmd\": \"status\"|\"set\"|"
-                          "\"pause\"|\"resume\"|\"drain\", ...}");
+                          "\"pause\"|\"resume\"|\"drain\"|\"cancel\", ...}");
     } else if (!strcmp(cmd, "status")) {
         rep = observe_status(c->obs, now);
         json_object_set_new(rep, "ok", json_true());
     } else if (!strcmp(cmd, "set") || !strcmp(cmd, "pause") ||
-               !strcmp(cmd, "resume") || !strcmp(cmd, "drain")) {
-        int rc = !strcmp(cmd, "set")     ? cmd_set(c, req, err, sizeof err)
-                 : !strcmp(cmd, "drain") ? cmd_drain(c, req, err, sizeof err)
-                                         : cmd_pause(c, !strcmp(cmd, "pause"));
+               !strcmp(cmd, "resume") || !strcmp(cmd, "drain") ||
+               !strcmp(cmd, "cancel")) {
+        int rc = !strcmp(cmd, "set")      ? cmd_set(c, req, err, sizeof err)
+                 : !strcmp(cmd, "drain")  ? cmd_drain(c, req, err, sizeof err)
+                 : !strcmp(cmd, "cancel") ? cmd_cancel(c, err, sizeof err)
+                                          : cmd_pause(c, !strcmp(cmd, "pause"));
         if (rc == 0) {
             rep = observe_status(c->obs, now);
             json_object_set_new(rep, "ok", json_true());

@@ -28,6 +28,7 @@
 #include "ctlcmd.h"
 #include "curve.h"
 #include "dispatch.h"
+#include "cancel.h"
 #include "fanin.h"
 #include "halt.h"
 #include "httpd.h"
@@ -108,6 +109,7 @@ struct master {
     int64_t drained_ns;         /* when permits reached zero */
     uint64_t n_bad_frames;      /* frames dropped on any socket */
     halt_cfg halt;              /* --halt-after, --halt-on-repeat */
+    canceller cancel;           /* fanout-ctl cancel */
     char halt_reason[200];      /* why they stopped the job, or "" */
 };
 
@@ -337,7 +339,10 @@ static fo_err run_loop(master *m, master_end *end, char *err, size_t errlen)
         if (!m->stopping) {
             if (intake_read(&m->in, window(m), now, err, errlen))
                 return fail(FO_EIO, "source.read_failed", err);
-            dispatch_run(&m->dp, now);
+            if (m->cancel.asked)
+                cancel_step(&m->cancel, m->bud, &m->bt, &m->dp, &m->cm, now);
+            else
+                dispatch_run(&m->dp, now);
             /* Offsets are relative to the moment of sending: a stale "now"
              * would shift every token of this grant later. */
             budget_grant(m->bud, clock_now_ns(), send_grant, m);
@@ -689,7 +694,8 @@ static void wire(master *m)
         m->fi.unrecorded_calls_before = strtoull(uc, NULL, 10);
         free(uc);
     }
-    m->cc = (ctlcmd){&m->obs, &m->rc, m->bud, m->st, &m->snd};
+    m->cc = (ctlcmd){&m->obs, &m->rc,           m->bud,     m->st,
+                     &m->snd, &m->cancel.asked, m->in.queue};
     control_init(&m->cs, m->ctl, m->bud, &m->snd, &m->rc, &m->bt, &m->dp,
                  &m->fi, m->job_json, m->cfg->lease_ms,
                  (uint32_t)m->cfg->max_worker_concurrency, ctlcmd_handle,

@@ -35,7 +35,7 @@ static int64_t retries_of(const store_totals *t)
 int observe_some_failed(const observe *o)
 {
     const store_totals *t = &o->cm->state.totals;
-    return t->failed || t->invalid;
+    return t->failed || t->invalid || t->cancelled;
 }
 
 /* A JSON string of s, which may have been cut inside a UTF-8 sequence or
@@ -781,6 +781,7 @@ void observe_write_summary(observe *o, int finished)
     json_object_set_new(j, "ok", json_integer(t->ok));
     json_object_set_new(j, "failed", json_integer(t->failed));
     json_object_set_new(j, "invalid", json_integer(t->invalid));
+    json_object_set_new(j, "cancelled", json_integer(t->cancelled));
     json_object_set_new(j, "attempts", json_integer(t->attempts));
     /* What the API received: the records' attempts and those behind
      * results that were not recorded (a late duplicate). */

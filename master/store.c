@@ -270,6 +270,7 @@ fo_err store_open(const char *dir, const char *identity, store **out, char *err,
     st->totals.ok = meta_int(s, "ok", 0);
     st->totals.failed = meta_int(s, "failed", 0);
     st->totals.invalid = meta_int(s, "invalid", 0);
+    st->totals.cancelled = meta_int(s, "cancelled", 0);
     st->totals.attempts = meta_int(s, "attempts", 0);
     st->totals.throttled = meta_int(s, "throttled", 0);
     st->totals.active_ms = meta_int(s, "active_ms", 0);
@@ -425,6 +426,7 @@ static int put_state(store *s, const store_state *st)
         put_int(s, "finished", st->finished) || put_int(s, "items", t->items) ||
         put_int(s, "ok", t->ok) || put_int(s, "failed", t->failed) ||
         put_int(s, "invalid", t->invalid) ||
+        put_int(s, "cancelled", t->cancelled) ||
         put_int(s, "attempts", t->attempts) ||
         put_int(s, "throttled", t->throttled) ||
         put_int(s, "active_ms", t->active_ms))

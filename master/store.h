@@ -53,6 +53,7 @@ typedef struct store_totals {
     int64_t ok;        /* status ok */
     int64_t failed;    /* status failed */
     int64_t invalid;   /* status invalid */
+    int64_t cancelled; /* status cancelled */
     int64_t attempts;  /* HTTP attempts behind recorded items */
     int64_t throttled; /* of which throttled */
     int64_t active_ms; /* time spent running, all runs */

@@ -110,6 +110,44 @@ def test_list_failed_shows_the_latest_failures(env):
     job.finish(60, expect=1)
 
 
+def test_cancel_records_what_is_left_and_calls_nothing_more(env):
+    """fanout-ctl cancel: the calls in flight end, every item left (and the
+    rest of the input) is recorded cancelled without a call, the master
+    exits 1; --redrive then runs the cancelled items."""
+    s = env.server("--latency-ms", "50")
+    n = 600
+    job = h.items_job(env, s, n, "--rate", "50/s")
+    job.start(expect=1)
+    env.worker(job.control, "--concurrency", "8", once=False)
+    job.wait_results(40, 30)
+    ctl(job.control, "cancel")
+    assert job.finish(60, expect=1) == 1, job.master.text()[-2000:]
+    recs = h.results(job.out)
+    h.assert_exactly_once(recs, job.ids())
+    by = {}
+    for r in recs:
+        by[r["status"]] = by.get(r["status"], 0) + 1
+    called = len(s.requests())
+    # Nothing was called for a cancelled item, and nothing after the
+    # cancel but the calls already in flight.
+    assert by.get("ok", 0) == called, (by, called)
+    assert by.get("cancelled", 0) >= n - 100, by
+    sm = h.summary(job.out)
+    assert sm["cancelled"] == by["cancelled"] and sm["finished"], sm
+    # --redrive runs them.
+    job.args.append("--redrive")
+    job.start()
+    env.worker(job.control, "--concurrency", "8", name="worker-redrive")
+    assert job.finish(120) == 0, job.master.text()[-2000:]
+    recs = h.results(job.out)
+    h.assert_exactly_once(recs, job.ids())
+    assert all(r["status"] == "ok" for r in recs)
+    assert len(s.requests()) == n
+    h.report("cancel after %d calls: %d recorded cancelled, none called; "
+             "--redrive ran them: %d calls for %d items in all" % (
+                 called, by["cancelled"], len(s.requests()), n))
+
+
 def test_halt_after_failed_items(env):
     """--halt-after N stops a job that cannot succeed: after N failed items
     no new calls, exit 3, the reason in the log and summary.json; a re-run
