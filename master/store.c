@@ -3,6 +3,7 @@
 #include "store.h"
 #include "util.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <sqlite3.h>
@@ -102,15 +103,26 @@ static void load_marks(store *s)
 {
     char *t = store_get_setting(s, "input_marks");
     s->nmarks = 0;
-    for (char *p = t; p && *p && s->nmarks < STORE_MAX_MARKS;) {
-        long long off, line;
-        unsigned long long h;
-        int used = 0;
-        if (sscanf(p, "%lld:%lld:%llx;%n", &off, &line, &h, &used) != 3 ||
-            used == 0 || h == 0)
+    if (!t)
+        return;
+    char *p = t;
+    while (*p && s->nmarks < STORE_MAX_MARKS) {
+        /* "OFFSET:LINE:HASH;" with strto*, which say where they stop. */
+        char *e = NULL;
+        errno = 0;
+        long long off = strtoll(p, &e, 10);
+        if (errno || e == p || *e != ':')
+            break;
+        p = e + 1;
+        long long line = strtoll(p, &e, 10);
+        if (errno || e == p || *e != ':')
+            break;
+        p = e + 1;
+        unsigned long long h = strtoull(p, &e, 16);
+        if (errno || e == p || *e != ';' || h == 0)
             break;
         s->marks[s->nmarks++] = (store_mark){off, line, (uint64_t)h};
-        p += used;
+        p = e + 1;
     }
     free(t);
 }
