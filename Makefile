@@ -9,7 +9,8 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
 .PHONY: all deps build test test-unit test-asan test-tsan test-valgrind \
-        test-cluster test-compose demo bench fuzz static clean format format-check
+        test-cluster test-compose demo bench fuzz static clean format format-check \
+        soak
 
 all: build
 
@@ -89,3 +90,9 @@ format-check:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-fuzz build-static demo-out
+
+# The fault soak on the namespace cluster (tests/soak/): SOAK_SECONDS of
+# faults (600), SEED to replay a run's faults (random, printed, otherwise).
+soak: build
+	@python3 tests/soak/soak.py --seconds $${SOAK_SECONDS:-600} \
+	    $(if $(SEED),--seed $(SEED))
