@@ -121,8 +121,11 @@ class Checker:
                 continue
             for c in calls:
                 if c["wall"] > seen:
-                    if any(a <= c["wall"] <= b for a, b, _ in delaying):
-                        held.append((k, round(c["wall"] - seen, 3)))
+                    f = next((f for a, b, f in delaying
+                              if a <= c["wall"] <= b), None)
+                    if f:
+                        held.append((k, round(c["wall"] - seen, 3),
+                                     "#%d %s" % (f["seq"], f["kind"])))
                     else:
                         after.append((k, round(c["wall"] - seen, 3),
                                       c["status"]))

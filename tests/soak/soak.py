@@ -25,6 +25,7 @@ directory (every process's log, the request log, history.json, the --out
 copy) and says how to run the same seed again.
 """
 import argparse
+import datetime
 import json
 import os
 import random
@@ -70,6 +71,14 @@ SOURCES = ("file", "redis", "azure")
 WORKERS = (("w1a", "w1"), ("w2a", "w2"), ("w3a", "w3"), ("w3b", "w3"))
 
 
+def rfc3339(text):
+    """Seconds since the epoch of "2026-12-05T10:00:01.433Z"; 0 if none."""
+    if not text:
+        return 0.0
+    d = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return d.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
 def log(msg):
     print("soak %s %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
@@ -100,7 +109,7 @@ class Cluster:
         self.final_status = None
         self.stopping = False
         self.first_seen = {}          # id -> wall time first seen
-        self.progress = [(time.time(), 0)]   # (wall, records seen)
+        self.progress = []            # (wall seen, the call's finished_at)
         self.rss = []                 # (wall, pid, KiB)
         self.res_off = 0
         self.res_buf = b""
@@ -163,13 +172,23 @@ class Cluster:
         conn = ("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;"
                 "QueueEndpoint=%s;" % (queuelib.DEV_ACCOUNT, queuelib.DEV_KEY,
                                        endpoint))
-        r = subprocess.run(self.lab.argv(q, [
-            "node", os.path.join(queuelib.QUEUES_DIR, "enqueue.js"),
-            "--conn", conn, "--queue", "soak", "--count", str(self.n),
-            "--create"]), cwd=queuelib.QUEUES_DIR, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, timeout=600)
-        assert r.returncode == 0, r.stderr[-2000:]
-        assert json.loads(r.stdout)["sent"] == self.n, r.stdout[:200]
+        # enqueue.js sends about 100 messages a second; a few at once.
+        parts, sent = 4, 0
+        step = -(-self.n // parts)
+        ps = []
+        for i in range(parts):
+            start, count = 1 + i * step, min(step, self.n - i * step)
+            ps.append(subprocess.Popen(self.lab.argv(q, [
+                "node", os.path.join(queuelib.QUEUES_DIR, "enqueue.js"),
+                "--conn", conn, "--queue", "soak", "--count", str(count),
+                "--start", str(start), "--create"]),
+                cwd=queuelib.QUEUES_DIR, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True))
+        for p in ps:
+            out, err = p.communicate(timeout=900)
+            assert p.returncode == 0, err[-2000:]
+            sent += json.loads(out)["sent"]
+        assert sent == self.n, (sent, self.n)
         return ("azure-queue://%s/soak?endpoint=%s&lease=10s"
                 % (queuelib.DEV_ACCOUNT, endpoint),
                 {"AZURE_STORAGE_CONNECTION_STRING": conn})
@@ -324,17 +343,15 @@ class Cluster:
         buf = self.res_buf + data
         cut = buf.rfind(b"\n") + 1
         self.res_buf = buf[cut:]
-        added = 0
         for line in buf[:cut].splitlines():
             try:
-                k = json.loads(line)["id"]
+                rec = json.loads(line)
+                k = rec["id"]
             except (ValueError, KeyError):
                 continue
             if k not in self.first_seen:
                 self.first_seen[k] = now
-                added += 1
-        if added:
-            self.progress.append((now, len(self.first_seen)))
+                self.progress.append((now, rfc3339(rec.get("finished_at"))))
 
     def sample_rss(self, now):
         p = self.master
@@ -349,10 +366,12 @@ class Cluster:
             pass
 
     def progress_after(self, t):
-        """Wall time of the first new record after t, or the job's end."""
-        base = max((n for w, n in self.progress if w <= t), default=0)
-        for w, n in self.progress:
-            if w > t and n > base:
+        """When the soak first saw a record of a call that ended after t
+        (so made and committed after a fault that ended at t; records
+        committed before a kill but read after it do not count), or the
+        job's end."""
+        for w, fin in self.progress:
+            if w > t and fin > t:
                 return w
         if self.finished and self.finished > t:
             return self.finished
@@ -557,6 +576,7 @@ def run(env, lab, args, seed, report):
         "first_seen": cl.first_seen, "requests": cl.server.requests(),
         "faults": [f.to_dict() for f in nem.faults], "rss": cl.rss,
         "lives": cl.lives, "process_problems": cl.problems,
+        "master_exits": master_exits(cl),
         "final_status": cl.final_status,
         "worker_runs": cl.worker_runs,
         "params": {"limit": LIMIT, "window_s": WINDOW_S,
@@ -571,6 +591,20 @@ def run(env, lab, args, seed, report):
     verdicts = chk.check()
     write_report(report, history, chk.figures, verdicts, time.time() - t0)
     return verdicts
+
+
+def master_exits(cl):
+    """{how: count} over the master's lives but the last: killed by the
+    nemesis, or exited on its own with a status."""
+    out = {}
+    for life, p in zip(cl.lives, [p for p in cl.env.procs
+                                  if p.name.startswith("master-")]):
+        if life["end"] is None or life is cl.lives[-1]:
+            continue
+        how = ("killed" if p in cl.expected_deaths
+               else "exit %s" % life["status"])
+        out[how] = out.get(how, 0) + 1
+    return out
 
 
 def save_out(cl):
@@ -598,8 +632,8 @@ def write_report(report, hist, fig, verdicts, elapsed):
            hist["final_status"]),
         "- faults by kind (%d): %s" % (len(hist["faults"]), ", ".join(
             "%s %d" % kv for kv in sorted(kinds.items()))),
-        "- master runs: %d; worker runs %s" % (
-            len(hist["lives"]), hist["worker_runs"]),
+        "- master runs: %d (ends before the last: %s); worker runs %s" % (
+            len(hist["lives"]), hist["master_exits"], hist["worker_runs"]),
         "- repeated calls: %d (by the fault that explains them: %s)"
         % (fig.get("repeats", 0), ", ".join(
             "%s %d of %d in flight" % (k, v["repeats"],
