@@ -189,7 +189,7 @@ class Cluster:
             assert p.returncode == 0, err[-2000:]
             sent += json.loads(out)["sent"]
         assert sent == self.n, (sent, self.n)
-        return ("azure-queue://%s/soak?endpoint=%s&lease=10s"
+        return ("azure-queue://%s/soak?endpoint=%s"
                 % (queuelib.DEV_ACCOUNT, endpoint),
                 {"AZURE_STORAGE_CONNECTION_STRING": conn})
 
