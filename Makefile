@@ -11,7 +11,7 @@ CMAKE_FLAGS ?=
 
 .PHONY: all deps build test test-unit test-asan test-tsan test-valgrind \
         test-cluster test-compose test-package deb demo bench fuzz static \
-        clean format format-check
+        clean format format-check soak
 
 all: build
 
@@ -107,3 +107,9 @@ format-check:
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(DEB_BUILD) build-fuzz \
 	    build-static demo-out
+
+# The fault soak on the namespace cluster (tests/soak/): SOAK_SECONDS of
+# faults (600), SEED to replay a run's faults (random, printed, otherwise).
+soak: build
+	@python3 tests/soak/soak.py --seconds $${SOAK_SECONDS:-600} \
+	    $(if $(SEED),--seed $(SEED))
