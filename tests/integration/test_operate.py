@@ -305,10 +305,19 @@ def test_spawned_workers_get_log_format_and_a_clean_environment(env):
                    "--rate", "20/s", "--log-format", "json",
                    "--progress", "off",
                    env={"FANOUT_BURST": "1", "OPERATE_KEEP_ME": "yes"})
-    kid = h.wait_for(lambda: spawned_children(m.proc.pid), 10,
-                     "the spawned worker")[0]
-    with open("/proc/%d/cmdline" % kid, "rb") as f:
-        argv = f.read().split(b"\0")
+    def exec_done():
+        # Between fork and exec the child is still a copy of the master
+        # (its argv and environment): wait for the worker's own.
+        for kid in spawned_children(m.proc.pid):
+            try:
+                with open("/proc/%d/cmdline" % kid, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"fanout-worker"):
+                return kid, argv
+        return None
+    kid, argv = h.wait_for(exec_done, 10, "the spawned worker")
     with open("/proc/%d/environ" % kid, "rb") as f:
         wenv = [x.decode(errors="replace") for x in f.read().split(b"\0")
                 if x]
