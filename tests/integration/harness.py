@@ -519,6 +519,18 @@ def repeats(server):
     return extra
 
 
+def prom_samples(text):
+    """Prometheus text exposition to {series: value}; every sample line
+    must parse."""
+    vals = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, value = line.rsplit(" ", 1)
+        vals[name] = float(value)
+    return vals
+
+
 def report(msg):
     """A measured figure; printed so ctest -V and CI logs show it."""
     print("MEASURED: " + msg, flush=True)

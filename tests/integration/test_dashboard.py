@@ -55,17 +55,6 @@ def status(base):
     return json.loads(get(base + "/status")[2])
 
 
-def samples(text):
-    """Prometheus text to {series: value}; checks every sample line."""
-    vals = {}
-    for line in text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, value = line.rsplit(" ", 1)
-        vals[name] = float(value)
-    return vals
-
-
 def check_no_unknowns(text):
     """No -1 sentinel, no negative value, no NaN anywhere."""
     for line in text.splitlines():
@@ -160,7 +149,7 @@ def test_healthz_metrics_and_textfile(env):
     st, hdr, text = get(base + "/metrics")
     assert st == 200
     check_no_unknowns(text)
-    v = samples(text)
+    v = h.prom_samples(text)
     build = [k for k in v if k.startswith("fanout_build_info{")]
     assert len(build) == 1 and v[build[0]] == 1, build
     assert 'version="' in build[0] and 'protocol="' in build[0], build
@@ -193,7 +182,7 @@ def test_healthz_metrics_and_textfile(env):
     with open(prom) as f:
         final = f.read()
     check_no_unknowns(final)
-    fv = samples(final)
+    fv = h.prom_samples(final)
     assert not [k for k in fv if k.startswith("process_")]
     assert fv["fanout_job_finished"] == 1
     assert fv["fanout_job_exit_status"] == status_code
@@ -221,7 +210,7 @@ def test_stream_input_has_no_unknown_values(env):
     h.wait_for(lambda: status(base)["items"] >= 5, 30, "5 items")
     text = get(base + "/metrics")[2]
     check_no_unknowns(text)
-    v = samples(text)
+    v = h.prom_samples(text)
     assert "fanout_items_expected" not in v and \
         "fanout_source_lag_bytes" not in v, text
     j = status(base)
@@ -339,11 +328,11 @@ def test_token_unlocks_pause_resume_and_rate(env):
     assert st == 200 and j["ok"] and j["rate"] == "25/s", (st, j)
     j = status(base)
     assert j["rate"] == "25/s" and j["limit_per_s"] == 25, j
-    v = samples(get(base + "/metrics")[2])
+    v = h.prom_samples(get(base + "/metrics")[2])
     assert v["fanout_rate_limit_per_second"] == 25
     st, j = post(base + "/api/pause", token=token)
     assert st == 200 and j["paused_by_operator"] is True, (st, j)
-    assert samples(get(base + "/metrics")[2])["fanout_operator_paused"] == 1
+    assert h.prom_samples(get(base + "/metrics")[2])["fanout_operator_paused"] == 1
     # Paused: once the calls already granted are done, nothing moves.
     time.sleep(1.0)
     held_at = status(base)["items"]

@@ -15,16 +15,6 @@ def get(url):
         return r.status, r.headers.get("Content-Type"), r.read().decode()
 
 
-def parse_prom(text):
-    vals = {}
-    for line in text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, value = line.rsplit(" ", 1)
-        vals[name] = float(value)
-    return vals
-
-
 def test_metrics_and_status_during_a_run(env):
     s = env.server("--rate", "50/s")
     n = 300
@@ -38,11 +28,11 @@ def test_metrics_and_status_during_a_run(env):
     assert base.startswith("http://127.0.0.1:"), ep
     env.worker(ep["control"])
     env.worker(ep["control"])
-    h.wait_for(lambda: parse_prom(get(base + "/metrics")[2]).get(
+    h.wait_for(lambda: h.prom_samples(get(base + "/metrics")[2]).get(
         'fanout_items_total{status="ok"}', 0) >= 50, 30, "50 items")
     status, ctype, text = get(base + "/metrics")
     assert status == 200 and ctype.startswith("text/plain"), ctype
-    v = parse_prom(text)
+    v = h.prom_samples(text)
     for name in ["fanout_attempts_total", "fanout_throttled_total",
                  "fanout_tokens_granted_total", "fanout_effective_rate_per_second",
                  "fanout_calls_in_flight", "fanout_source_lag_bytes",
