@@ -519,6 +519,25 @@ def repeats(server):
     return extra
 
 
+def keygen(env, name):
+    """A fanout-keygen key pair in env's keys/; (secret file, .pub)."""
+    p = subprocess.run([os.path.join(BIN, "fanout-keygen"),
+                        env.path("keys", name)], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    return env.path("keys", name + ".key"), env.path("keys", name + ".pub")
+
+
+def ctl(control, *args, expect=0):
+    """Runs fanout-ctl against control; fails on another exit status than
+    expect. Returns the CompletedProcess."""
+    p = subprocess.run([os.path.join(BIN, "fanout-ctl"), "--master",
+                        control] + list(args), capture_output=True,
+                       text=True, timeout=30 * SCALE)
+    assert p.returncode == expect, (p.returncode, p.stdout, p.stderr)
+    return p
+
+
 def prom_samples(text):
     """Prometheus text exposition to {series: value}; every sample line
     must parse."""

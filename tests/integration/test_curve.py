@@ -12,12 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
 
 
-def keygen(env, name):
-    p = subprocess.run([os.path.join(h.BIN, "fanout-keygen"),
-                        env.path("keys", name)], capture_output=True,
-                       text=True)
-    assert p.returncode == 0, p.stderr
-    return env.path("keys", name + ".key"), env.path("keys", name + ".pub")
+keygen = h.keygen
 
 
 def test_only_admitted_workers_join(env):

@@ -3,7 +3,6 @@ master restart, and drain of one worker, whose items go to the others."""
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -11,12 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
 
 
-def ctl(control, *args, expect=0):
-    p = subprocess.run([os.path.join(h.BIN, "fanout-ctl"), "--master",
-                        control] + list(args), capture_output=True,
-                       text=True, timeout=30 * h.SCALE)
-    assert p.returncode == expect, (p.returncode, p.stdout, p.stderr)
-    return p
+ctl = h.ctl
 
 
 def status(control):

@@ -183,16 +183,8 @@ def test_workers_started_late_get_work(env):
             name, by)
 
 
-def _ctl(control, *args):
-    p = subprocess.run([os.path.join(h.BIN, "fanout-ctl"), "--master",
-                        control] + list(args), capture_output=True,
-                       text=True, timeout=30 * h.SCALE)
-    assert p.returncode == 0, (p.stdout, p.stderr)
-    return p.stdout
-
-
 def _assigned(control):
-    st = json.loads(_ctl(control, "status", "--json"))
+    st = json.loads(h.ctl(control, "status", "--json").stdout)
     return {w["id"]: w["assigned"] for w in st["workers"]}
 
 
@@ -206,7 +198,7 @@ def _split(env, server, n, concurrencies, name):
     m = env.master("--input", items, "--out", out, "--url",
                    server.base + "/items/{id}", name=name + "master")
     m.wait_ready()
-    _ctl(m.control, "pause")
+    h.ctl(m.control, "pause")
     ws = []
     for i, conc in enumerate(concurrencies):
         wid = "w%d" % i
@@ -217,7 +209,7 @@ def _split(env, server, n, concurrencies, name):
         h.wait_for(lambda: _assigned(m.control).get(wid) == 2 * conc, 30,
                    "%s to hold its credit" % wid)
     held = _assigned(m.control)
-    _ctl(m.control, "resume")
+    h.ctl(m.control, "resume")
     assert m.proc.wait(120) == 0, m.proc.text()[-2000:]
     for w in ws:
         w.wait(30)
