@@ -4,6 +4,7 @@
  */
 #include "fmacros.h"
 #include "curve.h"
+#include "finish.h"
 #include "gcra.h"
 #include "jpath.h"
 #include "log.h"
@@ -19,7 +20,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define I64MAX INT64_MAX
@@ -109,6 +109,8 @@ static const opt_def master_opts[] = {
     {"on-finish", OPT_STRING, NULL, 0, 0, "CMD",
      "run CMD with sh once the run ends (FANOUT_EXIT_STATUS, FANOUT_OUT, "
      "FANOUT_SUMMARY set)"},
+    {"notify", OPT_STRING, NULL, 0, 0, "URL",
+     "POST summary.json to URL once the run ends (3 attempts, 10 s each)"},
     {"no-worker-warning", OPT_DURATION, "30s", 0, 86400000, "DURATION",
      "warn (then every minute) when no worker has been connected this long "
      "(0: never)"},
@@ -200,35 +202,6 @@ static int check_bind(const char *bind, int insecure, int keys, char *err,
 
 /* Runs the job and maps how it ended to the exit status: only this file
  * decides exit statuses. */
-/* --on-finish: runs the command with sh once, after the summary, with
- * the run's outcome in its environment; waits for it. */
-static void on_finish(const master_config *c, int status)
-{
-    char st[16], summary[4200];
-    snprintf(st, sizeof st, "%d", status);
-    snprintf(summary, sizeof summary, "%s/summary.json", c->out);
-    pid_t pid = fork();
-    if (pid < 0) {
-        LOG_ERROR("master.on_finish_failed", "--on-finish: fork: %s",
-                  strerror(errno));
-        return;
-    }
-    if (pid == 0) {
-        setenv("FANOUT_EXIT_STATUS", st, 1);
-        setenv("FANOUT_OUT", c->out, 1);
-        setenv("FANOUT_SUMMARY", summary, 1);
-        execl("/bin/sh", "sh", "-c", c->on_finish, (char *)NULL);
-        _exit(127);
-    }
-    int ws;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
-        ;
-    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
-        LOG_WARN("master.on_finish_failed", "--on-finish '%s' ended with %s %d",
-                 c->on_finish, WIFEXITED(ws) ? "status" : "signal",
-                 WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws));
-}
-
 static int run(const master_config *c)
 {
     char err[2048] = "";
@@ -255,7 +228,9 @@ static int run(const master_config *c)
         status = master_some_failed(m) ? EXIT_SOME_FAILED : EXIT_ALL_OK;
     master_close(&m);
     if (c->on_finish)
-        on_finish(c, status);
+        finish_run_hook(c->on_finish, c->out, status);
+    if (c->notify)
+        finish_notify(c->notify, c->out, status);
     return status;
 }
 
@@ -460,6 +435,14 @@ int main(int argc, char **argv)
     c.no_worker_warning_ms = opts_num(o, "no-worker-warning");
     c.halt_on_repeat = opts_num(o, "halt-on-repeat");
     c.on_finish = opts_str(o, "on-finish");
+    c.notify = opts_str(o, "notify");
+    if (c.notify) {
+        char uerr[512];
+        if (finish_check_url(c.notify, uerr, sizeof uerr)) {
+            fprintf(stderr, "fanout-master: %s\n", uerr);
+            goto out;
+        }
+    }
     const char *ha = opts_str(o, "halt-after");
     if (ha) {
         size_t hl = strlen(ha);

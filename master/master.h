@@ -53,6 +53,7 @@ typedef struct master_config {
     int64_t halt_after_pct;           /* or this % failed, 0 off */
     int64_t halt_on_repeat;           /* or this many failing alike */
     const char *on_finish;            /* shell command at the end, or NULL */
+    const char *notify;               /* URL to POST summary.json to, or NULL */
     int redrive;                      /* re-run items whose record is failed */
     int adaptive;                     /* AIMD on push-back */
     int follow;                       /* queues: wait when empty */

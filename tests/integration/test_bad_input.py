@@ -389,6 +389,12 @@ def test_max_line_bytes_below_minimum(env):
                        "(16 to 67108864)")
 
 
+def test_notify_url_not_http(env):
+    lines = usage_error(env, *base_args(env), "--notify", "ftp://h/x")
+    assert_line(lines, "fanout-master: --notify 'ftp://h/x': expected an "
+                       "http:// or https:// URL")
+
+
 def test_unknown_flag(env):
     lines = usage_error(env, *base_args(env), "--rate-limit", "5/s")
     assert_line(lines, "fanout-master: unknown option '--rate-limit' (see "

@@ -211,5 +211,61 @@ def test_on_finish_runs_once_with_the_outcome(env):
     assert os.path.exists(os.path.join(out, "summary.json"))
 
 
+class _Receiver:
+    """An HTTP server on 127.0.0.1:0 that keeps each POST it gets; the
+    first `fail` POSTs are answered 503."""
+
+    def __init__(self, fail=0):
+        import http.server
+        import threading
+        got = self.posts = []
+        left = [fail]
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n)
+                code = 503 if left[0] > 0 else 204
+                left[0] -= 1
+                got.append((dict(self.headers), body, code))
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d/hook" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_notify_posts_the_summary_once_retrying_a_5xx(env):
+    s = env.server()
+    items = env.write_items("items.jsonl", 25)
+    out = env.path("out")
+    r = _Receiver(fail=1)
+    try:
+        m = env.master("--input", items, "--out", out, "--url",
+                       s.base + "/items/{id}", "--notify", r.url)
+        env.worker(m.control)
+        assert m.proc.wait(60) == 0, m.proc.text()[-2000:]
+    finally:
+        r.close()
+    # One 503, then the summary that is on disk, once.
+    assert [c for _, _, c in r.posts] == [503, 204], r.posts
+    hdrs, body, _ = r.posts[1]
+    with open(os.path.join(out, "summary.json"), "rb") as f:
+        assert body == f.read()
+    assert json.loads(body)["ok"] == 25, body[:300]
+    assert hdrs.get("Content-Type") == "application/json"
+    assert hdrs.get("Fanout-Exit-Status") == "0"
+    assert "master.notified" in m.proc.text()
+
+
 if __name__ == "__main__":
     h.main(globals())
