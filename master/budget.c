@@ -17,6 +17,7 @@ struct budget {
     size_t cap;            /* slots allocated */
     size_t rr;             /* round-robin start */
     uint64_t granted;      /* tokens granted in all */
+    int64_t clock_wait_ns; /* see budget_set_clock_wait */
 };
 
 budget *budget_new(gcra *lim, int64_t max_in_flight, int64_t horizon_ns)
@@ -98,7 +99,35 @@ budget_worker *budget_join(budget *b, const void *rid, size_t len, int64_t now)
     w->rid_len = len;
     w->joined_ns = now;
     w->last_seen_ns = now;
+    w->rtt_us = -1;
     return w;
+}
+
+void budget_clock_sample(budget_worker *w, uint64_t sent_us, uint64_t echo_us,
+                         uint64_t held_us, int64_t now_us)
+{
+    if (!sent_us || !echo_us || echo_us > (uint64_t)INT64_MAX ||
+        sent_us > (uint64_t)INT64_MAX || held_us > (uint64_t)BUDGET_MAX_RTT_US)
+        return;
+    /* NTP: t1 = echo_us (ours), t2 = sent_us - held_us and t3 = sent_us
+     * (the worker's), t4 = now_us (ours). */
+    int64_t t1 = (int64_t)echo_us, t3 = (int64_t)sent_us;
+    int64_t t2 = t3 - (int64_t)held_us, t4 = now_us;
+    int64_t rtt = (t4 - t1) - (t3 - t2);
+    if (rtt < 0 || rtt > BUDGET_MAX_RTT_US)
+        return;
+    uint32_t k = w->nclock++ % BUDGET_CLOCK_SAMPLES;
+    w->rtt_samples[k] = rtt;
+    w->offset_samples[k] = ((t2 - t1) + (t3 - t4)) / 2;
+    uint32_t n =
+        w->nclock < BUDGET_CLOCK_SAMPLES ? w->nclock : BUDGET_CLOCK_SAMPLES;
+    uint32_t best = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (w->rtt_samples[i] < w->rtt_samples[best])
+            best = i;
+    w->rtt_us = w->rtt_samples[best];
+    w->offset_us = w->offset_samples[best];
+    w->one_way_ns = w->rtt_us * 1000 / 2;
 }
 
 void budget_remove(budget *b, budget_worker *w)
@@ -141,6 +170,8 @@ size_t budget_grant(budget *b, int64_t now, budget_send_fn send, void *ctx)
         int64_t want = net_want(w);
         if (want <= 0)
             continue;
+        if (w->rtt_us < 0 && now - w->joined_ns < b->clock_wait_ns)
+            continue; /* its grants would be timed for a wrong delay */
         if (b->max_in_flight > 0) {
             int64_t free_permits = b->max_in_flight - b->in_use;
             if (free_permits <= 0)
@@ -150,16 +181,21 @@ size_t budget_grant(budget *b, int64_t now, budget_send_fn send, void *ctx)
         }
         if (want > PROTO_MAX_GRANT)
             want = PROTO_MAX_GRANT;
+        /* A worker one_way away hears of a token that much later: its
+         * tokens come no sooner than that, and the offsets it gets are
+         * counted from when it hears of them. */
+        int64_t arrive = now + w->one_way_ns;
         uint32_t n = 0;
         while ((int64_t)n < want) {
-            int64_t t = gcra_peek(b->lim, now);
-            if (t > now + b->horizon_ns)
+            int64_t t = gcra_peek(b->lim, arrive);
+            if (t > arrive + b->horizon_ns)
                 break;
-            (void)gcra_take(b->lim, now);
-            offs[n++] = (uint32_t)((t - now) / 1000);
+            (void)gcra_take(b->lim, arrive);
+            offs[n++] = (uint32_t)((t - arrive) / 1000);
         }
         if (n == 0)
-            break; /* the limiter is spent for this horizon */
+            continue; /* spent for this horizon (a worker further away
+                         may still be served: its horizon ends later) */
         w->granted += n;
         w->permits += n;
         b->in_use += n;
@@ -181,16 +217,35 @@ size_t budget_grant(budget *b, int64_t now, budget_send_fn send, void *ctx)
 int64_t budget_next_wake(const budget *b, int64_t now)
 {
     int waiting = 0;
-    for (size_t i = 0; i < b->cap && !waiting; i++)
-        waiting = b->w[i].used && !b->w[i].leaving && net_want(&b->w[i]) > 0;
-    if (!waiting || b->held)
+    int64_t clock_wake = INT64_MAX; /* a wait for a round trip ends */
+    for (size_t i = 0; i < b->cap; i++) {
+        const budget_worker *w = &b->w[i];
+        if (!w->used || w->leaving || net_want(w) <= 0)
+            continue;
+        if (w->rtt_us < 0 && now - w->joined_ns < b->clock_wait_ns) {
+            /* Its heartbeat wakes the loop; else its wait's end. */
+            if (w->joined_ns + b->clock_wait_ns < clock_wake)
+                clock_wake = w->joined_ns + b->clock_wait_ns;
+            continue;
+        }
+        waiting = 1;
+        break;
+    }
+    if (b->held)
         return INT64_MAX;
+    if (!waiting)
+        return clock_wake;
     if (b->max_in_flight > 0 && b->in_use >= b->max_in_flight)
         return INT64_MAX;
     int64_t t = gcra_peek(b->lim, now) - b->horizon_ns;
     if (t < b->pause_until)
         t = b->pause_until;
     return t > now ? t : now;
+}
+
+void budget_set_clock_wait(budget *b, int64_t wait_ns)
+{
+    b->clock_wait_ns = wait_ns;
 }
 
 void budget_pause(budget *b, int64_t until)

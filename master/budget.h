@@ -18,6 +18,9 @@
 
 #define BUDGET_MAX_WORKERS 4096
 #define BUDGET_ID_BYTES 256
+#define BUDGET_CLOCK_SAMPLES 8 /* round trips kept per worker */
+/* A round trip longer than this is not a sample (a stalled peer). */
+#define BUDGET_MAX_RTT_US (10 * INT64_C(1000000))
 
 typedef struct budget_worker {
     int used;                           /* slot in use */
@@ -39,6 +42,17 @@ typedef struct budget_worker {
     uint32_t held;                      /* items held (heartbeat) */
     uint64_t results;                   /* results received from it */
     uint32_t assigned;                  /* items dispatched to it, held */
+    /* From heartbeats: the round trip and the worker's clock minus ours,
+     * taken from the sample with the shortest round trip among the last
+     * BUDGET_CLOCK_SAMPLES (the least queueing). one_way_ns is half that
+     * round trip: grants are timed so that the worker, hearing of them
+     * that much later, spends each token when the limiter meant it. */
+    int64_t rtt_samples[BUDGET_CLOCK_SAMPLES];
+    int64_t offset_samples[BUDGET_CLOCK_SAMPLES];
+    uint32_t nclock;    /* samples taken */
+    int64_t rtt_us;     /* best round trip, -1 unknown */
+    int64_t offset_us;  /* its clock offset (worker - master) */
+    int64_t one_way_ns; /* rtt / 2, 0 unknown */
 } budget_worker;
 
 typedef struct budget budget;
@@ -64,11 +78,21 @@ void budget_remove(budget *b, budget_worker *w);
 /* Records a TOKEN_REQ. */
 void budget_request(budget *b, budget_worker *w, int64_t want, uint64_t seen,
                     int64_t released);
+/* Takes one heartbeat's clock exchange: the worker sent its heartbeat at
+ * sent_us (its clock), echoing our heartbeat sent at echo_us (our clock)
+ * that it had received held_us before; it reached us at now_us (our wall
+ * clock). Ignores a sample that does not add up. */
+void budget_clock_sample(budget_worker *w, uint64_t sent_us, uint64_t echo_us,
+                         uint64_t held_us, int64_t now_us);
 /* Grants what can be granted now; returns the number of tokens granted. */
 size_t budget_grant(budget *b, int64_t now, budget_send_fn send, void *ctx);
 /* The next time a grant could become possible by the clock alone, or
  * INT64_MAX when nobody waits or only a permit release can help. */
 int64_t budget_next_wake(const budget *b, int64_t now);
+/* A worker gets no tokens until its round trip is known (a heartbeat's
+ * clock exchange), or for at most wait_ns after it joined (0, the
+ * default: no wait). */
+void budget_set_clock_wait(budget *b, int64_t wait_ns);
 /* Stops all grants until `until`. */
 void budget_pause(budget *b, int64_t until);
 int64_t budget_paused_until(const budget *b);

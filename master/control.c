@@ -80,6 +80,11 @@ static void on_hello(control *c, budget_worker *w, const void *rid,
     proto_msg job = {.type = PROTO_JOB};
     job.u.job.job_json = (char *)c->job_json;
     sender_to(c->snd, w->rid, w->rid_len, &job);
+    /* Starts the clock exchange at once (the worker answers this first
+     * heartbeat right away): its grants wait for its round trip. */
+    proto_msg hb = {.type = PROTO_HEARTBEAT};
+    hb.u.heartbeat.sent_us = (uint64_t)clock_wall_us();
+    sender_to(c->snd, w->rid, w->rid_len, &hb);
     LOG_AT(known ? LOG_LVL_DEBUG : LOG_LVL_INFO,
            known ? "worker.rejoined" : "worker.joined",
            "worker %s (host %s, pid %" PRId64 ", concurrency %u)", w->name,
@@ -90,6 +95,8 @@ static void on_heartbeat(control *c, budget_worker *w, const proto_msg *msg,
                          int64_t now)
 {
     w->inflight = msg->u.heartbeat.inflight;
+    budget_clock_sample(w, msg->u.heartbeat.sent_us, msg->u.heartbeat.echo_us,
+                        msg->u.heartbeat.echo_held_us, clock_wall_us());
     w->held = msg->u.heartbeat.nheld;
     for (uint32_t i = 0; i < msg->u.heartbeat.nheld; i++) {
         mitem *it = batches_item(c->bt, msg->u.heartbeat.held[i]);

@@ -126,8 +126,9 @@ static void print_status(json_t *st)
     json_t *ws = json_object_get(st, "workers");
     printf("workers    %zu\n", json_array_size(ws));
     if (json_array_size(ws))
-        printf("  %-24s %-16s %8s %5s %6s %9s %8s %9s\n", "ID", "HOST", "PID",
-               "HELD", "CALLS", "HEARTBEAT", "RESULTS", "RESULTS/S");
+        printf("  %-24s %-16s %8s %5s %6s %9s %8s %9s %7s\n", "ID", "HOST",
+               "PID", "HELD", "CALLS", "HEARTBEAT", "RESULTS", "RESULTS/S",
+               "RTT");
     size_t i;
     json_t *w;
     json_array_foreach(ws, i, w)
@@ -135,7 +136,7 @@ static void print_status(json_t *st)
         printf("  %-24.24s %-16.16s %8" JSON_INTEGER_FORMAT
                " %5" JSON_INTEGER_FORMAT " %6" JSON_INTEGER_FORMAT
                " %7" JSON_INTEGER_FORMAT "ms %8" JSON_INTEGER_FORMAT
-               " %9.1f%s\n",
+               " %9.1f %5.1fms%s\n",
                json_string_value(json_object_get(w, "id")),
                json_string_value(json_object_get(w, "host")),
                json_integer_value(json_object_get(w, "pid")),
@@ -144,6 +145,7 @@ static void print_status(json_t *st)
                json_integer_value(json_object_get(w, "last_heartbeat_ms")),
                json_integer_value(json_object_get(w, "results")),
                json_real_value(json_object_get(w, "results_per_s")),
+               json_number_value(json_object_get(w, "rtt_ms")),
                json_is_true(json_object_get(w, "leaving")) ? " leaving" : "");
     }
 }

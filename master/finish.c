@@ -80,8 +80,10 @@ static char *read_summary(const char *path, size_t *len)
     int bad = !buf || ferror(f) || n > NOTIFY_MAX_BODY;
     fclose(f);
     if (bad) {
-        LOG_ERROR("master.notify_failed", "--notify: %s is unreadable or "
-                  "larger than %d bytes", path, NOTIFY_MAX_BODY);
+        LOG_ERROR("master.notify_failed",
+                  "--notify: %s is unreadable or "
+                  "larger than %d bytes",
+                  path, NOTIFY_MAX_BODY);
         free(buf);
         return NULL;
     }
@@ -112,8 +114,8 @@ int finish_notify(const char *url, const char *out, int status)
     CURL *h = curl_easy_init();
     char st[64];
     snprintf(st, sizeof st, "Fanout-Exit-Status: %d", status);
-    struct curl_slist *hdr = curl_slist_append(NULL,
-                                               "Content-Type: application/json");
+    struct curl_slist *hdr =
+        curl_slist_append(NULL, "Content-Type: application/json");
     struct curl_slist *h2 = hdr ? curl_slist_append(hdr, st) : NULL;
     int rc = -1;
     if (!h || !h2) {
@@ -136,19 +138,24 @@ int finish_notify(const char *url, const char *out, int status)
         long code = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
         if (cc == CURLE_OK && code >= 200 && code < 300) {
-            LOG_INFO("master.notified", "--notify: POSTed summary.json to %s "
-                     "(HTTP %ld)", url, code);
+            LOG_INFO("master.notified",
+                     "--notify: POSTed summary.json to %s "
+                     "(HTTP %ld)",
+                     url, code);
             rc = 0;
             break;
         }
         int again = cc != CURLE_OK || code >= 500 || code == 429;
         if (cc != CURLE_OK)
-            LOG_WARN("master.notify_failed", "--notify %s: attempt %d of %d: "
-                     "%s", url, attempt, NOTIFY_ATTEMPTS,
-                     curl_easy_strerror(cc));
+            LOG_WARN("master.notify_failed",
+                     "--notify %s: attempt %d of %d: "
+                     "%s",
+                     url, attempt, NOTIFY_ATTEMPTS, curl_easy_strerror(cc));
         else
-            LOG_WARN("master.notify_failed", "--notify %s: attempt %d of %d: "
-                     "HTTP %ld", url, attempt, NOTIFY_ATTEMPTS, code);
+            LOG_WARN("master.notify_failed",
+                     "--notify %s: attempt %d of %d: "
+                     "HTTP %ld",
+                     url, attempt, NOTIFY_ATTEMPTS, code);
         if (!again || attempt == NOTIFY_ATTEMPTS)
             break;
         struct timespec ts = {attempt, 0}; /* 1 s, then 2 s */

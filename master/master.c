@@ -147,7 +147,7 @@ static void send_grant(void *ctx, budget_worker *w, const uint32_t *offs,
     /* Counted when they may be spent, not when granted (up to 250 ms
      * earlier): the calls/s shown is then what the API sees, never more
      * than the limit when the API sees no more. */
-    int64_t now = clock_now_ns();
+    int64_t now = clock_now_ns() + w->one_way_ns;
     for (uint32_t i = 0; i < n; i++)
         ratectl_granted(&m->rc, now + (int64_t)offs[i] * 1000, 1);
 }
@@ -178,6 +178,7 @@ static void tick(master *m, int64_t now)
     }
     if (now >= m->next_hb_ns) {
         proto_msg hb = {.type = PROTO_HEARTBEAT};
+        hb.u.heartbeat.sent_us = (uint64_t)clock_wall_us();
         sender_broadcast(&m->snd, m->bud, &hb);
         m->next_hb_ns = now + m->cfg->heartbeat_ms * FO_NS_PER_MS;
     }
@@ -762,6 +763,7 @@ static fo_err open_all(master *m, char *err, size_t errlen)
     if ((rc = open_out(m, err, errlen)))
         return rc;
     m->bud = budget_new(gcra_new(), cfg->max_in_flight, GRANT_HORIZON_NS);
+    budget_set_clock_wait(m->bud, 1000 * FO_NS_PER_MS);
     ratectl_init(&m->rc, m->bud, cfg->burst, cfg->rate_margin_ms, cfg->adaptive,
                  m->run_start_ns);
     if ((rc = apply_limits(m, err, errlen)))

@@ -150,6 +150,14 @@ json_t *observe_status(observe *o, int64_t now)
         json_object_set_new(wj, "tokens_seen",
                             json_integer((json_int_t)w->seen));
         json_object_set_new(wj, "permits", json_integer(w->permits));
+        /* From the heartbeats' clock exchange; null until measured. */
+        json_object_set_new(wj, "rtt_ms",
+                            w->rtt_us < 0 ? json_null()
+                                          : json_real((double)w->rtt_us / 1e3));
+        json_object_set_new(wj, "clock_offset_ms",
+                            w->rtt_us < 0
+                                ? json_null()
+                                : json_real((double)w->offset_us / 1e3));
         json_object_set_new(
             wj, "last_heartbeat_ms",
             json_integer((now - w->last_seen_ns) / FO_NS_PER_MS));

@@ -106,7 +106,7 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
     sink snk = {out, 0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &snk, sbuf_write);
-    static const size_t nfields[] = {0, 4,  1, 2, 3, 3, 2, 1, 0,
+    static const size_t nfields[] = {0, 4,  1, 5, 3, 3, 2, 1, 0,
                                      6, 15, 0, 1, 4, 1, 1, 0, 0};
     /* A MULTI is written by proto_batch_finish(), never from a proto_msg. */
     if (m->type < 1 || m->type >= PROTO_MULTI)
@@ -128,6 +128,9 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
     case PROTO_HEARTBEAT:
         msgpack_pack_uint32(&pk, m->u.heartbeat.inflight);
         pack_refs(&pk, m->u.heartbeat.held, m->u.heartbeat.nheld);
+        msgpack_pack_uint64(&pk, m->u.heartbeat.sent_us);
+        msgpack_pack_uint64(&pk, m->u.heartbeat.echo_us);
+        msgpack_pack_uint64(&pk, m->u.heartbeat.echo_held_us);
         break;
     case PROTO_TOKEN_REQ:
         msgpack_pack_uint32(&pk, m->u.token_req.want);
@@ -600,6 +603,12 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
     case PROTO_HEARTBEAT:
         m->u.heartbeat.inflight = (uint32_t)rd_uint(&r, "inflight", 1000000);
         m->u.heartbeat.held = rd_refs(&r, "held", &m->u.heartbeat.nheld);
+        if (r.i + 2 < r.n) { /* optional, together */
+            m->u.heartbeat.sent_us = rd_uint(&r, "sent_us", UINT64_MAX);
+            m->u.heartbeat.echo_us = rd_uint(&r, "echo_us", UINT64_MAX);
+            m->u.heartbeat.echo_held_us =
+                rd_uint(&r, "echo_held_us", UINT64_MAX);
+        }
         break;
     case PROTO_TOKEN_REQ:
         m->u.token_req.want = (uint32_t)rd_uint(&r, "want", 1000000);

@@ -132,6 +132,14 @@ typedef struct proto_msg {
             uint32_t inflight; /* calls in flight */
             uint32_t nheld;    /* items held */
             proto_ref *held;   /* the items (worker -> master only) */
+            /* Clock exchange (optional, together; 0 unknown): the
+             * sender's wall clock at sending, the sent_us of the last
+             * heartbeat it received from the peer, and how long ago it
+             * received that one. The master takes each worker's round
+             * trip and clock offset from these (NTP's arithmetic). */
+            uint64_t sent_us;
+            uint64_t echo_us;
+            uint64_t echo_held_us;
         } heartbeat;
         struct {
             uint32_t want;     /* tokens wanted beyond those held */

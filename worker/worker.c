@@ -58,6 +58,8 @@ typedef struct wstate {
     http *http;               /* calls in flight */
     outbox ob;                /* results queued and sent lately */
     int64_t last_master_ns;   /* last message from the master */
+    uint64_t hb_echo_us;      /* the master's last heartbeat's sent_us */
+    int64_t hb_echo_at_us;    /* our wall clock when it came */
     int64_t next_hb_ns;       /* next heartbeat */
     int64_t next_hello_ns;    /* next HELLO while unjoined */
     uint64_t rng;             /* jitter source */
@@ -395,6 +397,13 @@ static void send_heartbeat(wstate *w)
     m.u.heartbeat.inflight = (uint32_t)http_inflight(w->http);
     m.u.heartbeat.nheld = n;
     m.u.heartbeat.held = refs;
+    /* The master's round trip and clock offset to us come from these. */
+    int64_t wall = clock_wall_us();
+    m.u.heartbeat.sent_us = (uint64_t)wall;
+    if (w->hb_echo_us && wall >= w->hb_echo_at_us) {
+        m.u.heartbeat.echo_us = w->hb_echo_us;
+        m.u.heartbeat.echo_held_us = (uint64_t)(wall - w->hb_echo_at_us);
+    }
     send_ctl(w, &m);
     free(refs);
 }
@@ -431,8 +440,10 @@ static fo_err on_job(wstate *w, proto_msg *m)
     job_fini(&w->job);
     w->job = j;
     w->epoch = m->epoch;
-    /* The master starts our token account afresh on every JOB. */
+    /* The master starts our token account afresh on every JOB, and
+     * measures our round trip again. */
     wtokens_reset(&w->tok);
+    w->hb_echo_us = 0;
     if (!w->have_job || !w->master_ok)
         LOG_INFO("worker.joined",
                  "joined master %s (epoch %" PRIu64 ", concurrency %d)",
@@ -535,6 +546,13 @@ static void handle_frame(void *ctx, const void *data, size_t len)
         drain_asked = 1;
         break;
     case PROTO_HEARTBEAT:
+        /* The first after a JOB is answered at once: the master waits
+         * for our round trip before it grants us tokens. */
+        if (!w->hb_echo_us && m.u.heartbeat.sent_us)
+            w->next_hb_ns = 0;
+        w->hb_echo_us = m.u.heartbeat.sent_us;
+        w->hb_echo_at_us = clock_wall_us();
+        break;
     default:
         break;
     }

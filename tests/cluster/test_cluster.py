@@ -171,7 +171,8 @@ def test_worker_host_power_off(env, lab):
     assert sm["redispatched"] > 0
 
 
-def lossy_worker(env, lab, name, tcp_ports=None, loss=5, delay_ms=50):
+def lossy_worker(env, lab, name, tcp_ports=None, loss=5, delay_ms=50,
+                 margin_ms=None, observe=None):
     """w2 drops loss% of its packets each way (nftables; only TCP to or
     from tcp_ports when given) and reaches the master through
     delayproxy.py, delay_ms each way (directly when 0); w1 is clean. The
@@ -199,11 +200,19 @@ def lossy_worker(env, lab, name, tcp_ports=None, loss=5, delay_ms=50):
     # worst delay the path adds, or late calls bunch with on-time ones.
     # That is the documented use of --rate-margin, and what a user on such
     # a link sets.
-    margin_ms = (300 + delay_ms) if loss or delay_ms else 10
+    if margin_ms is None:
+        margin_ms = (300 + delay_ms) if loss or delay_ms else 10
     job = Job(lab, m, s, n, "--rate", "%d/s" % limit, "--rate-margin",
               "%dms" % margin_ms).start()
     job.worker(w1, "w1a")
     job.worker(w2, "w2a", master=via)
+    if observe is not None:
+        job.wait_count(n // 3)
+        for w in job.status()["workers"]:
+            h.report("%s: the master measured %s's round trip %s ms, clock "
+                     "offset %s ms" % (name, w["id"], w.get("rtt_ms"),
+                                       w.get("clock_offset_ms")))
+            observe[w["id"]] = w.get("rtt_ms")
     sm = job.finish()
     drop_in, drop_out = lab.loss_counters(w2)
     per = {}
@@ -214,6 +223,7 @@ def lossy_worker(env, lab, name, tcp_ports=None, loss=5, delay_ms=50):
                             dict(sorted(per.items()))))
     common_report(name, job, s, limit, sm)
     assert per.get("w2a", 0) > 0, "the lossy worker recorded nothing"
+    return job, s, limit, per
     assert drop_in + drop_out > 0 or not loss, "nft dropped nothing"
 
 
@@ -221,6 +231,20 @@ def test_lossy_slow_worker_link(env, lab):
     """5% loss on all of w2's traffic (to the master and to the API), and
     50 ms each way to the master."""
     lossy_worker(env, lab, "5% loss + 50 ms delay")
+
+
+def test_distant_worker_needs_no_margin(env, lab):
+    """w2 reaches the master through 50 ms each way, no loss, and the
+    default --rate-margin (10 ms): the master measures w2's round trip
+    from heartbeats and grants it tokens timed for when it hears of them,
+    so the strict API sees no burst (0 x 429) and w2 does its share."""
+    rtt = {}
+    job, s, limit, per = lossy_worker(env, lab, "50 ms worker link, default "
+                                      "margin", loss=0, delay_ms=50,
+                                      margin_ms=10, observe=rtt)
+    assert per.get("w2a", 0) >= job.n // 5, per
+    # 50 ms each way through the proxy: a round trip of 100 ms and more.
+    assert rtt.get("w2a") and 100 <= rtt["w2a"] < 200, rtt
 
 
 def test_master_host_cut_off_10s(env, lab):

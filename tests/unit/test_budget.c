@@ -23,6 +23,8 @@ typedef struct sent {
     int64_t now;       /* the fake clock at the grant */
 } sent;
 
+/* Spend times as the worker sees them: it hears of a grant one_way late
+ * and spends each token at receipt + offset. */
 static void on_grant(void *ctx, budget_worker *w, const uint32_t *offs,
                      uint32_t n)
 {
@@ -30,7 +32,7 @@ static void on_grant(void *ctx, budget_worker *w, const uint32_t *offs,
     s->grants++;
     s->to = w;
     for (uint32_t i = 0; i < n && s->n < 4096; i++)
-        s->at[s->n++] = s->now + (int64_t)offs[i] * 1000;
+        s->at[s->n++] = s->now + w->one_way_ns + (int64_t)offs[i] * 1000;
 }
 
 static budget *new_budget(int64_t count, int64_t period_ns, int64_t mif)
@@ -212,6 +214,71 @@ static void test_rejoin_resets_the_account(void **state)
     budget_destroy(&b);
 }
 
+/* The clock exchange: a worker 50 ms away each way whose clock runs 3 s
+ * ahead. The best of the samples (the least queueing) wins; a sample that
+ * does not add up is ignored. */
+static void test_clock_sample_takes_the_shortest_round_trip(void **state)
+{
+    (void)state;
+    budget *b = new_budget(20, S, 0);
+    budget_worker *w = budget_join(b, "w1", 2, 0);
+    assert_int_equal(w->rtt_us, -1);
+    assert_int_equal(w->one_way_ns, 0);
+    const int64_t ahead = 3000000, d = 50000; /* us */
+    int64_t queueing[] = {30000, 0, 12000, 70000};
+    for (int i = 0; i < 4; i++) {
+        int64_t t1 = 1000000000 + i * INT64_C(1000000); /* our HB sent */
+        int64_t t2 = t1 + d + ahead;                    /* worker got it */
+        int64_t held = 400000;                          /* it kept it */
+        int64_t t3 = t2 + held;                         /* its HB sent */
+        int64_t t4 = t3 - ahead + d + queueing[i];      /* we got it */
+        budget_clock_sample(w, (uint64_t)t3, (uint64_t)t1, (uint64_t)held, t4);
+    }
+    assert_int_equal(w->rtt_us, 2 * d);
+    assert_int_equal(w->offset_us, ahead);
+    assert_int_equal(w->one_way_ns, d * 1000);
+    /* Echo of a heartbeat "from the future": no sample. */
+    budget_clock_sample(w, 5, 10000000000, 0, 1000);
+    budget_clock_sample(w, 0, 0, 0, 1000);
+    assert_int_equal(w->nclock, 4);
+    budget_destroy(&b);
+}
+
+/* Two workers, one next door and one 50 ms away, share a strict 20/s:
+ * the spend times the workers see (the far one hears of its grants 50 ms
+ * late) are still spaced by the rate, and the far worker gets its share. */
+static void test_far_worker_spends_on_the_limiter_schedule(void **state)
+{
+    (void)state;
+    budget *b = new_budget(20, S, 0);
+    budget_worker *near = budget_join(b, "w1", 2, 0);
+    budget_worker *far = budget_join(b, "w2", 2, 0);
+    far->one_way_ns = 50 * MS;
+    sent s = {0};
+    size_t to_far = 0;
+    for (int64_t now = 0; now < 5 * S; now += 10 * MS) {
+        budget_request(b, near, 1000, near->granted, 0);
+        budget_request(b, far, 1000, far->granted, 0);
+        size_t before = s.n;
+        grant(b, &s, now);
+        if (s.n > before && s.to == far)
+            to_far += s.n - before;
+    }
+    assert_true(s.n >= 90);
+    assert_true(far->granted >= s.n / 3);
+    /* Sorted spend times: never two within the emission interval. */
+    for (size_t i = 1; i < s.n; i++)
+        for (size_t j = i; j > 0 && s.at[j] < s.at[j - 1]; j--) {
+            int64_t t = s.at[j];
+            s.at[j] = s.at[j - 1];
+            s.at[j - 1] = t;
+        }
+    for (size_t i = 1; i < s.n; i++)
+        assert_true(s.at[i] - s.at[i - 1] >= 50 * MS - 1000);
+    (void)to_far;
+    budget_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +290,8 @@ int main(void)
         cmocka_unit_test(test_rejoin_resets_the_account),
         cmocka_unit_test(test_scarce_permits_are_shared_in_turns),
         cmocka_unit_test(test_operator_hold_stops_grants),
+        cmocka_unit_test(test_clock_sample_takes_the_shortest_round_trip),
+        cmocka_unit_test(test_far_worker_spends_on_the_limiter_schedule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
