@@ -196,6 +196,13 @@ JPATH = {
 }
 
 
+JSONW = [
+    b'{"ok":true,"n":[1,2.5,-3],"s":"caf\xc3\xa9 \\u00e9 \\ud83d\\ude00"}',
+    b'{\n  "pretty": 1\n}\n', b'[]', b'"text"', b'123456789012345678',
+    b'1e5', b'"\\u0000"', b'"\\ud800"', b'bad \xff bytes', b'[[[[[]]]]]',
+]
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -214,6 +221,7 @@ def main():
     write("fuzz_headers", HEADERS)
     write("fuzz_ratelimit", RATELIMIT)
     write("fuzz_jpath", JPATH)
+    write("fuzz_jsonw", JSONW)
 
 
 if __name__ == "__main__":

@@ -24,16 +24,46 @@ static void test_copyable_only_when_safe(void **state)
 {
     (void)state;
     const char *yes[] = {
-        "{}", "[]", "{\"a\":1}", "{\"a\":[1,2,{\"b\":null}],\"c\":true}",
-        "\"text\"", "0", "-12.5", "false", "  {\"a\":\"b\"}\n",
+        "{}",
+        "[]",
+        "{\"a\":1}",
+        "{\"a\":[1,2,{\"b\":null}],\"c\":true}",
+        "\"text\"",
+        "0",
+        "-12.5",
+        "false",
+        "  {\"a\":\"b\"}\n",
         "{\"s\":\"caf\xC3\xA9 \\u00e9 \\ud83d\\ude00 \\\" \\\\ \\/\"}",
-        "123456789012345678", "[\"\xF0\x9F\x98\x80\"]"};
-    const char *no[] = {
-        "", " ", "{\"a\": 1}", "{ }", "[1, 2]", "{\"a\":1}x", "{\"a\":1}{}",
-        "{\"a\":1", "{a:1}", "[1,]", "{\"a\":1,}", "01", "1.", "-", "1e5",
-        "1234567890123456789", "\"\\u0000\"", "\"\\ud800\"", "\"\\udc00\"",
-        "\"\\x\"", "\"a\nb\"", "\"\xC3\"", "\"\xED\xA0\x80\"", "tru", "nul",
-        "NaN", "[\"\xFF\"]", "\"unterminated"};
+        "123456789012345678",
+        "[\"\xF0\x9F\x98\x80\"]"};
+    const char *no[] = {"",
+                        " ",
+                        "{\"a\": 1}",
+                        "{ }",
+                        "[1, 2]",
+                        "{\"a\":1}x",
+                        "{\"a\":1}{}",
+                        "{\"a\":1",
+                        "{a:1}",
+                        "[1,]",
+                        "{\"a\":1,}",
+                        "01",
+                        "1.",
+                        "-",
+                        "1e5",
+                        "1234567890123456789",
+                        "\"\\u0000\"",
+                        "\"\\ud800\"",
+                        "\"\\udc00\"",
+                        "\"\\x\"",
+                        "\"a\nb\"",
+                        "\"\xC3\"",
+                        "\"\xED\xA0\x80\"",
+                        "tru",
+                        "nul",
+                        "NaN",
+                        "[\"\xFF\"]",
+                        "\"unterminated"};
     for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
         if (!copyable(yes[i]))
             fail_msg("should be copyable: %s", yes[i]);
@@ -71,15 +101,25 @@ static void test_record_line_reads_back(void **state)
 {
     (void)state;
     const char *resps[] = {"{\"ok\":true,\"n\":[1,2.5]}\n",
-                           "{\n  \"pretty\": 1\n}", "1e3", "plain text",
-                           "bad \xFF bytes", "nul\0inside"};
+                           "{\n  \"pretty\": 1\n}",
+                           "1e3",
+                           "plain text",
+                           "bad \xFF bytes",
+                           "nul\0inside"};
     size_t lens[] = {0, 0, 0, 0, 0, 10};
     for (size_t i = 0; i < sizeof resps / sizeof *resps; i++) {
         size_t rl = lens[i] ? lens[i] : strlen(resps[i]);
-        record r = {.id = "it\"em-1", .status = ITEM_OK, .http_status = 200,
-                    .attempts = 2, .batch = 7, .line = 42, .latency_ms = 31,
-                    .response = resps[i], .response_len = rl,
-                    .worker = "w1", .started_us = 1765015200120000,
+        record r = {.id = "it\"em-1",
+                    .status = ITEM_OK,
+                    .http_status = 200,
+                    .attempts = 2,
+                    .batch = 7,
+                    .line = 42,
+                    .latency_ms = 31,
+                    .response = resps[i],
+                    .response_len = rl,
+                    .worker = "w1",
+                    .started_us = 1765015200120000,
                     .finished_us = 1765015201433000};
         size_t len;
         char *line = record_format(&r, &len);
@@ -92,9 +132,8 @@ static void test_record_line_reads_back(void **state)
         assert_string_equal(json_string_value(json_object_get(o, "id")),
                             "it\"em-1");
         assert_int_equal(json_integer_value(json_object_get(o, "line")), 42);
-        assert_string_equal(
-            json_string_value(json_object_get(o, "started_at")),
-            "2025-12-06T10:00:00.120Z");
+        assert_string_equal(json_string_value(json_object_get(o, "started_at")),
+                            "2025-12-06T10:00:00.120Z");
         json_t *resp = json_object_get(o, "response");
         switch (i) {
         case 0:
@@ -104,8 +143,8 @@ static void test_record_line_reads_back(void **state)
                                          "\"n\":[1,2.5]},\"worker\""));
             break;
         case 1:
-            assert_int_equal(json_integer_value(json_object_get(resp, "pretty")),
-                             1);
+            assert_int_equal(
+                json_integer_value(json_object_get(resp, "pretty")), 1);
             break;
         case 2:
             assert_true(json_is_real(resp));
