@@ -37,6 +37,12 @@ because absolute times on a shared machine mean little:
                   (20 H items) and a 2-minute job (120 H items); and told
                   H/2 against a server hiding H: the rate against --rate
                   and 429s (adaptive never raises the rate above --rate).
+  9 bigitems      memory bounded by bytes (issue 15): 2,000 items of 300 KiB
+                  POSTed whole as bodies (600 MiB), --max-in-flight 64, 2
+                  workers x 32, the test server answering small: peak RSS
+                  of the master and of each worker against the goal
+                  in-flight bytes + 64 MiB, and MB/s against `cat` of the
+                  same file to /dev/null.
 
 Goals are reported, never asserted: the exit status is non-zero only when
 the harness itself failed (a process died, a timeout). The table goes to
@@ -75,7 +81,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 KEEP_MARKER = "<!-- Everything below this line is kept by bench.py. -->"
 SCENARIOS = ("precision", "overhead", "latency", "memory", "scaleout",
-             "sources", "adaptive")
+             "sources", "adaptive", "bigitems")
 HZ = os.sysconf("SC_CLK_TCK")
 
 # --------------------------------------------------------------------------
@@ -588,6 +594,15 @@ def gen_items(path, n):
         for lo in range(1, n + 1, 10000):
             f.write("".join('{"id":"it-%d","n":%d,"pad":"abcdefghijklmnop"}\n'
                             % (i, i) for i in range(lo, min(n, lo + 9999) + 1)))
+    return path
+
+
+def gen_big_items(path, n, size):
+    """n items of about size bytes each: an id and one long string."""
+    pad = "x" * (size - 40)
+    with open(path, "w") as f:
+        for i in range(1, n + 1):
+            f.write('{"id":"big-%d","pad":"%s"}\n' % (i, pad))
     return path
 
 
@@ -1376,6 +1391,65 @@ class Bench:
                         med(reds, "master_cpu_per_item_us"))
         self.add(sc, "master CPU/item Redis / file", r_cpu / f_cpu, "%.2f",
                  note="%.1f vs %.1f us" % (r_cpu, f_cpu))
+
+    # ---------------------------------------------------------------- 9
+    def bigitems(self, run):
+        n = 600 if self.quick else 2000
+        item_kib, C, nw = 300, 64, 2
+        path = gen_big_items(run.path("big.jsonl"), n, item_kib * 1024)
+        size = os.path.getsize(path)
+        mib = size / 1048576.0
+
+        # The reference: the same bytes read from the page cache.
+        t0 = time.monotonic()
+        c = run.spawn("cat", ["sh", "-c", 'cat "$0" > /dev/null', path])
+        if c.wait(120, "cat") != 0:
+            raise BenchError("cat exited %s" % c.status)
+        cat_s = time.monotonic() - t0
+        srv = run.server()
+        t0 = time.monotonic()
+        m = run.master(["--input", path, "--out", run.path("out"), "--url",
+                        srv.base + "/i/{id}", "--method", "POST",
+                        "--max-in-flight", str(C)])
+        ws = run.workers(m.endpoints["control"], nw, C // nw)
+        st = m.wait(900, "bigitems job")
+        wall = time.monotonic() - t0
+        for w in ws:
+            w.wait(30, "worker exit")
+        s = srv.stats()
+        srv.stop()
+        if st != 0 or s["requests"] != n:
+            raise BenchError("bigitems: master exit %s, %d requests of %d:\n%s"
+                             % (st, s["requests"], n, m.tail()))
+        inflight_mib = C * item_kib / 1024.0
+        w_inflight_mib = (C // nw) * item_kib / 1024.0
+        r = {"items": n, "item_kib": item_kib, "input_mib": mib,
+             "max_in_flight": C, "workers": nw, "wall_s": wall,
+             "mb_per_s": mib / wall, "cat_s": cat_s, "cat_mb_per_s":
+             mib / cat_s if cat_s > 0 else float("nan"),
+             "master_peak_rss_mib": m.peak_rss_mib(),
+             "worker_peak_rss_mib": [w.peak_rss_mib() for w in ws],
+             "cat_peak_rss_mib": c.peak_rss_mib(),
+             "in_flight_mib": inflight_mib}
+        self.raw["bigitems"] = r
+        sc = "9 bigitems, %d x %d KiB POSTed, C=%d" % (n, item_kib, C)
+        self.add(sc, "MiB/s / cat's", r["mb_per_s"] / r["cat_mb_per_s"],
+                 "%.3f", note="%.0f MiB/s vs cat %.0f MiB/s (%.0f MiB)"
+                 % (r["mb_per_s"], r["cat_mb_per_s"], mib))
+        goal = inflight_mib + 64
+        self.add(sc, "master peak RSS, MiB", r["master_peak_rss_mib"],
+                 "%.1f", "<= %.0f" % goal,
+                 at_most(r["master_peak_rss_mib"], goal),
+                 note="in flight %d x %d KiB = %.1f MiB, + 64 MiB; cat %.1f "
+                 "MiB" % (C, item_kib, inflight_mib, r["cat_peak_rss_mib"]))
+        wgoal = w_inflight_mib + 64
+        worst = max(r["worker_peak_rss_mib"])
+        self.add(sc, "worker peak RSS (largest), MiB", worst, "%.1f",
+                 "<= %.0f" % wgoal, at_most(worst, wgoal),
+                 note="each: %s; a worker's own in flight %d x %d KiB"
+                 % (", ".join("%.1f" % v for v in r["worker_peak_rss_mib"]),
+                    C // nw, item_kib))
+
 
 
 def fmt_n(n):
