@@ -39,6 +39,7 @@ typedef struct budget_worker {
     uint32_t held;                      /* items held (heartbeat) */
     uint64_t results;                   /* results received from it */
     uint32_t assigned;                  /* items dispatched to it, held */
+    uint64_t assigned_bytes;            /* their request bytes */
 } budget_worker;
 
 typedef struct budget budget;

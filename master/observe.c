@@ -353,6 +353,10 @@ static char *render_metrics(observe *o, int64_t now, int live)
     metric(&b, "fanout_items_outstanding", "gauge",
            "Items read from the source and not yet committed.",
            (double)o->cm->outstanding);
+    metric(&b, "fanout_window_bytes", "gauge",
+           "Bytes of those items held: rendered requests, then records "
+           "(--max-window-bytes).",
+           (double)o->cm->held_bytes);
     if (o->in->in_size >= 0)
         metric(&b, "fanout_source_lag_bytes", "gauge",
                "Input bytes not yet acknowledged (absent for a stream).",
