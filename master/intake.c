@@ -373,6 +373,16 @@ fo_err intake_read(intake *in, intake_window window, int64_t now, char *err,
         if (in->bt->bld.n >= (uint32_t)in->cfg.batch_size)
             close_batch(in, now);
     }
+    /* The window is full, perhaps by bytes in the middle of a batch: what
+     * the batch holds must go out now, or its calls would wait for room
+     * only their records can make. As on SOURCE_AGAIN, a queue's batch
+     * is what is there, and a file's stays open. */
+    if (!in->eof) {
+        if (in->queue)
+            close_batch(in, now);
+        else
+            batches_enqueue_building(in->bt);
+    }
     return FO_OK;
 }
 

@@ -126,6 +126,7 @@ json_t *observe_status(observe *o, int64_t now)
                         json_integer(budget_max_in_flight(o->bud)));
     json_object_set_new(j, "in_flight",
                         json_integer(budget_permits_in_use(o->bud)));
+    json_object_set_new(j, "window_bytes", json_integer(o->cm->held_bytes));
     json_object_set_new(j, "paused_by_operator",
                         json_boolean(budget_held(o->bud)));
     int64_t pause = budget_paused_until(o->bud) - now;
@@ -144,6 +145,8 @@ json_t *observe_status(observe *o, int64_t now)
         json_object_set_new(wj, "held", json_integer(w->held));
         json_object_set_new(wj, "in_flight", json_integer(w->inflight));
         json_object_set_new(wj, "assigned", json_integer(w->assigned));
+        json_object_set_new(wj, "assigned_bytes",
+                            json_integer((json_int_t)w->assigned_bytes));
         json_object_set_new(wj, "tokens_wanted", json_integer(w->want));
         json_object_set_new(wj, "tokens_granted",
                             json_integer((json_int_t)w->granted));
