@@ -283,12 +283,13 @@ def read_text(path):
 
 
 def free_ports():
-    """Three consecutive free ports (tests/integration/harness.py)."""
+    """A port P with P, P+1 and P+2 free, below the ephemeral range, so a
+    restarted master can bind them again (tests/integration/harness.py)."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
                                     "integration"))
     import harness
     try:
-        return harness.free_ports()
+        return harness.free_port_triple()
     except AssertionError as e:
         raise BenchError(str(e))
 
