@@ -184,6 +184,11 @@ int batches_requeue(batches *b, proto_ref ref)
     return 1;
 }
 
+size_t batches_item_bytes(const mitem *it)
+{
+    return it->url ? strlen(it->url) + it->body_len : 0;
+}
+
 void batches_release(mitem *it)
 {
     FO_FREE(&it->url);

@@ -125,5 +125,8 @@ int batches_requeue(batches *b, proto_ref ref);
 
 /* Frees an item's rendered request once its record is made. */
 void batches_release(mitem *it);
+/* Bytes of an item's rendered request (URL and body) while it holds one,
+ * else 0: what --max-window-bytes and a worker's byte credit count. */
+size_t batches_item_bytes(const mitem *it);
 
 #endif

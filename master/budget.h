@@ -53,6 +53,7 @@ typedef struct budget_worker {
     int64_t rtt_us;     /* best round trip, -1 unknown */
     int64_t offset_us;  /* its clock offset (worker - master) */
     int64_t one_way_ns; /* rtt / 2, 0 unknown */
+    uint64_t assigned_bytes;            /* their request bytes */
 } budget_worker;
 
 typedef struct budget budget;

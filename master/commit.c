@@ -366,6 +366,9 @@ fo_err commit_add(commit *c, batches *b, proto_ref ref, item_status status,
         c->first_ns = now;
     c->cb[c->len++] =
         (commit_pending){ref, status, attempts, throttled, line, len};
+    /* The record replaces the request in the window's bytes; the caller
+     * frees the request after this (batches_release). */
+    c->held_bytes += (int64_t)len - (int64_t)batches_item_bytes(it);
     it->state = MI_COMMITTING;
     batchlog_note(&c->bl, ref, status);
     return FO_OK;
@@ -543,8 +546,10 @@ fo_err commit_flush(commit *c, batches *b, int src_eof, int64_t now, char *err,
             commit_ack_batch(c, mb);
     }
     c->outstanding -= (int64_t)c->len;
-    for (size_t i = 0; i < c->len; i++)
+    for (size_t i = 0; i < c->len; i++) {
+        c->held_bytes -= (int64_t)c->cb[i].len;
         free(c->cb[i].line);
+    }
     if (c->len)
         LOG_DEBUG("batch.committed", "%zu records, cursor at batch %" PRIu64,
                   c->len, ns.cursor.batch);

@@ -57,6 +57,7 @@ typedef struct commit {
     size_t len, cap;        /* its records, allocated */
     int64_t first_ns;       /* when its oldest record arrived */
     int64_t outstanding;    /* items read and not yet committed */
+    int64_t held_bytes;     /* their bytes: request, then record */
     int results_fd;         /* results.jsonl, or -1 */
     fo_buf wbuf;            /* what one flush writes */
     char **forget;          /* queue ids acknowledged, to forget */
@@ -96,7 +97,8 @@ void commit_set_source(commit *c, source *src, int queue);
 /* Takes the record line of the item at ref into the buffer and moves the
  * item to MI_COMMITTING. On FO_OK the buffer owns line. FO_EINVAL when the
  * item is not open or already has a record (the caller still owns line):
- * an item is recorded at most once. */
+ * an item is recorded at most once. held_bytes then counts the record
+ * instead of the item's request, which the caller frees next. */
 FO_WUR fo_err commit_add(commit *c, batches *b, proto_ref ref,
                          item_status status, int64_t attempts,
                          int64_t throttled, char *line, size_t len,

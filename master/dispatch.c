@@ -28,13 +28,45 @@ void dispatch_set_resume(dispatcher *d, int64_t after_ns,
     d->adopt_until_ns = adopt_until_ns;
 }
 
-uint32_t dispatch_credit(const budget_worker *w)
+/* live_conc: the live workers' concurrency together (budget_live). */
+static uint32_t credit(const dispatcher *d, const budget_worker *w,
+                       int64_t live_conc)
 {
     if (!w->used || w->leaving)
         return 0;
-    uint64_t cap = (uint64_t)(w->concurrency ? w->concurrency : 1) *
-                   DISPATCH_CREDIT_PER_SLOT;
-    return cap > w->assigned ? (uint32_t)(cap - w->assigned) : 0;
+    uint64_t conc = w->concurrency ? w->concurrency : 1;
+    uint64_t cap = conc * DISPATCH_CREDIT_PER_SLOT;
+    if (cap <= w->assigned)
+        return 0;
+    if (d->window_bytes > 0 && w->assigned >= conc && live_conc > 0) {
+        double share = (double)d->window_bytes * (double)conc /
+                       ((double)live_conc * DISPATCH_WINDOW_SHARE_DIVISOR);
+        if ((double)w->assigned_bytes >= share)
+            return 0;
+    }
+    return (uint32_t)(cap - w->assigned);
+}
+
+uint32_t dispatch_credit(const dispatcher *d, const budget_worker *w)
+{
+    int64_t conc;
+    budget_live(d->bud, &conc);
+    return credit(d, w, conc);
+}
+
+/* An item dispatched to (or adopted by) w, and one it no longer holds. */
+static void hold(budget_worker *w, const mitem *it)
+{
+    w->assigned++;
+    w->assigned_bytes += batches_item_bytes(it);
+}
+
+static void unhold(budget_worker *w, const mitem *it)
+{
+    size_t b = batches_item_bytes(it);
+    if (w->assigned > 0)
+        w->assigned--;
+    w->assigned_bytes = w->assigned_bytes > b ? w->assigned_bytes - b : 0;
 }
 
 static budget_worker *holder_of(const dispatcher *d, int32_t slot, uint32_t gen)
@@ -51,14 +83,14 @@ static int32_t slot_of(const dispatcher *d, const budget_worker *w)
 }
 
 /* The worker with the most free credit, and the second most. */
-static budget_worker *best(const dispatcher *d, uint32_t *free1,
-                           uint32_t *free2)
+static budget_worker *best(const dispatcher *d, int64_t live_conc,
+                           uint32_t *free1, uint32_t *free2)
 {
     budget_worker *top = NULL;
     *free1 = *free2 = 0;
     for (size_t i = 0; i < budget_capacity(d->bud); i++) {
         budget_worker *w = budget_at(d->bud, i);
-        uint32_t c = dispatch_credit(w);
+        uint32_t c = credit(d, w, live_conc);
         if (c > *free1) {
             *free2 = *free1;
             *free1 = c;
@@ -103,7 +135,7 @@ static int send_item(dispatcher *d, budget_worker *w, proto_ref ref, mitem *it,
     it->claimed = 0;
     it->dispatches++;
     it->deadline_ns = now + d->lease_ns;
-    w->assigned++;
+    hold(w, it);
     d->n_sent++;
     return 1;
 }
@@ -112,8 +144,10 @@ int dispatch_ready(const dispatcher *d, int64_t now)
 {
     if (now < d->after_ns || d->bt->dq.len == 0)
         return 0;
+    int64_t conc;
+    budget_live(d->bud, &conc);
     for (size_t i = 0; i < budget_capacity(d->bud); i++)
-        if (dispatch_credit(budget_at(d->bud, i)) > 0)
+        if (credit(d, budget_at(d->bud, i), conc) > 0)
             return 1;
     return 0;
 }
@@ -123,9 +157,11 @@ void dispatch_run(dispatcher *d, int64_t now)
     if (now < d->after_ns)
         return;
     ring *dq = &d->bt->dq;
+    int64_t conc;
+    budget_live(d->bud, &conc);
     while (dq->len > 0) {
         uint32_t free1, free2;
-        budget_worker *w = best(d, &free1, &free2);
+        budget_worker *w = best(d, conc, &free1, &free2);
         if (!w)
             return;
         /* Fill the freest worker down to the next one's free credit: the
@@ -134,7 +170,7 @@ void dispatch_run(dispatcher *d, int64_t now)
         if (give > free1)
             give = free1;
         sender_batch_begin(d->snd, w->rid, w->rid_len);
-        while (give > 0 && dq->len > 0) {
+        while (give > 0 && dq->len > 0 && credit(d, w, conc) > 0) {
             proto_ref ref = *(proto_ref *)ring_at(dq, 0);
             mitem *it = batches_item(d->bt, ref);
             ring_pop(dq);
@@ -161,7 +197,7 @@ static void adopt(dispatcher *d, budget_worker *w, mitem *it, int64_t now)
     it->holder_gen = w->gen;
     it->claimed = 1;
     it->deadline_ns = now + d->lease_ns;
-    w->assigned++;
+    hold(w, it);
 }
 
 int dispatch_check(dispatcher *d, budget_worker *w, mitem *it, int adopt_it,
@@ -204,8 +240,8 @@ void dispatch_listed(dispatcher *d, budget_worker *w, mitem *it, int64_t now)
 void dispatch_done(dispatcher *d, mitem *it)
 {
     budget_worker *w = holder_of(d, it->holder, it->holder_gen);
-    if (w && w->assigned > 0)
-        w->assigned--;
+    if (w)
+        unhold(w, it);
     it->holder = -1;
 }
 
@@ -215,8 +251,8 @@ int dispatch_requeue(dispatcher *d, proto_ref ref)
     if (!it || it->state != MI_SENT)
         return 0;
     budget_worker *w = holder_of(d, it->holder, it->holder_gen);
-    if (w && w->assigned > 0)
-        w->assigned--;
+    if (w)
+        unhold(w, it);
     return batches_requeue(d->bt, ref);
 }
 
@@ -248,7 +284,7 @@ void dispatch_rejoined(dispatcher *d, budget_worker *w, uint32_t old_gen)
             if (it->holder == slot && it->holder_gen == old_gen) {
                 it->holder_gen = w->gen;
                 if (it->state == MI_SENT)
-                    w->assigned++;
+                    hold(w, it);
             }
             if (it->prev_holder == slot && it->prev_gen == old_gen)
                 it->prev_gen = w->gen;

@@ -35,6 +35,11 @@
 /* Items a worker may hold per unit of concurrency: one in flight and one
  * ready for the next token. */
 #define DISPATCH_CREDIT_PER_SLOT 2
+/* Bytes: past its first concurrency items, a worker is given more only
+ * while the request bytes it holds are under its share of this part of
+ * --max-window-bytes (shares in proportion to concurrency); the rest
+ * stays with the master, read ahead for whichever worker frees first. */
+#define DISPATCH_WINDOW_SHARE_DIVISOR 2
 
 /* Visible only so it can be embedded in the master. */
 typedef struct dispatcher {
@@ -46,6 +51,7 @@ typedef struct dispatcher {
     int64_t after_ns;          /* resume grace: nothing before this */
     int64_t adopt_until_ns;    /* adoption window end, 0: none */
     int64_t start_ns;          /* this life's start, for the first log */
+    int64_t window_bytes;      /* --max-window-bytes, 0: no byte credit */
     int first_logged;          /* dispatch.first was logged */
     uint64_t n_sent;           /* WORK messages sent */
     uint64_t n_foreign;        /* claims and results about others' items */
@@ -60,8 +66,11 @@ void dispatch_init(dispatcher *d, batches *bt, budget *bud, sender *snd,
 void dispatch_set_resume(dispatcher *d, int64_t after_ns,
                          int64_t adopt_until_ns);
 
-/* Items a worker may still be given. */
-uint32_t dispatch_credit(const budget_worker *w);
+/* Items a worker may still be given: 0 once it holds 2 per unit of
+ * concurrency, or its concurrency and its share of bytes (see
+ * DISPATCH_WINDOW_SHARE_DIVISOR). The share is checked after each item,
+ * so one item bigger than a share still goes out. */
+uint32_t dispatch_credit(const dispatcher *d, const budget_worker *w);
 /* Sends queued items to the workers with free credit, most free first. */
 void dispatch_run(dispatcher *d, int64_t now);
 /* 1 when items wait and some worker has free credit (dispatch_run would

@@ -313,6 +313,7 @@ static void add_item(intake *in, const source_item *ln, int64_t now)
         else if (render(in, obj, it, where, why, sizeof why) == 0) {
             json_decref(obj);
             it->state = MI_PENDING;
+            in->cm->held_bytes += (int64_t)batches_item_bytes(it);
             return;
         }
     }
@@ -322,12 +323,25 @@ static void add_item(intake *in, const source_item *ln, int64_t now)
     record_invalid(in, ref, it->key, why, now);
 }
 
-fo_err intake_read(intake *in, int64_t window, int64_t now, char *err,
+int intake_has_room(const intake *in, intake_window window)
+{
+    /* Checked before reading an item, not with its size: an item bigger
+     * than the whole byte cap still goes in, and nothing more is read
+     * until enough of what is held is committed. Never a deadlock. */
+    int64_t out = in->cm->outstanding;
+    return !in->eof && out < window.items &&
+           (in->cfg.max_window_bytes <= 0 ||
+            in->cm->held_bytes < in->cfg.max_window_bytes ||
+            out < window.at_once);
+}
+
+fo_err intake_read(intake *in, intake_window window, int64_t now, char *err,
                    size_t errlen)
 {
-    while (!in->eof && in->cm->outstanding < window) {
+    while (intake_has_room(in, window)) {
         source_item ln;
-        int rc = source_next(in->src, window - in->cm->outstanding, &ln, now);
+        int rc =
+            source_next(in->src, window.items - in->cm->outstanding, &ln, now);
         if (rc == SOURCE_AGAIN) {
             /* A queue's batch is what is there, up to --batch-size. A
              * file's batches are always whole (but the last): the rows of
@@ -358,6 +372,16 @@ fo_err intake_read(intake *in, int64_t window, int64_t now, char *err,
         add_item(in, &ln, now);
         if (in->bt->bld.n >= (uint32_t)in->cfg.batch_size)
             close_batch(in, now);
+    }
+    /* The window is full, perhaps by bytes in the middle of a batch: what
+     * the batch holds must go out now, or its calls would wait for room
+     * only their records can make. As on SOURCE_AGAIN, a queue's batch
+     * is what is there, and a file's stays open. */
+    if (!in->eof) {
+        if (in->queue)
+            close_batch(in, now);
+        else
+            batches_enqueue_building(in->bt);
     }
     return FO_OK;
 }

@@ -24,16 +24,24 @@
 
 /* What intake needs from the job's options. */
 typedef struct intake_cfg {
-    const char *input;      /* path, "-", or a queue URL */
-    const char *url;        /* URL template */
-    const char *body;       /* body template or NULL */
-    const char *method;     /* HTTP method (POST/PUT/PATCH send the item) */
-    const char *key;        /* id field */
-    int64_t batch_size;     /* items per batch */
-    int64_t max_line_bytes; /* item size cap */
-    int follow;             /* queues: wait when empty */
-    int64_t idle_grace_ms;  /* queues: empty this long = the end */
+    const char *input;        /* path, "-", or a queue URL */
+    const char *url;          /* URL template */
+    const char *body;         /* body template or NULL */
+    const char *method;       /* HTTP method (POST/PUT/PATCH send the item) */
+    const char *key;          /* id field */
+    int64_t batch_size;       /* items per batch */
+    int64_t max_line_bytes;   /* item size cap */
+    int follow;               /* queues: wait when empty */
+    int64_t idle_grace_ms;    /* queues: empty this long = the end */
+    int64_t max_window_bytes; /* bytes outstanding at most (0: no cap) */
 } intake_cfg;
+
+/* How much intake may read ahead, worked out by the master each turn. */
+typedef struct intake_window {
+    int64_t items;   /* items outstanding at most */
+    int64_t at_once; /* calls that may be in flight at once: this many
+                        items are read whatever --max-window-bytes says */
+} intake_window;
 
 /* Visible only so it can be embedded in the master. */
 typedef struct intake {
@@ -73,10 +81,16 @@ char *intake_identity(const intake_cfg *cfg);
 FO_WUR fo_err intake_open(intake *in, store *st, const store_state *state,
                           void *zctx, batches *bt, commit *cm, fanin *fi,
                           char *err, size_t errlen);
-/* Reads items while fewer than window are outstanding. FO_OK, or FO_EIO
- * with err (a read error: fatal). */
-FO_WUR fo_err intake_read(intake *in, int64_t window, int64_t now, char *err,
-                          size_t errlen);
+/* 1 when the input is not exhausted, fewer than window.items items are
+ * outstanding, and either their bytes (cm->held_bytes) are under
+ * --max-window-bytes or fewer than window.at_once are outstanding:
+ * intake_read would read. So what is held is at most the calls in flight
+ * plus --max-window-bytes (and one item). */
+int intake_has_room(const intake *in, intake_window window);
+/* Reads items while intake_has_room(). FO_OK, or FO_EIO with err (a read
+ * error: fatal). */
+FO_WUR fo_err intake_read(intake *in, intake_window window, int64_t now,
+                          char *err, size_t errlen);
 
 /* Queue housekeeping: events from the queue thread, and the ids whose
  * acknowledgement the queue confirmed go to the commit module to forget. */

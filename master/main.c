@@ -116,6 +116,10 @@ static const opt_def master_opts[] = {
      "(0: never)"},
     {"window", OPT_INT, "0", 0, 1000000, "N",
      "items outstanding at most (0: 4x the workers' concurrency + 256)"},
+    {"max-window-bytes", OPT_SIZE, "32MiB", 0, 1LL << 40, "SIZE",
+     "bytes of items held at most besides the calls in flight: requests "
+     "read ahead or queued on workers, records not yet committed (0: no "
+     "cap)"},
     {"redrive", OPT_FLAG, "false", 0, 1, NULL,
      "re-run only the items whose record is failed, replacing it"},
     {"metrics", OPT_STRING, NULL, 0, 0, "HOST:PORT",
@@ -424,6 +428,7 @@ int main(int argc, char **argv)
     c.heartbeat_ms = opts_num(o, "heartbeat");
     c.drain_timeout_ms = opts_num(o, "drain-timeout");
     c.window = opts_num(o, "window");
+    c.max_window_bytes = opts_num(o, "max-window-bytes");
     c.ready_file = opts_str(o, "ready-file");
     c.progress = opts_str(o, "progress");
     /* A JSON log is read by machines: progress lines would break it, so

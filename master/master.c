@@ -155,17 +155,19 @@ static void send_grant(void *ctx, budget_worker *w, const uint32_t *offs,
 /* Items outstanding at most. An item holds its place until its record is
  * committed, a few ms after its call ended: with a fast API much of the
  * window waits on the commit, so it is several times the calls that fit in
- * flight. */
-static int64_t window(master *m)
+ * flight. The calls that fit in flight are read whatever their bytes. */
+static intake_window window(master *m)
 {
-    if (m->cfg->window > 0)
-        return m->cfg->window;
-    int64_t conc;
+    int64_t conc, cap = budget_max_in_flight(m->bud);
     budget_live(m->bud, &conc);
-    int64_t w = conc ? 4 * conc + 256 : 0;
-    if (w < 2 * m->cfg->batch_size)
-        w = 2 * m->cfg->batch_size;
-    return w > WINDOW_MAX ? WINDOW_MAX : w;
+    intake_window w = {m->cfg->window, cap > 0 && cap < conc ? cap : conc};
+    if (w.items > 0)
+        return w;
+    w.items = conc ? 4 * conc + 256 : 0;
+    if (w.items < 2 * m->cfg->batch_size)
+        w.items = 2 * m->cfg->batch_size;
+    w.items = w.items > WINDOW_MAX ? WINDOW_MAX : w.items;
+    return w;
 }
 
 static void tick(master *m, int64_t now)
@@ -254,7 +256,7 @@ static int poll_items(master *m, zmq_pollitem_t *pi, int *http_first)
     int pfd = -1;
     /* A queue's thread also reports acknowledgements: poll it always. */
     if (source_pollable(m->in.src, &psock, &pfd) && !m->stopping &&
-        (m->in.queue || (!m->in.eof && m->cm.outstanding < window(m))))
+        (m->in.queue || intake_has_room(&m->in, window(m))))
         pi[n++] = (zmq_pollitem_t){psock, pfd, ZMQ_POLLIN, 0};
     *http_first = n;
     if (m->http)
@@ -285,7 +287,7 @@ static long poll_timeout(master *m, int64_t now)
      * spins. */
     if (!m->stopping && budget_live(m->bud, NULL) > 0 &&
         now >= m->dp.after_ns &&
-        ((!m->in.eof && !pollable && m->cm.outstanding < window(m)) ||
+        ((!pollable && intake_has_room(&m->in, window(m))) ||
          dispatch_ready(&m->dp, now)))
         timeout = 0;
     return timeout < 0 ? 0 : timeout;
@@ -757,7 +759,8 @@ static fo_err open_all(master *m, char *err, size_t errlen)
                        .batch_size = cfg->batch_size,
                        .max_line_bytes = cfg->max_line_bytes,
                        .follow = cfg->follow,
-                       .idle_grace_ms = cfg->idle_grace_ms};
+                       .idle_grace_ms = cfg->idle_grace_ms,
+                       .max_window_bytes = cfg->max_window_bytes};
     if ((rc = intake_init(&m->in, &icfg, err, errlen)))
         return rc;
     if ((rc = open_out(m, err, errlen)))
@@ -808,6 +811,7 @@ static fo_err open_all(master *m, char *err, size_t errlen)
     sender_init(&m->snd, m->ctl, store_epoch(m->st));
     dispatch_init(&m->dp, &m->bt, m->bud, &m->snd, cfg->lease_ms,
                   cfg->heartbeat_ms, m->run_start_ns);
+    m->dp.window_bytes = cfg->max_window_bytes;
     m->job_json = build_job_json(m);
     wire(m);
     char metrics_url[300] = "";

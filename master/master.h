@@ -44,6 +44,7 @@ typedef struct master_config {
     int64_t heartbeat_ms;             /* heartbeat interval */
     int64_t drain_timeout_ms;         /* SIGTERM: wait for calls this long */
     int64_t window;                   /* max items outstanding, 0 = auto */
+    int64_t max_window_bytes;         /* their bytes at most, 0 = no cap */
     const char *ready_file;           /* where to write endpoints, or NULL */
     const char *progress;             /* auto|tty|plain|off */
     const char *log_level;            /* for spawned workers */

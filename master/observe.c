@@ -126,6 +126,7 @@ json_t *observe_status(observe *o, int64_t now)
                         json_integer(budget_max_in_flight(o->bud)));
     json_object_set_new(j, "in_flight",
                         json_integer(budget_permits_in_use(o->bud)));
+    json_object_set_new(j, "window_bytes", json_integer(o->cm->held_bytes));
     json_object_set_new(j, "paused_by_operator",
                         json_boolean(budget_held(o->bud)));
     int64_t pause = budget_paused_until(o->bud) - now;
@@ -144,6 +145,8 @@ json_t *observe_status(observe *o, int64_t now)
         json_object_set_new(wj, "held", json_integer(w->held));
         json_object_set_new(wj, "in_flight", json_integer(w->inflight));
         json_object_set_new(wj, "assigned", json_integer(w->assigned));
+        json_object_set_new(wj, "assigned_bytes",
+                            json_integer((json_int_t)w->assigned_bytes));
         json_object_set_new(wj, "tokens_wanted", json_integer(w->want));
         json_object_set_new(wj, "tokens_granted",
                             json_integer((json_int_t)w->granted));
@@ -361,6 +364,10 @@ static char *render_metrics(observe *o, int64_t now, int live)
     metric(&b, "fanout_items_outstanding", "gauge",
            "Items read from the source and not yet committed.",
            (double)o->cm->outstanding);
+    metric(&b, "fanout_window_bytes", "gauge",
+           "Bytes of those items held: rendered requests, then records "
+           "(--max-window-bytes).",
+           (double)o->cm->held_bytes);
     if (o->in->in_size >= 0)
         metric(&b, "fanout_source_lag_bytes", "gauge",
                "Input bytes not yet acknowledged (absent for a stream).",

@@ -23,6 +23,8 @@ because absolute times on a shared machine mean little:
                   tests/cluster's namespace network (cluster_scaleout.py);
                   where that cannot run, "skipped: needs tests/cluster" and
                   the same runs with local processes, labelled as such.
+                  Then 1, 2, 4 local workers x 16 against a 100 ms API:
+                  items/s against C / latency at each point (>= 0.95).
   7 sources       the overhead job (no limit, 2 workers x 32) reading its
                   items from a JSONL file and from a Redis stream
                   (redis-server started here), interleaved: Redis items/s
@@ -37,6 +39,12 @@ because absolute times on a shared machine mean little:
                   (20 H items) and a 2-minute job (120 H items); and told
                   H/2 against a server hiding H: the rate against --rate
                   and 429s (adaptive never raises the rate above --rate).
+  9 bigitems      memory bounded by bytes (issue 15): 2,000 items of 300 KiB
+                  POSTed whole as bodies (600 MiB), --max-in-flight 64, 2
+                  workers x 32, the test server answering small: peak RSS
+                  of the master and of each worker against the goal
+                  in-flight bytes + 64 MiB, and MB/s against `cat` of the
+                  same file to /dev/null.
 
 Goals are reported, never asserted: the exit status is non-zero only when
 the harness itself failed (a process died, a timeout). The table goes to
@@ -75,7 +83,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 KEEP_MARKER = "<!-- Everything below this line is kept by bench.py. -->"
 SCENARIOS = ("precision", "overhead", "latency", "memory", "scaleout",
-             "sources", "adaptive")
+             "sources", "adaptive", "bigitems")
 HZ = os.sysconf("SC_CLK_TCK")
 
 # --------------------------------------------------------------------------
@@ -275,12 +283,13 @@ def read_text(path):
 
 
 def free_ports():
-    """Three consecutive free ports (tests/integration/harness.py)."""
+    """A port P with P, P+1 and P+2 free, below the ephemeral range, so a
+    restarted master can bind them again (tests/integration/harness.py)."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
                                     "integration"))
     import harness
     try:
-        return harness.free_ports()
+        return harness.free_port_triple()
     except AssertionError as e:
         raise BenchError(str(e))
 
@@ -588,6 +597,15 @@ def gen_items(path, n):
         for lo in range(1, n + 1, 10000):
             f.write("".join('{"id":"it-%d","n":%d,"pad":"abcdefghijklmnop"}\n'
                             % (i, i) for i in range(lo, min(n, lo + 9999) + 1)))
+    return path
+
+
+def gen_big_items(path, n, size):
+    """n items of about size bytes each: an id and one long string."""
+    pad = "x" * (size - 40)
+    with open(path, "w") as f:
+        for i in range(1, n + 1):
+            f.write('{"id":"big-%d","pad":"%s"}\n' % (i, pad))
     return path
 
 
@@ -1103,6 +1121,51 @@ class Bench:
                      % (r["workers"], "s" if r["workers"] > 1 else ""),
                      r["items_per_s"] / base, "%.2f",
                      note="%.0f items/s" % r["items_per_s"])
+        self.scaleout_latency(run)
+
+    def scaleout_latency(self, run):
+        """Scale-out stays honest (issue 15): 1, 2, 4 workers x 16 against
+        a latency-bound API (100 ms, no rate limit, no --max-in-flight
+        cap), local processes: items/s against C / latency, C being the
+        workers' concurrency together. items/s is the items over the time
+        from the first call's arrival to the last one's answer (its
+        arrival + the latency), so a run of whole waves of C calls scores
+        exactly 1 when nothing is lost between waves."""
+        lat_ms, conc = 100, 16
+        secs = 4 if self.quick else 8
+        res = []
+        for nw in (1, 2, 4):
+            C = nw * conc
+            ideal = C / (lat_ms / 1000.0)
+            n = int(ideal * secs)
+            items = gen_items(run.path("lat-items-%dw.jsonl" % nw), n)
+            srv = run.server("--latency-ms", str(lat_ms), log=True)
+            m = run.master(["--input", items, "--out",
+                            run.path("lat-out-%dw" % nw), "--url",
+                            srv.base + "/i/{id}", "--max-in-flight", "0"],
+                           name="master-lat-%dw" % nw)
+            ws = run.workers(m.endpoints["control"], nw, conc)
+            st = m.wait(600, "latency-bound scale-out job")
+            for w in ws:
+                w.wait(30, "worker exit")
+            stats = srv.stats()
+            srv.stop()
+            ts, r429 = srv.arrivals()
+            if st != 0 or len(ts) != n:
+                raise BenchError("latency-bound scale-out, %d workers: exit "
+                                 "%s, %d of %d" % (nw, st, len(ts), n))
+            rate = n / (ts[-1] - ts[0] + lat_ms / 1000.0)
+            res.append({"workers": nw, "concurrency": C, "items": n,
+                        "latency_ms": lat_ms, "items_per_s": rate,
+                        "ideal_per_s": ideal,
+                        "server_max_in_flight": stats["max_in_flight"]})
+            self.add("6 scale-out, latency-bound 100 ms, local processes",
+                     "items/s / (C / 0.1 s), %d x %d" % (nw, conc),
+                     rate / ideal, "%.3f", ">= 0.95",
+                     at_least(rate / ideal, 0.95),
+                     note="%.0f/s of %.0f/s; server saw at most %d in "
+                     "flight" % (rate, ideal, stats["max_in_flight"]))
+        self.raw["scaleout_latency"] = res
 
     def scaleout_cluster(self, run, n):
         """Runs cluster_scaleout.py; its rows, or why it could not run."""
@@ -1377,6 +1440,65 @@ class Bench:
         self.add(sc, "master CPU/item Redis / file", r_cpu / f_cpu, "%.2f",
                  note="%.1f vs %.1f us" % (r_cpu, f_cpu))
 
+    # ---------------------------------------------------------------- 9
+    def bigitems(self, run):
+        n = 600 if self.quick else 2000
+        item_kib, C, nw = 300, 64, 2
+        path = gen_big_items(run.path("big.jsonl"), n, item_kib * 1024)
+        size = os.path.getsize(path)
+        mib = size / 1048576.0
+
+        # The reference: the same bytes read from the page cache.
+        t0 = time.monotonic()
+        c = run.spawn("cat", ["sh", "-c", 'cat "$0" > /dev/null', path])
+        if c.wait(120, "cat") != 0:
+            raise BenchError("cat exited %s" % c.status)
+        cat_s = time.monotonic() - t0
+        srv = run.server()
+        t0 = time.monotonic()
+        m = run.master(["--input", path, "--out", run.path("out"), "--url",
+                        srv.base + "/i/{id}", "--method", "POST",
+                        "--max-in-flight", str(C)])
+        ws = run.workers(m.endpoints["control"], nw, C // nw)
+        st = m.wait(900, "bigitems job")
+        wall = time.monotonic() - t0
+        for w in ws:
+            w.wait(30, "worker exit")
+        s = srv.stats()
+        srv.stop()
+        if st != 0 or s["requests"] != n:
+            raise BenchError("bigitems: master exit %s, %d requests of %d:\n%s"
+                             % (st, s["requests"], n, m.tail()))
+        inflight_mib = C * item_kib / 1024.0
+        w_inflight_mib = (C // nw) * item_kib / 1024.0
+        r = {"items": n, "item_kib": item_kib, "input_mib": mib,
+             "max_in_flight": C, "workers": nw, "wall_s": wall,
+             "mb_per_s": mib / wall, "cat_s": cat_s, "cat_mb_per_s":
+             mib / cat_s if cat_s > 0 else float("nan"),
+             "master_peak_rss_mib": m.peak_rss_mib(),
+             "worker_peak_rss_mib": [w.peak_rss_mib() for w in ws],
+             "cat_peak_rss_mib": c.peak_rss_mib(),
+             "in_flight_mib": inflight_mib}
+        self.raw["bigitems"] = r
+        sc = "9 bigitems, %d x %d KiB POSTed, C=%d" % (n, item_kib, C)
+        self.add(sc, "MiB/s / cat's", r["mb_per_s"] / r["cat_mb_per_s"],
+                 "%.3f", note="%.0f MiB/s vs cat %.0f MiB/s (%.0f MiB)"
+                 % (r["mb_per_s"], r["cat_mb_per_s"], mib))
+        goal = inflight_mib + 64
+        self.add(sc, "master peak RSS, MiB", r["master_peak_rss_mib"],
+                 "%.1f", "<= %.0f" % goal,
+                 at_most(r["master_peak_rss_mib"], goal),
+                 note="in flight %d x %d KiB = %.1f MiB, + 64 MiB; cat %.1f "
+                 "MiB" % (C, item_kib, inflight_mib, r["cat_peak_rss_mib"]))
+        wgoal = w_inflight_mib + 64
+        worst = max(r["worker_peak_rss_mib"])
+        self.add(sc, "worker peak RSS (largest), MiB", worst, "%.1f",
+                 "<= %.0f" % wgoal, at_most(worst, wgoal),
+                 note="each: %s; a worker's own in flight %d x %d KiB"
+                 % (", ".join("%.1f" % v for v in r["worker_peak_rss_mib"]),
+                    C // nw, item_kib))
+
+
 
 def fmt_n(n):
     return "1M" if n == 1000000 else ("%dk" % (n // 1000) if n % 1000 == 0
@@ -1482,6 +1604,11 @@ def readme_table(b):
         line("scale-out, items/s vs 1 worker (%s)" % where,
              ("skipped: needs tests/cluster; " if skipped else "") + v,
              "-", True)
+    sl = [r for r in so if r.figure.startswith("items/s / (C")]
+    if sl:
+        line("scale-out, latency-bound 100 ms, 1 / 2 / 4 workers x 16",
+             " / ".join(r.measured() for r in sl) + " of C / latency",
+             ">= 0.95", all(r.ok is not False for r in sl))
     src = by.get("7", [])
     if src:
         def one(scen_end, fig):
@@ -1522,6 +1649,15 @@ def readme_table(b):
                           one("told 0.5x", "429 responses")),
              ">= 0.9 / 0.97, <= 5; >= 0.95, 0",
              all(r.ok is not False for r in ad))
+    bi = by.get("9", [])
+    if bi:
+        v, _ = cell(bi, "MiB/s / cat's")
+        mr, okm = cell(bi, "master peak RSS, MiB")
+        wr, okw = cell(bi, "worker peak RSS (largest), MiB")
+        goals = "; ".join(r.goal for r in bi if r.goal)
+        line("big items, 2,000 x 300 KiB POSTed, C=64",
+             "master peak RSS %s MiB, largest worker %s MiB; MiB/s %s of "
+             "cat's" % (mr, wr, v), goals, okm and okw)
     return "\n".join(lines)
 
 

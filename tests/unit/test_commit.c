@@ -125,6 +125,39 @@ static void test_an_item_is_recorded_once(void **state)
     assert_int_equal(f->cm.outstanding, 1);
 }
 
+/* held_bytes counts an item's request until its record is made, then the
+ * record until it is committed (--max-window-bytes, docs/internals). */
+static void test_held_bytes_follow_request_then_record(void **state)
+{
+    fixture *f = *state;
+    read_batch(f, 2, 1);
+    mitem *a = batches_item(&f->bt, (proto_ref){0, 0});
+    mitem *b = batches_item(&f->bt, (proto_ref){0, 1});
+    a->url = xstrdup("http://h/1"); /* 10 bytes */
+    a->body = xstrdup("0123456789abcdef");
+    a->body_len = 16;
+    b->url = xstrdup("http://h/22"); /* 11 bytes, no body */
+    assert_int_equal(batches_item_bytes(a), 26);
+    assert_int_equal(batches_item_bytes(b), 11);
+    f->cm.held_bytes = 26 + 11; /* as intake counts them once rendered */
+    assert_fo(FO_OK, record(f, 0, 0, ITEM_OK));
+    batches_release(a);
+    assert_int_equal(batches_item_bytes(a), 0);
+    size_t rec_a = f->cm.cb[0].len;
+    assert_int_equal(f->cm.held_bytes, (int64_t)(rec_a + 11));
+    /* A second record for the same item changes nothing. */
+    assert_fo(FO_EINVAL, record(f, 0, 0, ITEM_OK));
+    assert_int_equal(f->cm.held_bytes, (int64_t)(rec_a + 11));
+    assert_fo(FO_OK,
+              commit_flush(&f->cm, &f->bt, 0, MS, f->err, sizeof f->err));
+    assert_int_equal(f->cm.held_bytes, 11);
+    assert_fo(FO_OK, record(f, 0, 1, ITEM_FAILED));
+    batches_release(b);
+    assert_fo(FO_OK,
+              commit_flush(&f->cm, &f->bt, 0, 2 * MS, f->err, sizeof f->err));
+    assert_int_equal(f->cm.held_bytes, 0);
+}
+
 /* The cursor moves past a batch only with its last record, in order. */
 static void test_cursor_moves_past_complete_batches_only(void **state)
 {
@@ -217,6 +250,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_an_item_is_recorded_once, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_held_bytes_follow_request_then_record, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_cursor_moves_past_complete_batches_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uncommitted_tail_is_cut_on_open,
