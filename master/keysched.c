@@ -39,11 +39,11 @@ typedef struct kentry {
 } kentry;
 
 struct keysched {
-    hmap map;                          /* key -> kentry * */
-    kentry *all;                       /* every entry */
-    kentry **heap;                     /* entries that can take an item */
-    size_t hlen, hcap;                 /* heap length, allocated */
-    int64_t t_ns[KEYSCHED_MAX_LIMITS]; /* emission interval per limit */
+    hmap map;                             /* key -> kentry * */
+    kentry *all;                          /* every entry */
+    kentry **heap;                        /* entries that can take an item */
+    size_t hlen, hcap;                    /* heap length, allocated */
+    int64_t t_ns[KEYSCHED_MAX_LIMITS];    /* emission interval per limit */
     gcra_rate rates[KEYSCHED_MAX_LIMITS]; /* the limits as given */
     size_t nlim;                          /* their count */
     int64_t max_in_flight;                /* per key, 0 none */
@@ -248,12 +248,12 @@ static void entry_remove(keysched *ks, kentry *e)
 }
 
 void keysched_push(keysched *ks, const char *key, size_t klen, proto_ref ref,
-                   int64_t not_before_ns)
+                   int64_t kwait_ns)
 {
     kentry *e = get_or_add(ks, key, klen);
     kwait *w = ring_push(&e->q);
     w->ref = ref;
-    w->not_before = not_before_ns;
+    w->not_before = kwait_ns;
     ks->waiting++;
     if (e->q.len == 1)
         reschedule(ks, e);

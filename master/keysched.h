@@ -70,9 +70,9 @@ size_t keysched_rates(const keysched *ks, gcra_rate *out, size_t max);
 void keysched_set_max_in_flight(keysched *ks, int64_t n);
 
 /* Queues an item under key (klen bytes, copied) to be sent no earlier
- * than not_before_ns. */
+ * than kwait_ns. */
 void keysched_push(keysched *ks, const char *key, size_t klen, proto_ref ref,
-                   int64_t not_before_ns);
+                   int64_t kwait_ns);
 /*
  * Takes the next item whose key can be paid by `by` (now plus the
  * dispatch horizon), skipping keys that cannot. global, when not NULL,

@@ -269,6 +269,9 @@ static long poll_timeout(master *m, int64_t now)
         deadline = commit_deadline(&m->cm);
     if (!m->stopping) {
         int64_t g = budget_next_wake(m->bud, now);
+        int64_t k = dispatch_next_wake(&m->dp, now);
+        if (g > k)
+            g = k;
         if (g < deadline)
             deadline = g;
         if (m->dp.after_ns > now && m->dp.after_ns < deadline)
@@ -295,7 +298,8 @@ static int stop_done(master *m, int64_t now)
 {
     if (!m->stopping)
         return 0;
-    if (budget_permits_in_use(m->bud) == 0 && !m->drained_ns)
+    if (budget_permits_in_use(m->bud) == 0 && !m->drained_ns &&
+        dispatch_keyed_inflight(&m->dp) == 0)
         m->drained_ns = now;
     /* A worker sends a result before the token request that releases
      * its permit, but give late ones a moment to land. */
@@ -753,6 +757,7 @@ static fo_err open_all(master *m, char *err, size_t errlen)
                        .body = cfg->body,
                        .method = cfg->method,
                        .key = cfg->key,
+                       .rate_key = cfg->rate_key,
                        .batch_size = cfg->batch_size,
                        .max_line_bytes = cfg->max_line_bytes,
                        .follow = cfg->follow,
@@ -806,6 +811,10 @@ static fo_err open_all(master *m, char *err, size_t errlen)
     sender_init(&m->snd, m->ctl, store_epoch(m->st));
     dispatch_init(&m->dp, &m->bt, m->bud, &m->snd, cfg->lease_ms,
                   cfg->heartbeat_ms, m->run_start_ns);
+    if (cfg->rate_key)
+        dispatch_set_keyed(&m->dp, cfg->krates, cfg->nkrates,
+                           cfg->rate_margin_ms * FO_NS_PER_MS,
+                           cfg->key_max_in_flight, &m->rc, GRANT_HORIZON_NS);
     m->job_json = build_job_json(m);
     wire(m);
     char metrics_url[300] = "";
@@ -942,6 +951,7 @@ void master_close(master **mp)
     if (m->spawned.n) /* after a second signal, workers get 1 s to go */
         spawn_stop(&m->spawned, stop_now ? 1000 : 5000);
     batches_fini(&m->bt);
+    dispatch_fini(&m->dp);
     commit_fini(&m->cm);
     intake_fini(&m->in);
     orphans_fini(&m->orph);
