@@ -189,8 +189,8 @@ static void test_invalid_skipped(void **state)
     push(ks, "k", 1, 0);
     proto_ref ref;
     int64_t at;
-    assert_int_equal(1, keysched_next(ks, 0, 0, NULL, only_odd, NULL, &ref,
-                                      &at));
+    assert_int_equal(1,
+                     keysched_next(ks, 0, 0, NULL, only_odd, NULL, &ref, &at));
     assert_int_equal(1, ref.idx);
     assert_int_equal(0, at);
     keysched_destroy(&ks);
@@ -233,8 +233,7 @@ static void test_top_and_rates(void **state)
     gcra_rate r[2] = {{1, S}, {50, 60 * S}}, back[4];
     assert_fo(FO_OK, keysched_set_rates(ks, r, 2, 0));
     assert_int_equal(2, keysched_rates(ks, back, 4));
-    assert_fo(FO_EINVAL,
-              keysched_set_rates(ks, (gcra_rate[]){{0, S}}, 1, 0));
+    assert_fo(FO_EINVAL, keysched_set_rates(ks, (gcra_rate[]){{0, S}}, 1, 0));
     assert_int_equal(2, keysched_rates(ks, back, 4));
     keysched_destroy(&ks);
 }
