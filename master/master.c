@@ -33,6 +33,7 @@
 #include "halt.h"
 #include "httpd.h"
 #include "intake.h"
+#include "keystat.h"
 #include "log.h"
 #include "observe.h"
 #include "orphans.h"
@@ -718,7 +719,8 @@ static void wire(master *m)
                        .pmode = m->obs.pmode,
                        .token = m->cfg->dashboard_token,
                        .textfile = m->cfg->metrics_textfile,
-                       .halted = m->halt_reason};
+                       .halted = m->halt_reason,
+                       .dp = &m->dp};
 }
 
 /* A complete job's input must not have grown unseen: stdin is read and
@@ -815,6 +817,7 @@ static fo_err open_all(master *m, char *err, size_t errlen)
         dispatch_set_keyed(&m->dp, cfg->krates, cfg->nkrates,
                            cfg->rate_margin_ms * FO_NS_PER_MS,
                            cfg->key_max_in_flight, &m->rc, GRANT_HORIZON_NS);
+    keystat_restore(&m->dp, m->st, cfg->rate_margin_ms * FO_NS_PER_MS);
     m->job_json = build_job_json(m);
     wire(m);
     char metrics_url[300] = "";

@@ -4,6 +4,7 @@
  */
 #include "fmacros.h"
 #include "observe.h"
+#include "keystat.h"
 #include "buf.h"
 #include "clock.h"
 #include "dashboard.h"
@@ -162,6 +163,7 @@ json_t *observe_status(observe *o, int64_t now)
         json_array_append_new(ws, wj);
     }
     json_object_set_new(j, "workers", ws);
+    keystat_status(o->dp, j, now);
     add_dashboard_figures(o, j, now);
     return j;
 }
@@ -320,6 +322,8 @@ static char *render_metrics(observe *o, int64_t now, int live)
            "Attempts beyond each recorded item's first.",
            (double)(retries > 0 ? retries : 0));
     call_metrics(o, &b);
+    if (keystat_metrics(o->dp, &b, now))
+        return buf_take(&b);
     metric(&b, "fanout_throttled_total", "counter",
            "Responses that pushed back (429, or 503 with Retry-After).",
            (double)o->rc->n_throttled);

@@ -3,8 +3,10 @@ against the test server limiting each tenant (a query argument) strictly,
 alongside the global --rate. Real master, workers and server; the rates
 are read from the server's own per-key counts, never from wall times of
 the test."""
+import json
 import os
 import sys
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
@@ -24,7 +26,7 @@ def tenant_items(env, counts):
     path = env.path("items.jsonl")
     with open(path, "w") as f:
         for r in rows:
-            f.write("%s\n" % __import__("json").dumps(r))
+            f.write(json.dumps(r) + "\n")
     return path, [r["id"] for r in rows]
 
 
@@ -127,6 +129,59 @@ def test_bad_key_is_invalid_and_key_rate_needs_rate_key(env):
                    wait=False)
     m.proc.wait(15, expect=2)
     assert "--key-rate" in m.proc.text(), m.proc.text()
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()
+
+
+def test_status_metrics_and_live_key_rate(env):
+    # 20 tenants at 1/s: most items wait, so the top-N report is full; the
+    # metrics stay at 10 labelled series whatever the number of keys.
+    s = env.server("--key-param", "tenant", "--key-limit", "20/s")
+    counts = {"t%02d" % i: 6 for i in range(20)}
+    path, ids = tenant_items(env, counts)
+    out = env.path("out")
+    m = env.master("--input", path, "--out", out, "--url",
+                   s.base + "/i/{id}?tenant={tenant}", "--rate-key",
+                   "{tenant}", "--key-rate", "1/s", "--metrics",
+                   "127.0.0.1:0")
+    ep = m.wait_ready()
+    env.worker(ep["control"])
+
+    def keyed_status():
+        st = json.loads(get(ep["metrics"] + "/status"))
+        k = st.get("keys")
+        return st if k and k["active"] >= 10 and len(k["top"]) == 10 \
+            else None
+    st = h.wait_for(keyed_status, 30, "/status with 10 top keys")
+    k = st["keys"]
+    assert k["rate"] == "1/s", k
+    assert all(t["key"].startswith("t") for t in k["top"]), k
+    v = h.prom_samples(get(ep["metrics"] + "/metrics"))
+    assert v["fanout_keys_active"] >= 10, v
+    assert "fanout_key_throttled_total" in v, v
+    tops = [n for n in v if n.startswith("fanout_key_top_waiting{")]
+    assert len(tops) == 10, tops
+    p = h.ctl(ep["control"], "status")
+    assert "keys " in p.stdout and "t1" in p.stdout, p.stdout
+    # Raise the per-key limit live: the rest goes at up to 20/s a key.
+    h.ctl(ep["control"], "set", "--key-rate", "20/s")
+    st = json.loads(get(ep["metrics"] + "/status"))
+    assert st["keys"]["rate"] == "20/s", st["keys"]
+    assert m.proc.wait(60) == 0
+    h.assert_exactly_once(h.results(out), ids)
+    st = s.stats()
+    assert st["status"].get("429", 0) == 0, st
+    # A bad value is refused with a message naming the flag.
+    m2 = env.master("--input", path, "--out", env.path("out2"), "--url",
+                    s.base + "/i/{id}", "--rate-key", "{tenant}",
+                    "--key-rate", "1/s", name="m2")
+    p = h.ctl(m2.control, "set", "--key-rate", "fast", expect=3)
+    assert "--key-rate" in p.stderr + p.stdout, (p.stdout, p.stderr)
+    env.worker(m2.control)
+    assert m2.proc.wait(60) == 0
 
 
 if __name__ == "__main__":
