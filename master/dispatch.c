@@ -189,8 +189,10 @@ static void run_keyed(dispatcher *d, int64_t now)
             continue;
         size_t len;
         const char *k = rkey_of(it, &len);
-        keysched_push(d->ks, k, len, ref, it->kwait_ns);
+        keysched_push(d->ks, k, len, ref,
+                      it->kwait_ns > now ? it->kwait_ns : now);
     }
+    keysched_expire_idle(d->ks, now);
     gcra *global = budget_limiter(d->bud);
     for (;;) {
         uint32_t free1, free2;

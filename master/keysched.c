@@ -25,18 +25,51 @@ typedef struct kwait {
 } kwait;
 
 typedef struct kentry {
-    char *key;                        /* the key (owned), NUL-terminated */
-    size_t klen;                      /* its length */
+    size_t klen;                      /* the key's length */
     int64_t tat[KEYSCHED_MAX_LIMITS]; /* theoretical arrival time per limit */
     int64_t paused_until;             /* a 429's pause end, 0 none */
     uint32_t inflight;                /* items given out, not back */
-    ring q;                           /* waiting items (kwait), in order */
+    kwait first;                      /* the first waiting item ... */
+    uint32_t nfirst;                  /* ... when 1 (0: none waits) */
+    ring rest;                        /* the others (kwait), in order */
     size_t hidx;                      /* heap index, or NOT_IN_HEAP */
     int64_t eligible;                 /* when it can next pay (in heap) */
+    uint64_t seq;                     /* order of equal eligible times */
     uint64_t calls;                   /* attempts paid */
     uint64_t throttled;               /* pauses */
     struct kentry *prev, *next;       /* the list of every entry */
+    struct kentry *iprev, *inext;     /* the idle list, when on it */
+    int idle;                         /* on the idle list */
+    char key[];                       /* the key, NUL-terminated */
 } kentry;
+
+/* An entry's FIFO of waiting items. Most keys of a many-tenant job hold
+ * one item at a time: it sits in the entry, and the ring (64 slots once
+ * used) is allocated only for a second. */
+static size_t q_len(const kentry *e)
+{
+    return e->nfirst + e->rest.len;
+}
+
+static void q_push(kentry *e, proto_ref ref, int64_t not_before)
+{
+    kwait *w = e->nfirst ? ring_push(&e->rest) : &e->first;
+    w->ref = ref;
+    w->not_before = not_before;
+    e->nfirst = 1;
+}
+
+static void q_pop(kentry *e)
+{
+    if (e->rest.len) {
+        e->first = *(kwait *)ring_at(&e->rest, 0);
+        ring_pop(&e->rest);
+        if (!e->rest.len)
+            ring_fini(&e->rest); /* free it: a backlog has ended */
+    } else {
+        e->nfirst = 0;
+    }
+}
 
 struct keysched {
     hmap map;                             /* key -> kentry * */
@@ -50,6 +83,9 @@ struct keysched {
     uint64_t waiting;                     /* items waiting, all keys */
     uint64_t inflight;                    /* items in flight, all keys */
     uint64_t throttled;                   /* pauses, all keys */
+    uint64_t seq;                         /* next kentry.seq */
+    kentry *idle_head, *idle_tail;        /* entries with nothing waiting or in
+                                             flight, in the order they became so */
 };
 
 keysched *keysched_new(void)
@@ -61,8 +97,7 @@ keysched *keysched_new(void)
 
 static void entry_free(kentry *e)
 {
-    ring_fini(&e->q);
-    free(e->key);
+    ring_fini(&e->rest);
     free(e);
 }
 
@@ -114,6 +149,16 @@ void keysched_set_max_in_flight(keysched *ks, int64_t n)
 
 /* ---- the heap -------------------------------------------------------- */
 
+/* Heap order: the earlier eligible time, then the key that was
+ * scheduled first. Without the second, keys due at the same moment come
+ * out in no particular order, and with new keys arriving all the time an
+ * old one could wait for ever. */
+static int before(const kentry *a, const kentry *b)
+{
+    return a->eligible != b->eligible ? a->eligible < b->eligible
+                                      : a->seq < b->seq;
+}
+
 static void heap_set(keysched *ks, size_t i, kentry *e)
 {
     ks->heap[i] = e;
@@ -125,7 +170,7 @@ static void sift_up(keysched *ks, size_t i)
     kentry *e = ks->heap[i];
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (ks->heap[p]->eligible <= e->eligible)
+        if (!before(e, ks->heap[p]))
             break;
         heap_set(ks, i, ks->heap[p]);
         i = p;
@@ -140,10 +185,9 @@ static void sift_down(keysched *ks, size_t i)
         size_t c = 2 * i + 1;
         if (c >= ks->hlen)
             break;
-        if (c + 1 < ks->hlen &&
-            ks->heap[c + 1]->eligible < ks->heap[c]->eligible)
+        if (c + 1 < ks->hlen && before(ks->heap[c + 1], ks->heap[c]))
             c++;
-        if (ks->heap[c]->eligible >= e->eligible)
+        if (!before(ks->heap[c], e))
             break;
         heap_set(ks, i, ks->heap[c]);
         i = c;
@@ -180,17 +224,18 @@ static int64_t key_time(const keysched *ks, const kentry *e)
  * cannot take an item (nothing waits, or its cap is reached). */
 static void reschedule(keysched *ks, kentry *e)
 {
-    int can = e->q.len > 0 && (ks->max_in_flight == 0 ||
-                               (int64_t)e->inflight < ks->max_in_flight);
+    int can = e->nfirst && (ks->max_in_flight == 0 ||
+                            (int64_t)e->inflight < ks->max_in_flight);
     if (!can) {
         heap_remove(ks, e);
         return;
     }
     int64_t t = key_time(ks, e);
-    const kwait *head = ring_at(&e->q, 0);
+    const kwait *head = &e->first;
     if (head->not_before > t)
         t = head->not_before;
     e->eligible = t;
+    e->seq = ks->seq++;
     if (e->hidx == NOT_IN_HEAP) {
         if (ks->hlen == ks->hcap) {
             ks->hcap = ks->hcap ? ks->hcap * 2 : 64;
@@ -202,6 +247,43 @@ static void reschedule(keysched *ks, kentry *e)
         sift_up(ks, e->hidx);
         sift_down(ks, e->hidx);
     }
+}
+
+/* ---- the idle list --------------------------------------------------- */
+
+/* Entries with nothing waiting or in flight, oldest first. Every key
+ * shares the limits, so the order they went idle is (nearly) the order
+ * their buckets refill: keysched_expire() frees from the front and stops
+ * at the first that has not refilled, in O(freed). */
+static void idle_unlink(keysched *ks, kentry *e)
+{
+    if (!e->idle)
+        return;
+    if (e->iprev)
+        e->iprev->inext = e->inext;
+    else
+        ks->idle_head = e->inext;
+    if (e->inext)
+        e->inext->iprev = e->iprev;
+    else
+        ks->idle_tail = e->iprev;
+    e->iprev = e->inext = NULL;
+    e->idle = 0;
+}
+
+/* Puts e at the back of the idle list when it has become idle. */
+static void idle_check(keysched *ks, kentry *e)
+{
+    if (e->idle || e->nfirst || e->inflight)
+        return;
+    e->iprev = ks->idle_tail;
+    e->inext = NULL;
+    if (ks->idle_tail)
+        ks->idle_tail->inext = e;
+    else
+        ks->idle_head = e;
+    ks->idle_tail = e;
+    e->idle = 1;
 }
 
 /* ---- entries --------------------------------------------------------- */
@@ -217,13 +299,12 @@ static kentry *get_or_add(keysched *ks, const char *key, size_t klen)
     kentry *e = find(ks, key, klen);
     if (e)
         return e;
-    e = xcalloc(1, sizeof *e);
-    e->key = xmalloc(klen + 1);
+    e = xcalloc(1, sizeof *e + klen + 1);
     memcpy(e->key, key, klen);
     e->key[klen] = '\0';
     e->klen = klen;
     e->hidx = NOT_IN_HEAP;
-    ring_init(&e->q, sizeof(kwait));
+    ring_init(&e->rest, sizeof(kwait));
     hmap_put(&ks->map, key, klen, &e);
     e->next = ks->all;
     if (ks->all)
@@ -235,6 +316,7 @@ static kentry *get_or_add(keysched *ks, const char *key, size_t klen)
 static void entry_remove(keysched *ks, kentry *e)
 {
     heap_remove(ks, e);
+    idle_unlink(ks, e);
     hmap_del(&ks->map, e->key, e->klen);
     if (e->prev)
         e->prev->next = e->next;
@@ -242,20 +324,19 @@ static void entry_remove(keysched *ks, kentry *e)
         ks->all = e->next;
     if (e->next)
         e->next->prev = e->prev;
-    ks->waiting -= e->q.len;
+    ks->waiting -= q_len(e);
     ks->inflight -= e->inflight;
     entry_free(e);
 }
 
 void keysched_push(keysched *ks, const char *key, size_t klen, proto_ref ref,
-                   int64_t kwait_ns)
+                   int64_t not_before_ns)
 {
     kentry *e = get_or_add(ks, key, klen);
-    kwait *w = ring_push(&e->q);
-    w->ref = ref;
-    w->not_before = kwait_ns;
+    idle_unlink(ks, e);
+    q_push(e, ref, not_before_ns);
     ks->waiting++;
-    if (e->q.len == 1)
+    if (q_len(e) == 1)
         reschedule(ks, e);
 }
 
@@ -267,11 +348,12 @@ int keysched_next(keysched *ks, int64_t now, int64_t by, gcra *global,
         kentry *e = ks->heap[0];
         if (e->eligible > by)
             return 0;
-        const kwait *head = ring_at(&e->q, 0);
+        const kwait *head = &e->first;
         if (valid && !valid(ctx, head->ref)) {
-            ring_pop(&e->q);
+            q_pop(e);
             ks->waiting--;
             reschedule(ks, e);
+            idle_check(ks, e);
             continue;
         }
         int64_t t = e->eligible > now ? e->eligible : now;
@@ -288,12 +370,13 @@ int keysched_next(keysched *ks, int64_t now, int64_t by, gcra *global,
             e->tat[l] = (e->tat[l] > t ? e->tat[l] : t) + ks->t_ns[l];
         *ref = head->ref;
         *at = t;
-        ring_pop(&e->q);
+        q_pop(e);
         ks->waiting--;
         e->inflight++;
         ks->inflight++;
         e->calls++;
         reschedule(ks, e);
+        idle_check(ks, e);
         return 1;
     }
     return 0;
@@ -307,12 +390,17 @@ void keysched_release(keysched *ks, const char *key, size_t klen)
     e->inflight--;
     ks->inflight--;
     reschedule(ks, e);
+    idle_check(ks, e);
 }
 
 void keysched_pause(keysched *ks, const char *key, size_t klen,
                     int64_t until_ns)
 {
     kentry *e = get_or_add(ks, key, klen);
+    /* Idle (or new): to the back of the idle list, whose front is
+     * expected to refill first. */
+    idle_unlink(ks, e);
+    idle_check(ks, e);
     e->throttled++;
     ks->throttled++;
     if (until_ns > e->paused_until)
@@ -321,12 +409,22 @@ void keysched_pause(keysched *ks, const char *key, size_t klen,
         reschedule(ks, e);
 }
 
+size_t keysched_expire_idle(keysched *ks, int64_t now)
+{
+    size_t n = 0;
+    while (ks->idle_head && key_time(ks, ks->idle_head) <= now) {
+        entry_remove(ks, ks->idle_head);
+        n++;
+    }
+    return n;
+}
+
 size_t keysched_expire(keysched *ks, int64_t now)
 {
     size_t n = 0;
     for (kentry *e = ks->all, *next; e; e = next) {
         next = e->next;
-        if (e->q.len == 0 && e->inflight == 0 && key_time(ks, e) <= now) {
+        if (!e->nfirst && e->inflight == 0 && key_time(ks, e) <= now) {
             entry_remove(ks, e);
             n++;
         }
@@ -375,7 +473,7 @@ size_t keysched_top(const keysched *ks, int64_t now, keysched_stat *out,
         max = KEYSCHED_TOP_MAX;
     size_t n = 0;
     for (const kentry *e = ks->all; e && max; e = e->next) {
-        keysched_stat s = {.waiting = e->q.len,
+        keysched_stat s = {.waiting = q_len(e),
                            .inflight = e->inflight,
                            .calls = e->calls,
                            .throttled = e->throttled,

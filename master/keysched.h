@@ -70,9 +70,11 @@ size_t keysched_rates(const keysched *ks, gcra_rate *out, size_t max);
 void keysched_set_max_in_flight(keysched *ks, int64_t n);
 
 /* Queues an item under key (klen bytes, copied) to be sent no earlier
- * than kwait_ns. */
+ * than not_before_ns. Pass at least the current time: keys are served in
+ * the order they became able to pay, so an item queued now must not look
+ * older than one that has waited (0 would put it before them all). */
 void keysched_push(keysched *ks, const char *key, size_t klen, proto_ref ref,
-                   int64_t kwait_ns);
+                   int64_t not_before_ns);
 /*
  * Takes the next item whose key can be paid by `by` (now plus the
  * dispatch horizon), skipping keys that cannot. global, when not NULL,
@@ -90,8 +92,14 @@ void keysched_release(keysched *ks, const char *key, size_t klen);
 /* A 429 for key: no call of it before until_ns. Counted. */
 void keysched_pause(keysched *ks, const char *key, size_t klen,
                     int64_t until_ns);
-/* Frees idle keys (see above); returns how many. */
+/* Frees idle keys (see above); returns how many. keysched_expire walks
+ * every key (O(active)); keysched_expire_idle frees from the front of
+ * the idle list, in the order keys went idle, and stops at the first
+ * that has not refilled (O(freed)): cheap enough for every dispatch, with
+ * keysched_expire now and then for keys a pause or a rate change put out
+ * of order. */
 size_t keysched_expire(keysched *ks, int64_t now);
+size_t keysched_expire_idle(keysched *ks, int64_t now);
 
 /* When keysched_next() could next give something, by the clock alone
  * (INT64_MAX: nothing waits, or every waiting key is at its cap). */

@@ -103,6 +103,29 @@ static void test_global_shared_fairly(void **state)
     keysched_destroy(&ks);
 }
 
+/* Keys due at once come out in the order they were queued, so a stream
+ * of new keys never starves an old one (its batch could not be compacted
+ * and the master's memory would grow with the backlog). */
+static void test_fifo_across_keys(void **state)
+{
+    (void)state;
+    keysched *ks = new_ks(5, 0);
+    char key[16];
+    proto_ref ref;
+    int64_t at;
+    push(ks, "old", 0, 0);
+    for (uint32_t i = 1; i < 200; i++) {
+        snprintf(key, sizeof key, "new%u", i);
+        push(ks, key, i, (int64_t)i * MS);
+        if (i % 2 == 0) { /* take one for every two queued */
+            assert_true(keysched_next(ks, (int64_t)i * MS, (int64_t)i * MS,
+                                      NULL, NULL, NULL, &ref, &at));
+            assert_int_equal(i / 2 - 1, ref.idx);
+        }
+    }
+    keysched_destroy(&ks);
+}
+
 /* A paused key waits; the others go on. */
 static void test_pause_one_key(void **state)
 {
@@ -164,11 +187,17 @@ static void test_idle_keys_expire(void **state)
         push(ks, key, i, 0);
         assert_int_equal(1, drain(ks, i * MS, NULL, got, 16));
         keysched_release(ks, key, strlen(key));
-        keysched_expire(ks, i * MS);
+        keysched_expire_idle(ks, i * MS);
     }
     /* Only keys whose 200 ms interval has not passed are still held. */
     assert_in_range(keysched_active(ks), 190, 210);
+    /* A pause keeps its key past its refill. */
+    keysched_pause(ks, "tenant-9999", 11, 30 * S);
+    keysched_expire_idle(ks, 20 * S);
+    assert_int_equal(1, keysched_active(ks));
     keysched_expire(ks, 20 * S);
+    assert_int_equal(1, keysched_active(ks));
+    keysched_expire(ks, 30 * S);
     assert_int_equal(0, keysched_active(ks));
     assert_int_equal(0, keysched_waiting(ks));
     keysched_destroy(&ks);
@@ -244,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_no_head_of_line),
         cmocka_unit_test(test_rate_per_key),
         cmocka_unit_test(test_global_shared_fairly),
+        cmocka_unit_test(test_fifo_across_keys),
         cmocka_unit_test(test_pause_one_key),
         cmocka_unit_test(test_not_before),
         cmocka_unit_test(test_in_flight_cap),
