@@ -419,6 +419,16 @@ static int64_t start_paid(wstate *w, int64_t now)
         witem *it = witems_due_paid(&w->held, now, &next);
         if (!it)
             return next;
+        if (now - it->ready_at_ns > w->job.slack_ns) {
+            /* Late (we were slow, paused or out of slots): a call now
+             * would land closer to the key's next one than its limit
+             * allows. Hand it back, uncounted, to be paid again, as a
+             * token is dropped that cannot be spent on time. */
+            witem_set_error(it, "started too late for its pre-paid time");
+            report_item(w, it, PROTO_STATUS_RETRY, it->last_error, NULL, 0, 0,
+                        0, 0);
+            continue;
+        }
         start_call(w, it);
     }
     /* A call ending frees a slot and wakes the loop. */
