@@ -42,7 +42,8 @@ void keystat_status(const dispatcher *d, json_t *status, int64_t now)
     rates_text(ks, rates, sizeof rates);
     json_t *j = json_object();
     json_object_set_new(j, "rate", json_string(rates));
-    json_object_set_new(j, "active", json_integer((json_int_t)keysched_active(ks)));
+    json_object_set_new(j, "active",
+                        json_integer((json_int_t)keysched_active(ks)));
     json_object_set_new(j, "waiting",
                         json_integer((json_int_t)keysched_waiting(ks)));
     json_object_set_new(j, "in_flight",
@@ -116,8 +117,8 @@ int keystat_metrics(const dispatcher *d, fo_buf *b, int64_t now)
         char l[KEYSCHED_SHOWN_BYTES * 2];
         printable(top[i].key);
         label(top[i].key, l, sizeof l);
-        if (buf_printf(b, "fanout_key_top_waiting{key=\"%s\"} %" PRIu64 "\n",
-                       l, top[i].waiting + top[i].inflight))
+        if (buf_printf(b, "fanout_key_top_waiting{key=\"%s\"} %" PRIu64 "\n", l,
+                       top[i].waiting + top[i].inflight))
             return -1;
     }
     return 0;
