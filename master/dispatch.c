@@ -238,10 +238,13 @@ int64_t dispatch_next_wake(const dispatcher *d, int64_t now)
     return t > now ? t : now + 5 * FO_NS_PER_MS;
 }
 
-int dispatch_retry(dispatcher *d, mitem *it, proto_ref ref, const proto_msg *r,
-                   int64_t now)
+int dispatch_retry(dispatcher *d, const budget_worker *w, mitem *it,
+                   proto_ref ref, const proto_msg *r, int64_t now)
 {
-    if (!d->ks || it->state != MI_SENT)
+    /* Only its holder now: a late RETRY from the holder before a
+     * re-dispatch would queue an item another worker is calling. */
+    if (!d->ks || !w || it->state != MI_SENT || it->holder != slot_of(d, w) ||
+        it->holder_gen != w->gen)
         return 0;
     int64_t delay_ns = (int64_t)r->u.result.retry_in_ms * FO_NS_PER_MS;
     int throttled = r->u.result.throttled > it->kthrottled;

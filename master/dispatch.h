@@ -81,13 +81,13 @@ void dispatch_set_keyed(dispatcher *d, const gcra_rate *rates, size_t nrates,
                         ratectl *rc, int64_t horizon_ns);
 /* Frees what the dispatcher owns (the keysched); safe twice. */
 void dispatch_fini(dispatcher *d);
-/* Keyed mode: a RESULT with status RETRY from a worker that holds it. The
+/* Keyed mode: a RESULT with status RETRY from w, the item's holder now. The
  * item waits under its key for retry_in_ms; when this attempt was
  * throttled (its throttled count grew) the key pauses that long too.
- * Returns 1, or 0 when not in keyed mode or the item was not sent (the
+ * Returns 1, or 0 when not in keyed mode or w is not its holder now (the
  * caller counts it stale). */
-int dispatch_retry(dispatcher *d, mitem *it, proto_ref ref, const proto_msg *r,
-                   int64_t now);
+int dispatch_retry(dispatcher *d, const budget_worker *w, mitem *it,
+                   proto_ref ref, const proto_msg *r, int64_t now);
 /* Keyed mode: items given out and not back (0 otherwise). */
 uint64_t dispatch_keyed_inflight(const dispatcher *d);
 /* When a keyed dispatch could next send something by the clock alone

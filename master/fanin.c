@@ -81,7 +81,7 @@ void fanin_result(fanin *f, budget_worker *w, proto_msg *r, int64_t now)
     }
     if (r->u.result.status == PROTO_STATUS_RETRY) {
         /* Keyed mode: the item waits under its key for another attempt. */
-        if (!dispatch_retry(f->dp, it, r->u.result.ref, r, now))
+        if (!dispatch_retry(f->dp, w, it, r->u.result.ref, r, now))
             f->n_stale++;
         return;
     }

@@ -302,7 +302,9 @@ static void on_http_done(void *ctx, const http_response *r)
                           LOG_I("http_status", r->status)),
                "id=%s: ignoring malformed Retry-After '%.60s'", it->key,
                r->retry_after);
-    if (ratelimit_known(&r->ratelimit))
+    /* Keyed mode: an API that limits per key reports that key's limit in
+     * these headers, not the cluster's; its 429s pause the key instead. */
+    if (!it->prepaid && ratelimit_known(&r->ratelimit))
         report_rateinfo(w, &r->ratelimit);
     if (d.pause_ms > 0 && !it->prepaid) {
         /* Push-back: stop our own calls now, and tell the master, which
