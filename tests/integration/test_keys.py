@@ -184,5 +184,52 @@ def test_status_metrics_and_live_key_rate(env):
     assert m2.proc.wait(60) == 0
 
 
+def test_retries_go_through_the_master(env):
+    # Every call fails with a 5xx: each item is retried under its key,
+    # through the master, and fails after exactly --max-attempts calls in
+    # all, as without --rate-key.
+    s = env.server("--key-param", "tenant", "--fail-pct", "100")
+    counts = {"a": 5, "b": 5}
+    path, ids = tenant_items(env, counts)
+    status, out = h.run_job(
+        env, "--input", path, "--url", s.base + "/i/{id}?tenant={tenant}",
+        "--rate-key", "{tenant}", "--key-rate", "50/s", "--max-attempts",
+        "3", "--backoff-base", "10", "--backoff-max", "20", expect=1)
+    recs = h.results(out)
+    h.assert_exactly_once(recs, ids)
+    assert all(r["status"] == "failed" and r["attempts"] == 3
+               for r in recs), recs[:3]
+    st = s.stats()
+    assert st["requests"] == 3 * len(ids), st
+    assert st["keys"]["a"]["accepted"] == 15, st["keys"]
+
+
+def test_worker_killed_mid_run(env):
+    # kill -9 one of two workers: its pre-paid items come back with their
+    # lease and go to the other; every item is recorded once, and no key
+    # is called faster than its limit.
+    import signal
+    s = env.server("--key-param", "tenant", "--key-limit", "10/s")
+    counts = {"t%d" % i: 30 for i in range(4)}
+    path, ids = tenant_items(env, counts)
+    out = env.path("out")
+    m = env.master("--input", path, "--out", out, "--url",
+                   s.base + "/i/{id}?tenant={tenant}", "--rate-key",
+                   "{tenant}", "--key-rate", "10/s", "--lease", "1s",
+                   "--heartbeat", "200ms")
+    w0 = env.worker(m.control, "--concurrency", "4", expect=-9)
+    env.worker(m.control, "--concurrency", "4")
+    h.wait_for(lambda: h.count_lines(os.path.join(out, "results.jsonl"))
+               >= 30, 60, "30 results")
+    w0.signal(signal.SIGKILL)
+    assert m.proc.wait(120) == 0, m.proc.text()[-2000:]
+    recs = h.results(out)
+    h.assert_exactly_once(recs, ids)
+    assert all(r["status"] == "ok" for r in recs), \
+        [r for r in recs if r["status"] != "ok"][:3]
+    st = s.stats()
+    assert st["status"].get("429", 0) == 0, st
+
+
 if __name__ == "__main__":
     h.main(globals())
