@@ -64,6 +64,9 @@ typedef struct wstate {
     int64_t paused_until_ns;  /* no calls before this (API push-back) */
     int64_t next_rateinfo_ns; /* next RATEINFO report allowed */
     int said_bye;             /* leaving: items that come now go back */
+    uint32_t npaid;           /* pre-paid items received and not yet
+                                 started (an upper bound: 0 means none,
+                                 so the unkeyed loop skips their scan) */
     uint64_t n_ok, n_failed, n_retries, n_bad_frames; /* counters */
     outage api;                                       /* is the API down? */
 } wstate;
@@ -415,12 +418,18 @@ static void spend_tokens(wstate *w, int64_t now)
 static int64_t start_paid(wstate *w, int64_t now)
 {
     int64_t next = INT64_MAX;
+    if (!w->npaid)
+        return INT64_MAX;
     if (now < w->paused_until_ns)
         return w->paused_until_ns;
     while (http_inflight(w->http) < w->cfg->concurrency) {
         witem *it = witems_due_paid(&w->held, now, &next);
-        if (!it)
+        if (!it) {
+            if (next == INT64_MAX)
+                w->npaid = 0; /* none left (some were dropped) */
             return next;
+        }
+        w->npaid--;
         if (now - it->ready_at_ns > w->job.slack_ns) {
             /* Late (we were slow, paused or out of slots): a call now
              * would land closer to the key's next one than its limit
@@ -519,12 +528,13 @@ static void on_work(wstate *w, proto_msg *m)
         send_ctl(w, &bye);
         return;
     }
-    if (m->u.work.prepaid)
-        witems_add_paid(&w->held, m,
-                        clock_now_ns() +
-                            (int64_t)m->u.work.paid_offset_us * 1000);
-    else
+    if (!m->u.work.prepaid) {
         witems_add(&w->held, m);
+        return;
+    }
+    w->npaid++;
+    witems_add_paid(&w->held, m,
+                    clock_now_ns() + (int64_t)m->u.work.paid_offset_us * 1000);
 }
 
 /* One message from the master, alone or from a MULTI envelope. */
