@@ -231,5 +231,31 @@ def test_worker_killed_mid_run(env):
     assert st["status"].get("429", 0) == 0, st
 
 
+def test_cancel_in_keyed_mode(env):
+    # fanout-ctl cancel: what was given out ends, the rest is recorded
+    # cancelled, each item once; no call is made for a cancelled item.
+    s = env.server("--key-param", "tenant")
+    counts = {"a": 40, "b": 40}
+    path, ids = tenant_items(env, counts)
+    out = env.path("out")
+    m = env.master("--input", path, "--out", out, "--url",
+                   s.base + "/i/{id}?tenant={tenant}", "--rate-key",
+                   "{tenant}", "--key-rate", "5/s", expect=1)
+    env.worker(m.control)
+    h.wait_for(lambda: h.count_lines(os.path.join(out, "results.jsonl"))
+               >= 6, 30, "6 results")
+    h.ctl(m.control, "cancel")
+    assert m.proc.wait(60) == 1, m.proc.text()[-2000:]
+    recs = h.results(out)
+    h.assert_exactly_once(recs, ids)
+    by = {}
+    for r in recs:
+        by[r["status"]] = by.get(r["status"], 0) + 1
+    assert by.get("cancelled", 0) >= 40, by
+    called = {r["path"].split("/")[2].split("?")[0] for r in s.requests()}
+    assert all(r["status"] != "cancelled" or r["id"] not in called
+               for r in recs), by
+
+
 if __name__ == "__main__":
     h.main(globals())
