@@ -257,5 +257,36 @@ def test_cancel_in_keyed_mode(env):
                for r in recs), by
 
 
+def test_master_killed_twice(env):
+    # kill -9 the master twice mid-run: every item is recorded once, and
+    # no tenant is called faster than its limit across the restarts.
+    import random
+    import signal
+    s = env.server("--key-param", "tenant", "--key-limit", "20/s")
+    counts = {"t%d" % i: 60 for i in range(4)}
+    path, ids = tenant_items(env, counts)
+    job = h.Job(env, path, s.base + "/i/{id}?tenant={tenant}",
+                "--rate-key", "{tenant}", "--key-rate", "20/s")
+    job.start()
+    ws = [env.worker(job.control, "--concurrency", "4") for _ in range(2)]
+    marks = sorted(random.Random(7).uniform(0.15, 0.8) * len(ids)
+                   for _ in range(2))
+    for mark in marks:
+        h.wait_for(lambda: job.results_count() >= mark or
+                   not job.master.alive(), 60, "results to reach %d" % mark)
+        assert job.master.alive(), "finished before the kill"
+        job.master.signal(signal.SIGKILL)
+        job.master.wait(10)
+        job.start()
+    assert job.master.wait(120) == 0, job.master.text()[-3000:]
+    for w in ws:
+        w.wait(30)
+    h.assert_exactly_once(h.results(job.out), ids)
+    st = s.stats()
+    assert st["status"].get("429", 0) == 0, st
+    h.report("keyed, master killed twice: %d calls for %d items"
+             % (st["requests"], len(ids)))
+
+
 if __name__ == "__main__":
     h.main(globals())
