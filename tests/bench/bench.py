@@ -1124,7 +1124,8 @@ class Bench:
         m = run.master(["--input", items, "--out", run.path("out-t"),
                         "--url", srv.base + "/i/{id}?tenant={tenant}",
                         "--rate", "30/s", "--rate-key", "{tenant}",
-                        "--key-rate", "5/s"], name="master-tenants")
+                        "--key-rate", "5/s", "--rate-margin", "30ms"],
+                       name="master-tenants")
         ws = run.workers(m.endpoints["control"], 2, 8)
         if m.wait(300, "the 4-tenant job") != 0 or any(
                 w.wait(60, "worker exit") for w in ws):
