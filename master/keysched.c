@@ -121,7 +121,7 @@ fo_err keysched_set_rates(keysched *ks, const gcra_rate *r, size_t n,
 {
     if (n > KEYSCHED_MAX_LIMITS || margin_ns < 0)
         return FO_EINVAL;
-    int64_t t[KEYSCHED_MAX_LIMITS];
+    int64_t t[KEYSCHED_MAX_LIMITS] = {0};
     for (size_t i = 0; i < n; i++) {
         if (r[i].count <= 0 || r[i].period_ns <= 0)
             return FO_EINVAL;
@@ -239,7 +239,7 @@ static void reschedule(keysched *ks, kentry *e)
     if (e->hidx == NOT_IN_HEAP) {
         if (ks->hlen == ks->hcap) {
             ks->hcap = ks->hcap ? ks->hcap * 2 : 64;
-            ks->heap = xrealloc(ks->heap, ks->hcap * sizeof *ks->heap);
+            ks->heap = xrealloc(ks->heap, ks->hcap * sizeof(kentry *));
         }
         heap_set(ks, ks->hlen++, e);
         sift_up(ks, e->hidx);
