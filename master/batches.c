@@ -193,4 +193,5 @@ void batches_release(mitem *it)
 {
     FO_FREE(&it->url);
     FO_FREE(&it->body);
+    FO_FREE(&it->rkey);
 }

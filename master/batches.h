@@ -49,6 +49,11 @@ typedef struct mitem {
     size_t body_len;     /* its length */
     char *msg_id;        /* queue message id, or NULL */
     uint64_t qhandle;    /* what acknowledges it (source_ack) */
+    char *rkey;          /* --rate-key rendered, until its record, or NULL */
+    uint32_t kattempts;  /* keyed mode: attempts made by earlier WORKs */
+    uint32_t kthrottled; /* keyed mode: of which throttled */
+    int64_t kwait_ns;    /* keyed mode: a retry waits until then */
+    uint8_t kflight;     /* keyed mode: counted in flight for its key */
 } mitem;
 
 typedef struct mbatch {

@@ -49,11 +49,11 @@ typedef struct budget_worker {
      * that much later, spends each token when the limiter meant it. */
     int64_t rtt_samples[BUDGET_CLOCK_SAMPLES];
     int64_t offset_samples[BUDGET_CLOCK_SAMPLES];
-    uint32_t nclock;    /* samples taken */
-    int64_t rtt_us;     /* best round trip, -1 unknown */
-    int64_t offset_us;  /* its clock offset (worker - master) */
-    int64_t one_way_ns; /* rtt / 2, 0 unknown */
-    uint64_t assigned_bytes;            /* their request bytes */
+    uint32_t nclock;         /* samples taken */
+    int64_t rtt_us;          /* best round trip, -1 unknown */
+    int64_t offset_us;       /* its clock offset (worker - master) */
+    int64_t one_way_ns;      /* rtt / 2, 0 unknown */
+    uint64_t assigned_bytes; /* their request bytes */
 } budget_worker;
 
 typedef struct budget budget;

@@ -64,7 +64,7 @@ void cancel_step(canceller *c, budget *bud, batches *bt, dispatcher *dp,
     if (!budget_held(bud))
         budget_hold(bud, 1);
     if (!c->recording) {
-        if (budget_permits_in_use(bud) > 0) {
+        if (budget_permits_in_use(bud) + dispatch_keyed_inflight(dp) > 0) {
             c->drained_ns = 0;
             return;
         }

@@ -34,6 +34,8 @@ static const opt_def ctl_opts[] = {
      "set: new rate limit(s), or 'none' for no limit"},
     {"max-in-flight", OPT_INT, NULL, 0, 1000000, "N",
      "set: new cluster-wide cap on calls in flight (0: none)"},
+    {"key-rate", OPT_LIST, NULL, 0, 0, "N/UNIT",
+     "set: new per-key limit(s) of a --rate-key job, or 'none'"},
     {"timeout", OPT_DURATION, "5s", 1, 600000, "DURATION",
      "how long to wait for the master's answer"},
     {"json", OPT_FLAG, "false", 0, 1, NULL, "print the raw JSON answer"},
@@ -47,6 +49,7 @@ static const char usage[] =
     "usage: fanout-ctl [--master tcp://HOST:5555] status\n"
     "       fanout-ctl [--master tcp://HOST:5555] set [--rate N/UNIT]... "
     "[--max-in-flight N]\n"
+    "                  [--key-rate N/UNIT]...\n"
     "       fanout-ctl [--master tcp://HOST:5555] pause | resume\n"
     "       fanout-ctl [--master tcp://HOST:5555] drain WORKER\n"
     "       fanout-ctl [--master tcp://HOST:5555] list-failed\n"
@@ -148,6 +151,34 @@ static void print_status(json_t *st)
                json_number_value(json_object_get(w, "rtt_ms")),
                json_is_true(json_object_get(w, "leaving")) ? " leaving" : "");
     }
+    json_t *k = json_object_get(st, "keys");
+    if (!k)
+        return;
+    printf("keys       %" JSON_INTEGER_FORMAT
+           " active, rate %s per key, %" JSON_INTEGER_FORMAT
+           " waiting, %" JSON_INTEGER_FORMAT " in flight, %" JSON_INTEGER_FORMAT
+           " throttled\n",
+           json_integer_value(json_object_get(k, "active")),
+           json_string_value(json_object_get(k, "rate")),
+           json_integer_value(json_object_get(k, "waiting")),
+           json_integer_value(json_object_get(k, "in_flight")),
+           json_integer_value(json_object_get(k, "throttled")));
+    json_t *top = json_object_get(k, "top");
+    if (json_array_size(top))
+        printf("  %-32s %7s %6s %8s %9s %8s\n", "KEY", "WAITING", "CALLS",
+               "IN-FLIGHT", "THROTTLED", "PAUSED");
+    json_array_foreach(top, i, w)
+    {
+        printf("  %-32.32s %7" JSON_INTEGER_FORMAT " %6" JSON_INTEGER_FORMAT
+               " %8" JSON_INTEGER_FORMAT " %9" JSON_INTEGER_FORMAT
+               " %6" JSON_INTEGER_FORMAT "ms\n",
+               json_string_value(json_object_get(w, "key")),
+               json_integer_value(json_object_get(w, "waiting")),
+               json_integer_value(json_object_get(w, "calls")),
+               json_integer_value(json_object_get(w, "in_flight")),
+               json_integer_value(json_object_get(w, "throttled")),
+               json_integer_value(json_object_get(w, "paused_ms")));
+    }
 }
 
 static void print_failures(json_t *st)
@@ -216,10 +247,20 @@ int main(int argc, char **argv)
     if (!strcmp(pos[0], "set")) {
         size_t nr;
         char *const *rates = opts_list(o, "rate", &nr);
-        if (!nr && !opts_given(o, "max-in-flight")) {
-            fprintf(stderr, "fanout-ctl: set: give --rate and/or "
-                            "--max-in-flight\n");
+        size_t nk;
+        char *const *krates = opts_list(o, "key-rate", &nk);
+        if (!nr && !nk && !opts_given(o, "max-in-flight")) {
+            fprintf(stderr, "fanout-ctl: set: give --rate, --key-rate "
+                            "and/or --max-in-flight\n");
             goto out;
+        }
+        if (nk == 1 && !strcmp(krates[0], "none")) {
+            json_object_set_new(req, "key_rate", json_string("none"));
+        } else if (nk) {
+            json_t *arr = json_array();
+            for (size_t i = 0; i < nk; i++)
+                json_array_append_new(arr, json_string(krates[i]));
+            json_object_set_new(req, "key_rate", arr);
         }
         if (nr == 1 && !strcmp(rates[0], "none")) {
             json_object_set_new(req, "rate", json_string("none"));

@@ -3,6 +3,8 @@
  */
 #include "fmacros.h"
 #include "ctlcmd.h"
+#include "clock.h"
+#include "keystat.h"
 #include "log.h"
 
 #include <inttypes.h>
@@ -44,9 +46,14 @@ static int cmd_set(ctlcmd *c, json_t *req, char *err, size_t errlen)
 {
     json_t *rate = json_object_get(req, "rate");
     json_t *mif = json_object_get(req, "max_in_flight");
+    json_t *krate = json_object_get(req, "key_rate");
     gcra_rate rates[GCRA_MAX_LIMITS];
     size_t n = 0;
     if (rate && parse_rates(rate, rates, &n, err, errlen))
+        return -1;
+    /* First: when it fails (no --rate-key, a bad rate) nothing changed. */
+    if (krate && keystat_set_rate(c->obs->dp, c->st, krate,
+                                  c->rc->margin_ms * FO_NS_PER_MS, err, errlen))
         return -1;
     if (mif && (!json_is_integer(mif) || json_integer_value(mif) < 0 ||
                 json_integer_value(mif) > 1000000)) {

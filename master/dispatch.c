@@ -102,11 +102,21 @@ static budget_worker *best(const dispatcher *d, int64_t live_conc,
     return top;
 }
 
-/* Sends the item at ref to w. Returns 1 when it went out. */
+/* Sends the item at ref to w; paid_at > 0: pre-paid for that time (keyed
+ * mode). Returns 1 when it went out. */
 static int send_item(dispatcher *d, budget_worker *w, proto_ref ref, mitem *it,
-                     int64_t now)
+                     int64_t now, int64_t paid_at)
 {
     proto_msg m = {.type = PROTO_WORK};
+    if (paid_at > 0) {
+        int64_t off_us = (paid_at - now - w->one_way_ns) / 1000;
+        m.u.work.prepaid = 1;
+        m.u.work.paid_offset_us =
+            off_us > 0 ? (uint32_t)(off_us > UINT32_MAX ? UINT32_MAX : off_us)
+                       : 0;
+        m.u.work.attempts = it->kattempts;
+        m.u.work.throttled = it->kthrottled;
+    }
     char idem[BATCHES_IDEM_BYTES];
     batches_idem_key(d->bt, it, idem);
     m.u.work.ref = ref;
@@ -136,13 +146,164 @@ static int send_item(dispatcher *d, budget_worker *w, proto_ref ref, mitem *it,
     it->dispatches++;
     it->deadline_ns = now + d->lease_ns;
     hold(w, it);
+    it->kflight = paid_at > 0;
     d->n_sent++;
     return 1;
 }
 
+/* ---- keyed mode ------------------------------------------------------ */
+
+void dispatch_set_keyed(dispatcher *d, const gcra_rate *rates, size_t nrates,
+                        int64_t margin_ns, int64_t key_max_in_flight,
+                        ratectl *rc, int64_t horizon_ns)
+{
+    keysched_destroy(&d->ks);
+    d->ks = keysched_new();
+    /* main.c caps the count at GCRA_MAX_LIMITS == KEYSCHED_MAX_LIMITS. */
+    if (keysched_set_rates(d->ks, rates, nrates, margin_ns) != FO_OK)
+        LOG_ERROR("key.rates", "--key-rate: out of range; none applied");
+    keysched_set_max_in_flight(d->ks, key_max_in_flight);
+    d->rc = rc;
+    d->horizon_ns = horizon_ns;
+}
+
+void dispatch_fini(dispatcher *d)
+{
+    keysched_destroy(&d->ks);
+}
+
+static const char *rkey_of(const mitem *it, size_t *len)
+{
+    const char *k = it->rkey ? it->rkey : "";
+    *len = strlen(k);
+    return k;
+}
+
+/* An item given out in keyed mode is back: its key's slot frees. */
+static void keyed_back(dispatcher *d, mitem *it)
+{
+    if (!it->kflight || !d->ks)
+        return;
+    size_t len;
+    const char *k = rkey_of(it, &len);
+    keysched_release(d->ks, k, len);
+    it->kflight = 0;
+}
+
+static int still_pending(void *ctx, proto_ref ref)
+{
+    const mitem *it = batches_item(ctx, ref);
+    return it && it->state == MI_PENDING && it->url;
+}
+
+uint64_t dispatch_keyed_inflight(const dispatcher *d)
+{
+    return d->ks ? keysched_inflight(d->ks) : 0;
+}
+
+/* Global conditions under which no keyed item goes out: an operator's or
+ * the API's pause, or the global in-flight cap. */
+static int keyed_blocked(const dispatcher *d, int64_t now)
+{
+    int64_t cap = budget_max_in_flight(d->bud);
+    return budget_held(d->bud) || budget_paused_until(d->bud) > now ||
+           (cap > 0 && keysched_inflight(d->ks) >= (uint64_t)cap);
+}
+
+static void run_keyed(dispatcher *d, int64_t now)
+{
+    ring *dq = &d->bt->dq;
+    while (dq->len > 0) {
+        proto_ref ref = *(proto_ref *)ring_at(dq, 0);
+        ring_pop(dq);
+        mitem *it = batches_item(d->bt, ref);
+        if (!it || it->state != MI_PENDING || !it->url)
+            continue;
+        size_t len;
+        const char *k = rkey_of(it, &len);
+        keysched_push(d->ks, k, len, ref,
+                      it->kwait_ns > now ? it->kwait_ns : now);
+    }
+    keysched_expire_idle(d->ks, now);
+    gcra *global = budget_limiter(d->bud);
+    int64_t conc;
+    budget_live(d->bud, &conc);
+    for (;;) {
+        uint32_t free1, free2;
+        budget_worker *w = best(d, conc, &free1, &free2);
+        if (!w || keyed_blocked(d, now))
+            return;
+        proto_ref ref;
+        int64_t at;
+        /* Timed for when w hears of it, as grants are (budget.c). */
+        int64_t arrive = now + w->one_way_ns;
+        if (!keysched_next(d->ks, arrive, arrive + d->horizon_ns, global,
+                           still_pending, d->bt, &ref, &at))
+            return;
+        mitem *it = batches_item(d->bt, ref);
+        sender_batch_begin(d->snd, w->rid, w->rid_len);
+        /* A spend time of 0 would read as "not pre-paid". */
+        int sent = send_item(d, w, ref, it, now, at > 0 ? at : 1);
+        sender_batch_end(d->snd);
+        if (!sent) {
+            size_t len;
+            const char *k = rkey_of(it, &len);
+            keysched_release(d->ks, k, len);
+            continue;
+        }
+        if (d->rc)
+            ratectl_granted(d->rc, at, 1);
+    }
+}
+
+int64_t dispatch_next_wake(const dispatcher *d, int64_t now)
+{
+    if (!d->ks || now < d->after_ns || budget_held(d->bud))
+        return INT64_MAX;
+    int64_t t = keysched_next_wake(d->ks);
+    if (t == INT64_MAX)
+        return t;
+    int64_t g = gcra_peek(budget_limiter(d->bud), now);
+    if (g > t)
+        t = g;
+    if (budget_paused_until(d->bud) > t)
+        t = budget_paused_until(d->bud);
+    t -= d->horizon_ns;
+    /* Due already but not sent: waiting for a worker's credit or the
+     * in-flight cap, which a message frees; look again soon anyway. */
+    return t > now ? t : now + 5 * FO_NS_PER_MS;
+}
+
+int dispatch_retry(dispatcher *d, const budget_worker *w, mitem *it,
+                   proto_ref ref, const proto_msg *r, int64_t now)
+{
+    /* Only its holder now: a late RETRY from the holder before a
+     * re-dispatch would queue an item another worker is calling. */
+    if (!d->ks || !w || it->state != MI_SENT || it->holder != slot_of(d, w) ||
+        it->holder_gen != w->gen)
+        return 0;
+    int64_t delay_ns = (int64_t)r->u.result.retry_in_ms * FO_NS_PER_MS;
+    int throttled = r->u.result.throttled > it->kthrottled;
+    it->kattempts = r->u.result.attempts;
+    it->kthrottled = r->u.result.throttled;
+    it->kwait_ns = now + delay_ns;
+    if (throttled) {
+        size_t len;
+        const char *k = rkey_of(it, &len);
+        keysched_pause(d->ks, k, len, now + delay_ns);
+        LOG_DEBUG("key.throttled",
+                  "key %.80s: HTTP %u, pausing it for %u ms (other keys go "
+                  "on)",
+                  k, r->u.result.http_status, r->u.result.retry_in_ms);
+    }
+    d->n_retries++;
+    return dispatch_requeue(d, ref);
+}
+
 int dispatch_ready(const dispatcher *d, int64_t now)
 {
-    if (now < d->after_ns || d->bt->dq.len == 0)
+    /* Keyed mode wakes by dispatch_next_wake() instead. */
+    if (d->ks || now < d->after_ns || d->bt->dq.len == 0)
         return 0;
     int64_t conc;
     budget_live(d->bud, &conc);
@@ -156,6 +317,10 @@ void dispatch_run(dispatcher *d, int64_t now)
 {
     if (now < d->after_ns)
         return;
+    if (d->ks) {
+        run_keyed(d, now);
+        return;
+    }
     ring *dq = &d->bt->dq;
     int64_t conc;
     budget_live(d->bud, &conc);
@@ -175,7 +340,7 @@ void dispatch_run(dispatcher *d, int64_t now)
             mitem *it = batches_item(d->bt, ref);
             ring_pop(dq);
             if (it && it->state == MI_PENDING && it->url &&
-                send_item(d, w, ref, it, now))
+                send_item(d, w, ref, it, now, 0))
                 give--;
         }
         sender_batch_end(d->snd);
@@ -243,6 +408,7 @@ void dispatch_done(dispatcher *d, mitem *it)
     if (w)
         unhold(w, it);
     it->holder = -1;
+    keyed_back(d, it);
 }
 
 int dispatch_requeue(dispatcher *d, proto_ref ref)
@@ -253,6 +419,7 @@ int dispatch_requeue(dispatcher *d, proto_ref ref)
     budget_worker *w = holder_of(d, it->holder, it->holder_gen);
     if (w)
         unhold(w, it);
+    keyed_back(d, it);
     return batches_requeue(d->bt, ref);
 }
 
@@ -294,6 +461,8 @@ void dispatch_rejoined(dispatcher *d, budget_worker *w, uint32_t old_gen)
 
 void dispatch_scan_leases(dispatcher *d, int64_t now, int64_t lease_ms)
 {
+    if (d->ks)
+        keysched_expire(d->ks, now);
     size_t nb = batches_len(d->bt);
     for (size_t i = 0; i <= nb; i++) {
         mbatch *b = i < nb ? batches_at(d->bt, i) : &d->bt->bld;

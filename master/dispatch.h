@@ -30,6 +30,8 @@
 
 #include "batches.h"
 #include "budget.h"
+#include "keysched.h"
+#include "ratectl.h"
 #include "sender.h"
 
 /* Items a worker may hold per unit of concurrency: one in flight and one
@@ -57,6 +59,10 @@ typedef struct dispatcher {
     uint64_t n_foreign;        /* claims and results about others' items */
     uint64_t n_too_big;        /* items that could not be encoded */
     uint64_t n_foreign_logged; /* for rate limiting the warning */
+    keysched *ks;              /* keyed mode (--rate-key), or NULL */
+    ratectl *rc;               /* keyed mode: counts the calls paid */
+    int64_t horizon_ns;        /* keyed mode: spend times this far ahead */
+    uint64_t n_retries;        /* keyed mode: RETRY results re-queued */
 } dispatcher;
 
 void dispatch_init(dispatcher *d, batches *bt, budget *bud, sender *snd,
@@ -65,6 +71,34 @@ void dispatch_init(dispatcher *d, batches *bt, budget *bud, sender *snd,
  * until adopt_until_ns (0: never, a first life). */
 void dispatch_set_resume(dispatcher *d, int64_t after_ns,
                          int64_t adopt_until_ns);
+
+/*
+ * Keyed mode (--rate-key): every attempt goes through the master. Items
+ * wait in a keysched under their key (mitem.rkey) and go out only when
+ * both their key's limits and the global limiter can pay within
+ * horizon_ns; the WORK then carries the spend time (pre-paid: the worker
+ * takes no token for it) and the attempts made so far. A retryable
+ * failure comes back as a RESULT with status RETRY (dispatch_retry). The
+ * global --max-in-flight counts items given out in keyed mode, since no
+ * token permits are involved. dispatch_fini frees the keysched.
+ */
+void dispatch_set_keyed(dispatcher *d, const gcra_rate *rates, size_t nrates,
+                        int64_t margin_ns, int64_t key_max_in_flight,
+                        ratectl *rc, int64_t horizon_ns);
+/* Frees what the dispatcher owns (the keysched); safe twice. */
+void dispatch_fini(dispatcher *d);
+/* Keyed mode: a RESULT with status RETRY from w, the item's holder now. The
+ * item waits under its key for retry_in_ms; when this attempt was
+ * throttled (its throttled count grew) the key pauses that long too.
+ * Returns 1, or 0 when not in keyed mode or w is not its holder now (the
+ * caller counts it stale). */
+int dispatch_retry(dispatcher *d, const budget_worker *w, mitem *it,
+                   proto_ref ref, const proto_msg *r, int64_t now);
+/* Keyed mode: items given out and not back (0 otherwise). */
+uint64_t dispatch_keyed_inflight(const dispatcher *d);
+/* When a keyed dispatch could next send something by the clock alone
+ * (INT64_MAX: not keyed, nothing waits, or it waits for a message). */
+int64_t dispatch_next_wake(const dispatcher *d, int64_t now);
 
 /* Items a worker may still be given: 0 once it holds 2 per unit of
  * concurrency, or its concurrency and its share of bytes (see

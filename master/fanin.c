@@ -79,6 +79,12 @@ void fanin_result(fanin *f, budget_worker *w, proto_msg *r, int64_t now)
                  it->key);
         return;
     }
+    if (r->u.result.status == PROTO_STATUS_RETRY) {
+        /* Keyed mode: the item waits under its key for another attempt. */
+        if (!dispatch_retry(f->dp, w, it, r->u.result.ref, r, now))
+            f->n_stale++;
+        return;
+    }
     item_status st =
         r->u.result.status == PROTO_STATUS_OK ? ITEM_OK : ITEM_FAILED;
     if (st == ITEM_OK)

@@ -31,6 +31,11 @@ fo_err intake_init(intake *in, const intake_cfg *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--body: %s in '%s'", e, cfg->body);
         return FO_EUSAGE;
     }
+    if (cfg->rate_key &&
+        template_parse(cfg->rate_key, &in->rkey_t, e, sizeof e)) {
+        snprintf(err, errlen, "--rate-key: %s in '%s'", e, cfg->rate_key);
+        return FO_EUSAGE;
+    }
     in->body_whole_item = !cfg->body && (!strcmp(cfg->method, "POST") ||
                                          !strcmp(cfg->method, "PUT") ||
                                          !strcmp(cfg->method, "PATCH"));
@@ -42,6 +47,7 @@ void intake_fini(intake *in)
     source_close(&in->src, 0);
     template_destroy(&in->url_t);
     template_destroy(&in->body_t);
+    template_destroy(&in->rkey_t);
     FO_FREE(&in->prev);
     in->nprev = 0;
 }
@@ -182,6 +188,19 @@ static int render(intake *in, const json_t *obj, mitem *it, const char *where,
         return -1;
     }
     it->url = buf_take(&b);
+    if (in->rkey_t) {
+        /* The key is kept as a string of at most 4 KiB: an item's field
+         * far larger than that is not a tenant id. */
+        buf_init(&b, 4096);
+        if (template_render(in->rkey_t, obj, TEMPLATE_RAW, &b, err,
+                            sizeof err)) {
+            snprintf(why, cap, "%s: --rate-key: %s", where, err);
+            buf_fini(&b);
+            FO_FREE(&it->url);
+            return -1;
+        }
+        it->rkey = buf_take(&b);
+    }
     if (in->body_t) {
         buf_init(&b, (size_t)in->cfg.max_line_bytes * 2 + 65536);
         if (template_render(in->body_t, obj, TEMPLATE_JSON, &b, err,
@@ -189,6 +208,7 @@ static int render(intake *in, const json_t *obj, mitem *it, const char *where,
             snprintf(why, cap, "%s: --body: %s", where, err);
             buf_fini(&b);
             FO_FREE(&it->url);
+            FO_FREE(&it->rkey);
             return -1;
         }
         it->body_len = b.len;

@@ -29,6 +29,7 @@ typedef struct intake_cfg {
     const char *body;         /* body template or NULL */
     const char *method;       /* HTTP method (POST/PUT/PATCH send the item) */
     const char *key;          /* id field */
+    const char *rate_key;     /* --rate-key template, or NULL */
     int64_t batch_size;       /* items per batch */
     int64_t max_line_bytes;   /* item size cap */
     int follow;               /* queues: wait when empty */
@@ -48,6 +49,7 @@ typedef struct intake {
     intake_cfg cfg;         /* options (strings borrowed) */
     template *url_t;        /* URL template */
     template *body_t;       /* body template, or NULL */
+    template *rkey_t;       /* --rate-key template, or NULL */
     int body_whole_item;    /* POST/PUT/PATCH without --body: the item */
     source *src;            /* the source, or NULL before intake_open */
     int queue;              /* it is a queue */

@@ -52,6 +52,13 @@ static const opt_def master_opts[] = {
      "item field holding its id (else the line number or message id)"},
     {"rate", OPT_LIST, NULL, 0, 0, "N/UNIT",
      "rate limit, N/s, N/min or N/h; several all hold (default: none)"},
+    {"rate-key", OPT_STRING, NULL, 0, 0, "TEMPLATE",
+     "per-key limits: each item's key, e.g. {tenant} or {account.id}; "
+     "every attempt then pays its key's --key-rate too"},
+    {"key-rate", OPT_LIST, NULL, 0, 0, "N/UNIT",
+     "limit per key (with --rate-key), N/s, N/min or N/h; several all hold"},
+    {"key-max-in-flight", OPT_INT, "0", 0, 1000000, "N",
+     "calls in flight per key (with --rate-key; 0: no cap)"},
     {"burst", OPT_INT, "1", 1, 1000000, "N", "calls allowed back to back"},
     {"rate-margin", OPT_DURATION, "10ms", 0, 60000, "DURATION",
      "jitter allowance added to each rate window"},
@@ -153,6 +160,39 @@ static const opt_def master_opts[] = {
      "write one line per completed batch to FILE (alone, or 'out': "
      "--out/batches.jsonl)"},
 };
+
+/* Reads a repeatable N/UNIT option (each value may hold several, comma
+ * separated) into out; returns 0, or -1 after printing what is wrong. */
+static int parse_rates(opts *o, const char *name, gcra_rate *out, size_t *n)
+{
+    size_t nr;
+    char err[300];
+    char *const *rates = opts_list(o, name, &nr);
+    *n = 0;
+    for (size_t i = 0; i < nr; i++) {
+        char *copy = xstrdup(rates[i]), *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            while (*tok == ' ')
+                tok++;
+            if (*n == GCRA_MAX_LIMITS) {
+                fprintf(stderr, "fanout-master: %s: at most %d limits\n",
+                        opts_origin(o, name), GCRA_MAX_LIMITS);
+                free(copy);
+                return -1;
+            }
+            if (gcra_parse_rate(tok, &out[*n], err, sizeof err)) {
+                fprintf(stderr, "fanout-master: %s: %s\n", opts_origin(o, name),
+                        err);
+                free(copy);
+                return -1;
+            }
+            (*n)++;
+        }
+        free(copy);
+    }
+    return 0;
+}
 
 static const char usage[] =
     "usage: fanout-master --input items.jsonl --url 'https://api/x/{id}' "
@@ -321,29 +361,18 @@ int main(int argc, char **argv)
     c.headers = opts_list(o, "header", &c.nheaders);
     c.body = opts_str(o, "body");
     c.key = opts_str(o, "key");
-    size_t nr;
-    char *const *rates = opts_list(o, "rate", &nr);
-    for (size_t i = 0; i < nr; i++) {
-        char *copy = xstrdup(rates[i]), *save = NULL;
-        for (char *tok = strtok_r(copy, ",", &save); tok;
-             tok = strtok_r(NULL, ",", &save)) {
-            while (*tok == ' ')
-                tok++;
-            if (c.nrates == GCRA_MAX_LIMITS) {
-                fprintf(stderr, "fanout-master: %s: at most %d limits\n",
-                        opts_origin(o, "rate"), GCRA_MAX_LIMITS);
-                free(copy);
-                goto out;
-            }
-            if (gcra_parse_rate(tok, &c.rates[c.nrates], err, sizeof err)) {
-                fprintf(stderr, "fanout-master: %s: %s\n",
-                        opts_origin(o, "rate"), err);
-                free(copy);
-                goto out;
-            }
-            c.nrates++;
-        }
-        free(copy);
+    if (parse_rates(o, "rate", c.rates, &c.nrates) ||
+        parse_rates(o, "key-rate", c.krates, &c.nkrates))
+        goto out;
+    c.rate_key = opts_str(o, "rate-key");
+    c.key_max_in_flight = opts_num(o, "key-max-in-flight");
+    if (!c.rate_key && (c.nkrates || c.key_max_in_flight)) {
+        fprintf(stderr,
+                "fanout-master: %s needs --rate-key (which part of "
+                "an item is its key)\n",
+                c.nkrates ? opts_origin(o, "key-rate")
+                          : opts_origin(o, "key-max-in-flight"));
+        goto out;
     }
     for (char *p = (char *)c.method; *p; p++)
         if (*p >= 'a' && *p <= 'z')

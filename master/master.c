@@ -33,6 +33,7 @@
 #include "halt.h"
 #include "httpd.h"
 #include "intake.h"
+#include "keystat.h"
 #include "log.h"
 #include "observe.h"
 #include "orphans.h"
@@ -272,6 +273,9 @@ static long poll_timeout(master *m, int64_t now)
         deadline = commit_deadline(&m->cm);
     if (!m->stopping) {
         int64_t g = budget_next_wake(m->bud, now);
+        int64_t k = dispatch_next_wake(&m->dp, now);
+        if (g > k)
+            g = k;
         if (g < deadline)
             deadline = g;
         if (m->dp.after_ns > now && m->dp.after_ns < deadline)
@@ -298,7 +302,8 @@ static int stop_done(master *m, int64_t now)
 {
     if (!m->stopping)
         return 0;
-    if (budget_permits_in_use(m->bud) == 0 && !m->drained_ns)
+    if (budget_permits_in_use(m->bud) == 0 && !m->drained_ns &&
+        dispatch_keyed_inflight(&m->dp) == 0)
         m->drained_ns = now;
     /* A worker sends a result before the token request that releases
      * its permit, but give late ones a moment to land. */
@@ -717,7 +722,8 @@ static void wire(master *m)
                        .pmode = m->obs.pmode,
                        .token = m->cfg->dashboard_token,
                        .textfile = m->cfg->metrics_textfile,
-                       .halted = m->halt_reason};
+                       .halted = m->halt_reason,
+                       .dp = &m->dp};
 }
 
 /* A complete job's input must not have grown unseen: stdin is read and
@@ -756,6 +762,7 @@ static fo_err open_all(master *m, char *err, size_t errlen)
                        .body = cfg->body,
                        .method = cfg->method,
                        .key = cfg->key,
+                       .rate_key = cfg->rate_key,
                        .batch_size = cfg->batch_size,
                        .max_line_bytes = cfg->max_line_bytes,
                        .follow = cfg->follow,
@@ -812,6 +819,11 @@ static fo_err open_all(master *m, char *err, size_t errlen)
     dispatch_init(&m->dp, &m->bt, m->bud, &m->snd, cfg->lease_ms,
                   cfg->heartbeat_ms, m->run_start_ns);
     m->dp.window_bytes = cfg->max_window_bytes;
+    if (cfg->rate_key)
+        dispatch_set_keyed(&m->dp, cfg->krates, cfg->nkrates,
+                           cfg->rate_margin_ms * FO_NS_PER_MS,
+                           cfg->key_max_in_flight, &m->rc, GRANT_HORIZON_NS);
+    keystat_restore(&m->dp, m->st, cfg->rate_margin_ms * FO_NS_PER_MS);
     m->job_json = build_job_json(m);
     wire(m);
     char metrics_url[300] = "";
@@ -948,6 +960,7 @@ void master_close(master **mp)
     if (m->spawned.n) /* after a second signal, workers get 1 s to go */
         spawn_stop(&m->spawned, stop_now ? 1000 : 5000);
     batches_fini(&m->bt);
+    dispatch_fini(&m->dp);
     commit_fini(&m->cm);
     intake_fini(&m->in);
     orphans_fini(&m->orph);

@@ -71,6 +71,12 @@ typedef struct master_config {
     const char *ok_when;              /* --ok-when condition, or NULL */
     int ok_when_retry;                /* retry a 2xx that fails it */
     const char *batches;              /* batches file path, or NULL */
+
+    /* Per-key limits (keysched.h). */
+    const char *rate_key;              /* --rate-key template, or NULL */
+    gcra_rate krates[GCRA_MAX_LIMITS]; /* --key-rate limits, all hold */
+    size_t nkrates;                    /* their count */
+    int64_t key_max_in_flight;         /* per-key cap, 0 none */
 } master_config;
 
 typedef struct master master;

@@ -4,6 +4,7 @@
  */
 #include "fmacros.h"
 #include "observe.h"
+#include "keystat.h"
 #include "buf.h"
 #include "clock.h"
 #include "dashboard.h"
@@ -102,6 +103,14 @@ static void add_dashboard_figures(observe *o, json_t *j, int64_t now)
                         json_integer((json_int_t)cs->n_failures));
 }
 
+/* Calls in flight: token permits held, and in keyed mode (--rate-key)
+ * the items given out, which hold none. */
+static int64_t in_flight(const observe *o)
+{
+    return budget_permits_in_use(o->bud) +
+           (int64_t)(o->dp ? dispatch_keyed_inflight(o->dp) : 0);
+}
+
 json_t *observe_status(observe *o, int64_t now)
 {
     const store_totals *t = &o->cm->state.totals;
@@ -124,8 +133,7 @@ json_t *observe_status(observe *o, int64_t now)
                         json_real(ratectl_calls_per_s(o->rc, now)));
     json_object_set_new(j, "max_in_flight",
                         json_integer(budget_max_in_flight(o->bud)));
-    json_object_set_new(j, "in_flight",
-                        json_integer(budget_permits_in_use(o->bud)));
+    json_object_set_new(j, "in_flight", json_integer(in_flight(o)));
     json_object_set_new(j, "window_bytes", json_integer(o->cm->held_bytes));
     json_object_set_new(j, "paused_by_operator",
                         json_boolean(budget_held(o->bud)));
@@ -173,6 +181,7 @@ json_t *observe_status(observe *o, int64_t now)
         json_array_append_new(ws, wj);
     }
     json_object_set_new(j, "workers", ws);
+    keystat_status(o->dp, j, now);
     add_dashboard_figures(o, j, now);
     return j;
 }
@@ -331,6 +340,8 @@ static char *render_metrics(observe *o, int64_t now, int live)
            "Attempts beyond each recorded item's first.",
            (double)(retries > 0 ? retries : 0));
     call_metrics(o, &b);
+    if (keystat_metrics(o->dp, &b, now))
+        return buf_take(&b);
     metric(&b, "fanout_throttled_total", "counter",
            "Responses that pushed back (429, or 503 with Retry-After).",
            (double)o->rc->n_throttled);
@@ -348,7 +359,7 @@ static char *render_metrics(observe *o, int64_t now, int live)
            ratectl_calls_per_s(o->rc, now));
     metric(&b, "fanout_calls_in_flight", "gauge",
            "Calls in flight across the cluster (permits held).",
-           (double)budget_permits_in_use(o->bud));
+           (double)in_flight(o));
     metric(&b, "fanout_max_in_flight", "gauge",
            "Cluster-wide cap on calls in flight, 0 for none.",
            (double)budget_max_in_flight(o->bud));
@@ -724,7 +735,7 @@ void observe_progress(observe *o, int64_t now, int force)
         p.retries = 0;
     p.throttled = (int64_t)o->rc->n_throttled;
     p.workers = (int64_t)budget_live(o->bud, NULL);
-    p.inflight = budget_permits_in_use(o->bud);
+    p.inflight = in_flight(o);
     p.paused = budget_held(o->bud) ? 2 : budget_paused_until(o->bud) > now;
     progress_show(o->pmode, &p, now, force);
 }

@@ -61,6 +61,7 @@ typedef struct observe {
     const char *token;        /* --dashboard-token's secret, or NULL */
     const char *textfile;     /* --metrics-textfile, or NULL */
     const char *halted;       /* why --halt-after stopped the job, or "" */
+    struct dispatcher *dp;    /* per-key figures (keystat.h), or NULL */
     observe_sample hist[OBSERVE_HISTORY]; /* the last samples, a ring */
     uint64_t nhist;                       /* samples taken in all */
     int64_t next_sample_ns;               /* when the next is due */

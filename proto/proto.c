@@ -111,7 +111,13 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
     /* A MULTI is written by proto_batch_finish(), never from a proto_msg. */
     if (m->type < 1 || m->type >= PROTO_MULTI)
         return FO_EINVAL;
-    msgpack_pack_array(&pk, 3 + nfields[m->type]);
+    size_t extra = 0; /* optional trailing fields (keyed mode) */
+    if (m->type == PROTO_WORK && m->u.work.prepaid)
+        extra = 3;
+    else if (m->type == PROTO_RESULT &&
+             m->u.result.status == PROTO_STATUS_RETRY)
+        extra = 1;
+    msgpack_pack_array(&pk, 3 + nfields[m->type] + extra);
     msgpack_pack_uint32(&pk, PROTO_VERSION);
     msgpack_pack_uint32(&pk, (uint32_t)m->type);
     msgpack_pack_uint64(&pk, m->epoch);
@@ -171,6 +177,11 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
         pack_str(&pk, m->u.work.url);
         pack_bin(&pk, m->u.work.body, m->u.work.body_len);
         pack_str(&pk, m->u.work.idem_key);
+        if (m->u.work.prepaid) {
+            msgpack_pack_uint32(&pk, m->u.work.paid_offset_us);
+            msgpack_pack_uint32(&pk, m->u.work.attempts);
+            msgpack_pack_uint32(&pk, m->u.work.throttled);
+        }
         break;
     case PROTO_RESULT:
         msgpack_pack_uint64(&pk, m->u.result.ref.batch);
@@ -188,6 +199,8 @@ fo_err proto_encode(const proto_msg *m, fo_buf *out)
         msgpack_pack_uint64(&pk, m->u.result.started_us);
         msgpack_pack_uint64(&pk, m->u.result.finished_us);
         msgpack_pack_uint64(&pk, m->u.result.dropped_len);
+        if (m->u.result.status == PROTO_STATUS_RETRY)
+            msgpack_pack_uint32(&pk, m->u.result.retry_in_ms);
         break;
     default:
         break;
@@ -676,12 +689,21 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
                      1, &m->u.work.body_len);
         m->u.work.idem_key =
             rd_bytes(&r, "idem_key", PROTO_MAX_TEXT_BYTES, 0, NULL);
+        if (r.i + 2 < r.n) { /* optional, together: keyed mode */
+            m->u.work.prepaid = 1;
+            m->u.work.paid_offset_us =
+                (uint32_t)rd_uint(&r, "paid_offset_us", UINT32_MAX);
+            m->u.work.attempts = (uint32_t)rd_uint(&r, "attempts", UINT32_MAX);
+            m->u.work.throttled =
+                (uint32_t)rd_uint(&r, "throttled", UINT32_MAX);
+        }
         break;
     case PROTO_RESULT:
         m->u.result.ref.batch = rd_uint(&r, "batch", UINT64_MAX);
         m->u.result.ref.idx = (uint32_t)rd_uint(&r, "idx", UINT32_MAX);
         m->u.result.key = rd_bytes(&r, "key", PROTO_MAX_LINE_BYTES, 0, NULL);
-        m->u.result.status = (uint32_t)rd_uint(&r, "status", 1);
+        m->u.result.status =
+            (uint32_t)rd_uint(&r, "status", PROTO_STATUS_RETRY);
         m->u.result.http_status = (uint32_t)rd_uint(&r, "http_status", 999);
         m->u.result.attempts = (uint32_t)rd_uint(&r, "attempts", UINT32_MAX);
         m->u.result.throttled = (uint32_t)rd_uint(&r, "throttled", UINT32_MAX);
@@ -703,6 +725,9 @@ fo_err proto_decode(const void *data, size_t len, proto_msg *m, char *err,
         if (r.i < r.n) /* optional */
             m->u.result.dropped_len =
                 rd_uint(&r, "dropped_len", PROTO_MAX_BODY_BYTES);
+        if (r.i < r.n) /* optional */
+            m->u.result.retry_in_ms =
+                (uint32_t)rd_uint(&r, "retry_in_ms", UINT32_MAX);
         break;
     default:
         snprintf(err, errlen, "unknown message type %d", m->type);

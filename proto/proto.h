@@ -111,7 +111,10 @@ typedef struct proto_ref {
 } proto_ref;
 
 /* Outcome codes in RESULT. */
-enum { PROTO_STATUS_OK = 0, PROTO_STATUS_FAILED = 1 };
+/* RESULT status. RETRY (keyed mode only, --rate-key): the attempt failed
+ * in a way worth retrying; the master queues the item again under its key
+ * after retry_in_ms, and the record is made by a later attempt. */
+enum { PROTO_STATUS_OK = 0, PROTO_STATUS_FAILED = 1, PROTO_STATUS_RETRY = 2 };
 
 /* A decoded message. Strings are heap copies, NUL-terminated, owned by the
  * message and freed by proto_msg_fini(). */
@@ -179,6 +182,11 @@ typedef struct proto_msg {
             char *body;      /* rendered body, or NULL */
             size_t body_len; /* its length */
             char *idem_key;  /* Idempotency-Key header value */
+            int prepaid;     /* keyed mode: the three below are sent (the
+                                worker takes no token of its own) */
+            uint32_t paid_offset_us; /* call at receipt + this */
+            uint32_t attempts;       /* attempts made before this one */
+            uint32_t throttled;      /* of which throttled */
         } work;
         struct {
             proto_ref ref;        /* which item */
@@ -201,6 +209,8 @@ typedef struct proto_msg {
             uint64_t dropped_len; /* size of a response the worker left
                                      out (--keep of a body that is not
                                      JSON), 0 none (optional) */
+            uint32_t retry_in_ms; /* RETRY: call again after this long
+                                     (backoff or Retry-After) (optional) */
         } result;
     } u;
 } proto_msg;

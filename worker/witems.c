@@ -158,3 +158,45 @@ void witem_set_error(witem *it, const char *fmt, ...)
     free(it->last_error);
     it->last_error = xstrdup(buf);
 }
+
+witem *witems_add_paid(witems *s, proto_msg *m, int64_t at_ns)
+{
+    uint32_t attempts = m->u.work.attempts, throttled = m->u.work.throttled;
+    witem *it = witems_add(s, m);
+    /* witems_add queued it last: take it back off the ready queue. */
+    witem **pp = &s->rq_head, *prev = NULL;
+    while (*pp && *pp != it) {
+        prev = *pp;
+        pp = &(*pp)->qnext;
+    }
+    if (*pp) {
+        *pp = it->qnext;
+        if (s->rq_tail == it)
+            s->rq_tail = prev;
+        s->nready--;
+    }
+    it->qnext = NULL;
+    it->state = WI_PAID;
+    it->ready_at_ns = at_ns;
+    it->prepaid = 1;
+    it->attempts = attempts;
+    it->throttled = throttled;
+    return it;
+}
+
+witem *witems_due_paid(witems *s, int64_t now, int64_t *next)
+{
+    int64_t first = INT64_MAX;
+    for (size_t i = 0; i < s->n; i++) {
+        witem *it = s->items[i];
+        if (it->state != WI_PAID)
+            continue;
+        if (it->ready_at_ns <= now)
+            return it;
+        if (it->ready_at_ns < first)
+            first = it->ready_at_ns;
+    }
+    if (next)
+        *next = first;
+    return NULL;
+}

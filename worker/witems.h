@@ -19,9 +19,10 @@
 #include "proto.h"
 
 typedef enum witem_state {
-    WI_READY = 0, /* in the ready queue, waiting for a token */
-    WI_WAIT = 1,  /* waiting for its backoff to end (ready_at_ns) */
-    WI_FLIGHT = 2 /* its call is in flight */
+    WI_READY = 0,  /* in the ready queue, waiting for a token */
+    WI_WAIT = 1,   /* waiting for its backoff to end (ready_at_ns) */
+    WI_FLIGHT = 2, /* its call is in flight */
+    WI_PAID = 3    /* keyed mode: pre-paid, waiting for its time */
 } witem_state;
 
 /* One item. The strings are owned by the item. */
@@ -42,6 +43,8 @@ typedef struct witem {
     witem_state state;    /* WI_* */
     uint32_t account;     /* token account the call was paid from */
     struct witem *qnext;  /* ready queue link */
+    int prepaid;          /* keyed mode: the master paid; no token, and a
+                             retry goes back to the master */
 } witem;
 
 /* Visible only so it can be embedded in the worker's state. */
@@ -88,5 +91,14 @@ uint32_t witems_refs(const witems *s, proto_ref *refs, uint32_t max);
 
 /* Replaces the item's last error with formatted text. */
 void witem_set_error(witem *it, const char *fmt, ...) FO_PRINTF(2, 3);
+
+/* Keyed mode (a WORK with a pre-paid spend time): takes the item like
+ * witems_add() but keeps it out of the ready queue, waiting (WI_PAID) to
+ * be called at at_ns without a token. The attempts and throttled counts
+ * continue the item's history from the WORK. */
+witem *witems_add_paid(witems *s, proto_msg *work, int64_t at_ns);
+/* A pre-paid item whose time has come, or NULL; *next (when not NULL)
+ * becomes the earliest time of the others, or INT64_MAX. O(held). */
+witem *witems_due_paid(witems *s, int64_t now, int64_t *next);
 
 #endif

@@ -66,6 +66,9 @@ typedef struct wstate {
     int64_t paused_until_ns;  /* no calls before this (API push-back) */
     int64_t next_rateinfo_ns; /* next RATEINFO report allowed */
     int said_bye;             /* leaving: items that come now go back */
+    uint32_t npaid;           /* pre-paid items received and not yet
+                                 started (an upper bound: 0 means none,
+                                 so the unkeyed loop skips their scan) */
     uint64_t n_ok, n_failed, n_retries, n_bad_frames; /* counters */
     outage api;                                       /* is the API down? */
 } wstate;
@@ -104,14 +107,20 @@ static void flush_outbox(wstate *w)
                  w->job.lease_ns, w->master_ok);
 }
 
-static void finish_item(wstate *w, witem *it, int ok, const char *error,
-                        const char *body, size_t body_len, int64_t latency_ms,
-                        size_t dropped_bytes)
+/* Queues the item's RESULT and frees it. status PROTO_STATUS_*; a RETRY
+ * (keyed mode) carries retry_in_ms. */
+static void report_item(wstate *w, witem *it, uint32_t status,
+                        const char *error, const char *body, size_t body_len,
+                        int64_t latency_ms, size_t dropped_bytes,
+                        int64_t retry_in_ms)
 {
+    int ok = status == PROTO_STATUS_OK;
     proto_msg m = {.type = PROTO_RESULT, .epoch = w->epoch};
     m.u.result.ref = it->ref;
     m.u.result.key = it->key;
-    m.u.result.status = ok ? PROTO_STATUS_OK : PROTO_STATUS_FAILED;
+    m.u.result.status = status;
+    m.u.result.retry_in_ms =
+        retry_in_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)retry_in_ms;
     m.u.result.http_status = it->last_http;
     m.u.result.attempts = it->attempts;
     m.u.result.throttled = it->throttled;
@@ -131,8 +140,11 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
                       LOG_I("attempt", it->attempts),
                       LOG_I("http_status", it->last_http)),
            "id=%s %s after %u attempts (HTTP %ld)%s%s", it->key,
-           ok ? "ok" : "failed", it->attempts, (long)it->last_http,
-           error ? ": " : "", error ? error : "");
+           ok                             ? "ok"
+           : status == PROTO_STATUS_RETRY ? "to retry"
+                                          : "failed",
+           it->attempts, (long)it->last_http, error ? ": " : "",
+           error ? error : "");
     fo_buf frame;
     buf_init(&frame, PROTO_MAX_CONTROL_BYTES + PROTO_MAX_BODY_BYTES);
     if (proto_encode(&m, &frame) != FO_OK) {
@@ -150,15 +162,32 @@ static void finish_item(wstate *w, witem *it, int ok, const char *error,
     outbox_push(&w->ob, &frame);
     if (ok)
         w->n_ok++;
+    else if (status == PROTO_STATUS_RETRY)
+        w->n_retries++;
     else
         w->n_failed++;
     witems_finish(&w->held, it);
+}
+
+static void finish_item(wstate *w, witem *it, int ok, const char *error,
+                        const char *body, size_t body_len, int64_t latency_ms,
+                        size_t dropped_bytes)
+{
+    report_item(w, it, ok ? PROTO_STATUS_OK : PROTO_STATUS_FAILED, error, body,
+                body_len, latency_ms, dropped_bytes, 0);
 }
 
 /* ---- HTTP ------------------------------------------------------------ */
 
 static void schedule_retry(wstate *w, witem *it, int64_t delay_ms)
 {
+    if (it->prepaid) {
+        /* Keyed mode: the master pays every attempt against the item's
+         * key, so the retry goes back to it. */
+        report_item(w, it, PROTO_STATUS_RETRY, it->last_error, NULL, 0, 0, 0,
+                    delay_ms);
+        return;
+    }
     witems_wait(&w->held, it, clock_now_ns() + delay_ms * FO_NS_PER_MS);
     w->n_retries++;
     LOG_KV(LOG_LVL_DEBUG, "item.retry",
@@ -243,7 +272,7 @@ static void on_http_done(void *ctx, const http_response *r)
     /* A call paid from an account the master has since reset (we joined
      * again) holds no permit there: releasing it would free one that a
      * new token holds, and the in-flight cap would be exceeded. */
-    if (it->account == wtokens_account(&w->tok))
+    if (!it->prepaid && it->account == wtokens_account(&w->tok))
         wtokens_release(&w->tok, 1);
     it->last_http = (uint32_t)r->status;
     int answered = r->outcome == HTTP_OUT_OK;
@@ -278,17 +307,23 @@ static void on_http_done(void *ctx, const http_response *r)
                           LOG_I("http_status", r->status)),
                "id=%s: ignoring malformed Retry-After '%.60s'", it->key,
                r->retry_after);
-    if (ratelimit_known(&r->ratelimit))
+    /* Keyed mode: an API that limits per key reports that key's limit in
+     * these headers, not the cluster's; its 429s pause the key instead. */
+    if (!it->prepaid && ratelimit_known(&r->ratelimit))
         report_rateinfo(w, &r->ratelimit);
-    if (d.pause_ms > 0) {
+    if (d.pause_ms > 0 && !it->prepaid) {
         /* Push-back: stop our own calls now, and tell the master, which
-         * pauses the whole cluster. */
+         * pauses the whole cluster. (Keyed mode: the RETRY result pauses
+         * only the item's key.) */
         local_pause(w, d.pause_ms);
         proto_msg m = {.type = PROTO_THROTTLED, .epoch = w->epoch};
         m.u.throttled.http_status = (uint32_t)r->status;
         m.u.throttled.retry_after_ms =
             d.retry_after_ms > 0 ? (uint32_t)d.retry_after_ms : 0;
         send_ctl(w, &m);
+        witem_set_error(it, "HTTP %ld (throttled %u times)", r->status,
+                        it->throttled);
+    } else if (d.pause_ms > 0) {
         witem_set_error(it, "HTTP %ld (throttled %u times)", r->status,
                         it->throttled);
     } else if (d.verdict != RETRY_DONE && d.reason != RETRY_FAIL_TOO_LARGE) {
@@ -311,8 +346,12 @@ static void on_http_done(void *ctx, const http_response *r)
         outage_waiting(&w->api, r->error, clock_now_ns());
         schedule_retry(w, it, d.delay_ms);
         break;
-    case RETRY_AGAIN:
     case RETRY_THROTTLED:
+        /* Keyed mode: the master pauses the key for exactly what the API
+         * asked (the item's backoff would hold the whole key longer). */
+        schedule_retry(w, it, it->prepaid ? d.pause_ms : d.delay_ms);
+        break;
+    case RETRY_AGAIN:
     default:
         schedule_retry(w, it, d.delay_ms);
         break;
@@ -331,7 +370,7 @@ static void start_call(wstate *w, witem *it)
         hdrs[i] = w->job.headers[i];
     hdrs[nh - 1] = idem;
     it->account = wtokens_account(&w->tok);
-    if (!it->attempts)
+    if (!it->started_us)
         it->started_us = clock_wall_us();
     it->attempts++;
     it->state = WI_FLIGHT;
@@ -350,7 +389,8 @@ static void start_call(wstate *w, witem *it)
     fo_err rc = http_start(w->http, &req);
     free(hdrs);
     if (rc != FO_OK) {
-        wtokens_release(&w->tok, 1);
+        if (!it->prepaid)
+            wtokens_release(&w->tok, 1);
         witem_set_error(it, "could not start the request for %s: %s", it->url,
                         fo_strerror(rc));
         finish_item(w, it, 0, it->last_error, NULL, 0, 0, 0);
@@ -373,6 +413,39 @@ static void spend_tokens(wstate *w, int64_t now)
         if (a == WTOKENS_SPEND)
             start_call(w, witems_pop_ready(&w->held));
     }
+}
+
+/* Keyed mode: starts the pre-paid items whose time has come, as slots
+ * allow; returns when the next one is due (INT64_MAX: none). */
+static int64_t start_paid(wstate *w, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    if (!w->npaid)
+        return INT64_MAX;
+    if (now < w->paused_until_ns)
+        return w->paused_until_ns;
+    while (http_inflight(w->http) < w->cfg->concurrency) {
+        witem *it = witems_due_paid(&w->held, now, &next);
+        if (!it) {
+            if (next == INT64_MAX)
+                w->npaid = 0; /* none left (some were dropped) */
+            return next;
+        }
+        w->npaid--;
+        if (now - it->ready_at_ns > w->job.slack_ns) {
+            /* Late (we were slow, paused or out of slots): a call now
+             * would land closer to the key's next one than its limit
+             * allows. Hand it back, uncounted, to be paid again, as a
+             * token is dropped that cannot be spent on time. */
+            witem_set_error(it, "started too late for its pre-paid time");
+            report_item(w, it, PROTO_STATUS_RETRY, it->last_error, NULL, 0, 0,
+                        0, 0);
+            continue;
+        }
+        start_call(w, it);
+    }
+    /* A call ending frees a slot and wakes the loop. */
+    return INT64_MAX;
 }
 
 static void request_tokens(wstate *w)
@@ -466,7 +539,13 @@ static void on_work(wstate *w, proto_msg *m)
         send_ctl(w, &bye);
         return;
     }
-    witems_add(&w->held, m);
+    if (!m->u.work.prepaid) {
+        witems_add(&w->held, m);
+        return;
+    }
+    w->npaid++;
+    witems_add_paid(&w->held, m,
+                    clock_now_ns() + (int64_t)m->u.work.paid_offset_us * 1000);
 }
 
 /* One message from the master, alone or from a MULTI envelope. */
@@ -627,6 +706,9 @@ static int64_t tick(wstate *w, int64_t now, int draining)
     }
     int64_t next_wake = witems_wake(&w->held, now);
     if (w->have_job && !draining) {
+        int64_t paid = start_paid(w, now);
+        if (paid < next_wake)
+            next_wake = paid;
         spend_tokens(w, now);
         request_tokens(w);
     } else if (draining && w->tok.released) {

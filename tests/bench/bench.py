@@ -83,7 +83,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 KEEP_MARKER = "<!-- Everything below this line is kept by bench.py. -->"
 SCENARIOS = ("precision", "overhead", "latency", "memory", "scaleout",
-             "sources", "adaptive", "bigitems")
+             "sources", "adaptive", "bigitems", "keys")
 HZ = os.sysconf("SC_CLK_TCK")
 
 # --------------------------------------------------------------------------
@@ -1099,6 +1099,119 @@ class Bench:
                 "first_dispatch_logged_s": float(mt.group(1)),
                 "final_lines": lines, "dups": dups, "missing": missing,
                 "exactly_once": lines == total and not dups and not missing}
+
+    # ---------------------------------------------------------------- keys
+    def keys(self, run):
+        """Per-key limits (issue 17): the master's memory with 100,000
+        distinct keys against one key, the same number of items, so that
+        keys are shown to expire (memory O(active keys)); and the per-key
+        rate against a server limiting each of 4 tenants."""
+        n = 20000 if self.quick else 100000
+        many = self.keys_memory(run, n, n, "5/s")
+        fifth = self.keys_memory(run, n, n // 5, "5/s")
+        one = self.keys_memory(run, n, 1, "1000000/s")
+        self.raw["keys"] = {"many": many, "fifth": fifth, "one": one}
+        ratio = many["master_peak_rss_mib"] / fifth["master_peak_rss_mib"]
+        self.add("9 keys, %s distinct vs %s" % (fmt_n(n), fmt_n(n // 5)),
+                 "master peak RSS ratio", ratio, "%.3f", "<= 1.10",
+                 at_most(ratio, 1.10),
+                 note="%.1f vs %.1f MiB, same items: memory follows the "
+                 "keys active at once, not the keys seen"
+                 % (many["master_peak_rss_mib"],
+                    fifth["master_peak_rss_mib"]))
+        sc = "9 keys, %s distinct vs 1" % fmt_n(n)
+        ratio = many["master_peak_rss_mib"] / one["master_peak_rss_mib"]
+        self.add(sc, "master peak RSS ratio", ratio, "%.3f", "<= 1.10",
+                 at_most(ratio, 1.10),
+                 note="%.1f vs %.1f MiB; keys active at most %d, %d at the "
+                 "end (--key-rate 5/s: a key lives 0.2 s after its call)"
+                 % (many["master_peak_rss_mib"], one["master_peak_rss_mib"],
+                    many["keys_active_max"], many["keys_active_end"]))
+        self.add(sc, "items/s ratio",
+                 many["items_per_s"] / one["items_per_s"], "%.3f",
+                 note="%.0f vs %.0f items/s" % (many["items_per_s"],
+                                                one["items_per_s"]))
+        srv = run.server("--key-param", "tenant", "--key-limit", "5/s",
+                         "--rate", "30/s")
+        per = 25 if self.quick else 50
+        items = run.path("tenants.jsonl")
+        with open(items, "w") as f:
+            for i in range(4 * per):
+                f.write(json.dumps({"id": "it-%d" % i,
+                                    "tenant": "t%d" % (i % 4)}) + "\n")
+        m = run.master(["--input", items, "--out", run.path("out-t"),
+                        "--url", srv.base + "/i/{id}?tenant={tenant}",
+                        "--rate", "30/s", "--rate-key", "{tenant}",
+                        "--key-rate", "5/s", "--rate-margin", "30ms"],
+                       name="master-tenants")
+        ws = run.workers(m.endpoints["control"], 2, 8)
+        if m.wait(300, "the 4-tenant job") != 0 or any(
+                w.wait(60, "worker exit") for w in ws):
+            raise BenchError("the 4-tenant job failed:\n" + m.tail())
+        st = srv.stats()
+        rates = [(k["accepted"] - 1) / (k["last_t"] - k["first_t"])
+                 for k in st["keys"].values()]
+        self.add("9 keys, 4 tenants at 5/s, --rate 30/s",
+                 "slowest tenant / its limit", min(rates) / 5, "%.3f",
+                 ">= 0.95", at_least(min(rates) / 5, 0.95),
+                 note="%d x 429" % st["status"].get("429", 0))
+
+    def keys_memory(self, run, n, nkeys, key_rate):
+        items = run.path("keys-%d.jsonl" % nkeys)
+        with open(items, "w") as f:
+            for i in range(n):
+                f.write(json.dumps({"id": "it-%d" % i,
+                                    "tenant": "k%d" % (i % nkeys)}) + "\n")
+        srv = run.server()
+        out = run.path("out-keys-%d" % nkeys)
+        m = run.master(["--input", items, "--out", out, "--url",
+                        srv.base + "/i/{id}?tenant={tenant}",
+                        "--max-in-flight", "0", "--rate-key", "{tenant}",
+                        "--key-rate", key_rate, "--metrics", "127.0.0.1:0"],
+                       name="master-keys-%d" % nkeys)
+        ws = run.workers(m.endpoints["control"], 2, 32)
+        lc = LineCounter(os.path.join(out, "results.jsonl"))
+        status_url = m.endpoints["metrics"] + "/status"
+        t0 = time.monotonic()
+        t_first = c_first = None
+        active_max = active_end = 0
+        next_status = 0
+        while True:
+            m.sample()
+            c = lc.poll()
+            now = time.monotonic()
+            if t_first is None and c >= n // 100:
+                t_first, c_first = now, c
+            if now >= next_status and m.alive():
+                next_status = now + 0.25
+                try:
+                    with urllib.request.urlopen(status_url, timeout=5) as r:
+                        k = json.loads(r.read()).get("keys", {})
+                    active_end = k.get("active", 0)
+                    active_max = max(active_max, active_end)
+                except OSError:
+                    pass
+            if not m.alive():
+                break
+            if now - t0 > 1800:
+                raise BenchError("the %d-key run took over 30 min" % nkeys)
+            time.sleep(0.05)
+        t_end = time.monotonic()
+        if m.wait(30, "keys master") != 0:
+            raise BenchError("the %d-key run failed:\n%s" % (nkeys, m.tail()))
+        for w in ws:
+            w.wait(60, "worker exit")
+        c = lc.poll()
+        lc.close()
+        srv.stop()
+        if c != n:
+            raise BenchError("the %d-key run wrote %d lines, not %d"
+                             % (nkeys, c, n))
+        return {"items": n, "keys": nkeys, "key_rate": key_rate,
+                "items_per_s": (c - c_first) / (t_end - t_first),
+                "master_peak_rss_mib": m.peak_rss_mib(),
+                "keys_active_max": active_max,
+                "keys_active_end": active_end}
 
     # ---------------------------------------------------------------- 6
     def scaleout(self, run):

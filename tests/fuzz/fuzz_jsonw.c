@@ -42,8 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!v || !json_is_string(v))
         abort();
     /* Valid UTF-8 comes back byte for byte. */
-    if (jsonw_utf8_valid(s, size) &&
-        (json_string_length(v) != size || memcmp(json_string_value(v), s, size)))
+    if (jsonw_utf8_valid(s, size) && (json_string_length(v) != size ||
+                                      memcmp(json_string_value(v), s, size)))
         abort();
     json_decref(v);
     free(w.p);

@@ -95,6 +95,8 @@ static fo_err decode(const void *p, size_t n, proto_msg *m)
 {
     char err[256] = "";
     fo_err e = proto_decode(p, n, m, err, sizeof err);
+    if (e != FO_OK && getenv("PROTO_DEBUG"))
+        fprintf(stderr, "decode: %s\n", err);
     if (e != FO_OK) {
         static const proto_msg empty;
         assert_memory_equal(m, &empty, sizeof empty);
@@ -317,6 +319,49 @@ static void test_round_trip_work_binary_body(void **state)
     round_trip(&in, &f, &out);
     assert_non_null(out.u.work.body);
     assert_int_equal(out.u.work.body_len, 0);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+}
+
+/* Keyed mode: a WORK with a pre-paid spend time and the item's history,
+ * and a RESULT asking for a retry; an unkeyed WORK has neither. */
+static void test_round_trip_keyed_work_and_retry(void **state)
+{
+    (void)state;
+    proto_msg in = {.type = PROTO_WORK, .epoch = 8};
+    in.u.work.ref = (proto_ref){5, 6};
+    in.u.work.key = "k";
+    in.u.work.url = "http://x/";
+    in.u.work.idem_key = "i";
+    fo_buf f;
+    proto_msg out;
+    round_trip(&in, &f, &out);
+    assert_int_equal(0, out.u.work.prepaid);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    in.u.work.prepaid = 1;
+    in.u.work.paid_offset_us = 120000;
+    in.u.work.attempts = 2;
+    in.u.work.throttled = 1;
+    round_trip(&in, &f, &out);
+    assert_int_equal(1, out.u.work.prepaid);
+    assert_int_equal(120000, out.u.work.paid_offset_us);
+    assert_int_equal(2, out.u.work.attempts);
+    assert_int_equal(1, out.u.work.throttled);
+    proto_msg_fini(&out);
+    buf_fini(&f);
+    proto_msg r = {.type = PROTO_RESULT, .epoch = 8};
+    r.u.result.ref = (proto_ref){5, 6};
+    r.u.result.key = "k";
+    r.u.result.status = PROTO_STATUS_RETRY;
+    r.u.result.http_status = 429;
+    r.u.result.attempts = 3;
+    r.u.result.worker = "w";
+    r.u.result.retry_in_ms = 2000;
+    round_trip(&r, &f, &out);
+    assert_int_equal(PROTO_STATUS_RETRY, out.u.result.status);
+    assert_int_equal(2000, out.u.result.retry_in_ms);
+    assert_int_equal(3, out.u.result.attempts);
     proto_msg_fini(&out);
     buf_fini(&f);
 }
@@ -1124,6 +1169,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_throttled_bye_reset_done),
         cmocka_unit_test(test_round_trip_work_binary_body),
         cmocka_unit_test(test_round_trip_result),
+        cmocka_unit_test(test_round_trip_keyed_work_and_retry),
         cmocka_unit_test(test_type_names),
         cmocka_unit_test(test_empty_frame_rejected),
         cmocka_unit_test(test_every_truncation_rejected),
