@@ -13,6 +13,7 @@
 #include "ring.h"
 #include "util.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,15 @@ struct keysched {
     uint64_t seq;                         /* next kentry.seq */
     kentry *idle_head, *idle_tail;        /* entries with nothing waiting or in
                                              flight, in the order they became so */
+    size_t freed_since_trim;              /* entries expired since then */
+    int64_t last_trim_ns;                 /* last malloc_trim */
 };
+
+/* After a crowd of keys has expired, their memory goes back to the system
+ * (at most once a second): memory follows the keys active now, not the
+ * most that were ever active at once. */
+#define KEYSCHED_TRIM_AFTER 4096
+#define KEYSCHED_TRIM_EVERY_NS INT64_C(1000000000)
 
 keysched *keysched_new(void)
 {
@@ -415,6 +424,13 @@ size_t keysched_expire_idle(keysched *ks, int64_t now)
     while (ks->idle_head && key_time(ks, ks->idle_head) <= now) {
         entry_remove(ks, ks->idle_head);
         n++;
+    }
+    ks->freed_since_trim += n;
+    if (ks->freed_since_trim >= KEYSCHED_TRIM_AFTER &&
+        now - ks->last_trim_ns >= KEYSCHED_TRIM_EVERY_NS) {
+        malloc_trim(0);
+        ks->freed_since_trim = 0;
+        ks->last_trim_ns = now;
     }
     return n;
 }
