@@ -585,7 +585,11 @@ static void handle_frame(void *ctx, const void *data, size_t len)
             quit = 1;
         break;
     case PROTO_TOKEN_GRANT:
-        if (m.epoch == w->epoch && w->have_job) {
+        /* Not while the master is lost: a grant that arrives then was held
+         * up in the network (a cut link coming back delivers them all at
+         * once, each seconds late); the JOB that answers our hello starts
+         * a fresh account anyway. */
+        if (m.epoch == w->epoch && w->have_job && w->master_ok) {
             /* A late grant's tokens keep their spacing from now
              * instead of bunching against the next grant's. */
             int64_t anchor =
@@ -699,6 +703,9 @@ static int64_t tick(wstate *w, int64_t now, int draining)
                  "it answers",
                  (now - w->last_master_ns) / FO_NS_PER_MS);
         w->master_ok = 0;
+        /* Its tokens were timed for a link that went quiet; spent now they
+         * could land beside the ones it gave others meanwhile. */
+        wtokens_drop_all(&w->tok);
     }
     if (!w->master_ok && now >= w->next_hello_ns && !draining) {
         send_hello(w);
