@@ -336,6 +336,23 @@ def results(out_dir):
     return recs
 
 
+def committed_results(out_dir):
+    """The records a crash keeps: results.jsonl up to the size the state
+    store has committed (lines past it are cut on restart and their items
+    run again, by design: docs/internals/commit.md)."""
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(out_dir, "state.db"),
+                         uri=True)
+    try:
+        row = db.execute("SELECT v FROM meta WHERE k='results_size'").fetchone()
+    finally:
+        db.close()
+    size = int(row[0]) if row else 0
+    with open(os.path.join(out_dir, "results.jsonl"), "rb") as f:
+        text = f.read(size).decode()
+    return [json.loads(x) for x in text.splitlines() if x.strip()]
+
+
 def summary(out_dir):
     with open(os.path.join(out_dir, "summary.json")) as f:
         return json.load(f)
