@@ -31,43 +31,11 @@ void jsonw_lit(jsonw *w, const char *s)
     jsonw_raw(w, s, strlen(s));
 }
 
-/* Length of the UTF-8 sequence at s (1 to 4), or 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t k;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        k = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        k = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F; /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        k = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (n < k || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < k; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return k;
-}
-
 int jsonw_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq(u + i, n - i);
+        size_t k = util_utf8_len(u + i, n - i);
         if (!k)
             return 0;
         i += k;
@@ -95,7 +63,7 @@ void jsonw_str(jsonw *w, const char *s, size_t n)
         }
         unsigned c = u[i];
         if (c >= 0x80) {
-            size_t k = utf8_seq(u + i, n - i);
+            size_t k = util_utf8_len(u + i, n - i);
             if (k) {
                 jsonw_raw(w, s + i, k);
                 i += k;
@@ -194,7 +162,7 @@ static int str(scan *sc)
         if (c < 0x20)
             return 0;
         if (c >= 0x80) {
-            size_t k = utf8_seq(sc->s + sc->i, sc->n - sc->i);
+            size_t k = util_utf8_len(sc->s + sc->i, sc->n - sc->i);
             if (!k)
                 return 0;
             sc->i += k;

@@ -1,8 +1,10 @@
 /* log.c - leveled, structured logging to stderr; see log.h. */
 #include "fmacros.h"
 #include "log.h"
+#include "util.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,39 +49,6 @@ int log_parse_format(const char *s, log_format *out)
     return 0;
 }
 
-/* The length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes
- * there are not one (overlong, surrogate, above U+10FFFF, cut short). */
-static size_t utf8_len(const unsigned char *s)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
-
 size_t log_escape(char *out, size_t cap, const char *s)
 {
     size_t n = 0;
@@ -87,7 +56,7 @@ size_t log_escape(char *out, size_t cap, const char *s)
         return 0;
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
-        size_t len = *p < 0x20 || *p == 0x7f ? 0 : utf8_len(p);
+        size_t len = *p < 0x20 || *p == 0x7f ? 0 : util_utf8_len(p, SIZE_MAX);
         if (len == 0) {
             if (n + 4 >= cap)
                 break;

@@ -57,6 +57,11 @@ int util_write_all(int fd, const void *data, size_t n);
  * unchanged, so any --input may be passed through it. Returns out. */
 char *util_redact_url(const char *url, char *out, size_t cap);
 
+/* The length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes
+ * there are not one (overlong, surrogate, above U+10FFFF, cut short by n or
+ * by a NUL). n may be SIZE_MAX for a NUL-terminated string. */
+size_t util_utf8_len(const unsigned char *s, size_t n);
+
 /* Returns the directory of the running executable in buf, or "." */
 void util_self_dir(char *buf, size_t cap);
 

@@ -336,6 +336,15 @@ def results(out_dir):
     return recs
 
 
+def vm_hwm_kib(pid):
+    """A live process's peak RSS in KiB (/proc/PID/status VmHWM)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM for pid %d" % pid)
+
+
 def committed_results(out_dir):
     """The records a crash keeps: results.jsonl up to the size the state
     store has committed (lines past it are cut on restart and their items

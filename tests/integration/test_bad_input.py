@@ -55,14 +55,6 @@ def by_line(recs):
     return {r["line"]: r for r in recs}
 
 
-def vm_hwm_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM for pid %d" % pid)
-
-
 def invalid_only(env, lines, *args):
     """A job whose every line is invalid: no worker needed. Returns the
     records by line number and the summary."""
@@ -161,7 +153,7 @@ def test_line_of_50_mib(env):
                 if os.path.exists(os.path.join(out, "results.jsonl"))
                 else b""), 60, "the overlong line's record")
     if not h.WRAP:  # valgrind's own footprint says nothing about ours
-        hwm = vm_hwm_kib(m.proc.pid)
+        hwm = h.vm_hwm_kib(m.proc.pid)
         h.report("master peak RSS with a 50 MiB input line: %d KiB" % hwm)
         assert hwm < 48 * 1024, "master peak RSS %d KiB: the line was " \
             "buffered" % hwm
@@ -489,7 +481,7 @@ def test_response_of_2_gib_is_capped(env):
     assert r["error"] == ("response body is larger than "
                           "--max-response-bytes (65536)"), r
     if not h.WRAP:
-        hwm = vm_hwm_kib(w.pid)
+        hwm = h.vm_hwm_kib(w.pid)
         h.report("worker peak RSS after a 2 GiB response: %d KiB" % hwm)
         assert hwm < 64 * 1024, "worker peak RSS %d KiB" % hwm
     w.signal(signal.SIGTERM)

@@ -38,14 +38,6 @@ def sanitized():
     return None
 
 
-def vm_hwm_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM for pid %d" % pid)
-
-
 def big_line(i, size):
     """A compact JSON object of exactly size bytes (without the newline),
     so the POSTed body is the line itself."""
@@ -96,8 +88,8 @@ def test_peak_rss_bounded_by_window_bytes(env):
     assert m.proc.alive(), m.proc.text()[-3000:]
     t.join(60)
     in_flight = conc * nw * size
-    hwm = vm_hwm_kib(m.proc.pid) * 1024
-    whwm = [vm_hwm_kib(p.pid) * 1024 for p in ws]
+    hwm = h.vm_hwm_kib(m.proc.pid) * 1024
+    whwm = [h.vm_hwm_kib(p.pid) * 1024 for p in ws]
     os.close(w)
     m.proc.wait(60, expect=0)
     for p in ws:
