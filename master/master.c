@@ -158,6 +158,8 @@ static void send_grant(void *ctx, budget_worker *w, const uint32_t *offs,
  * flight. */
 static int64_t window(master *m)
 {
+    if (m->cm.full.active)
+        return 0; /* --out is full: take nothing new (outfull.h) */
     if (m->cfg->window > 0)
         return m->cfg->window;
     int64_t conc;
