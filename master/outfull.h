@@ -18,16 +18,16 @@
 #include <stdint.h>
 
 #define OUTFULL_FIRST_NS (100 * INT64_C(1000000))
-#define OUTFULL_MAX_NS (5000 * INT64_C(1000000))
+#define OUTFULL_MAX_NS (1000 * INT64_C(1000000))
 
 typedef struct outfull {
-    int active;           /* an episode is on: the last commit failed */
-    int64_t since_ns;     /* when it began */
-    int64_t next_try_ns;  /* the next commit attempt, not before */
-    int64_t delay_ns;     /* the current backoff */
-    uint64_t episodes;    /* episodes begun */
-    uint64_t failures;    /* commits that failed for lack of space */
-    int64_t stalled_ns;   /* time spent in ended episodes */
+    int active;          /* an episode is on: the last commit failed */
+    int64_t since_ns;    /* when it began */
+    int64_t next_try_ns; /* the next commit attempt, not before */
+    int64_t delay_ns;    /* the current backoff */
+    uint64_t episodes;   /* episodes begun */
+    uint64_t failures;   /* commits that failed for lack of space */
+    int64_t stalled_ns;  /* time spent in ended episodes */
 } outfull;
 
 /* 1 when errno from a write or fsync means the disk is full. */
