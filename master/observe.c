@@ -826,6 +826,8 @@ void observe_write_summary(observe *o, int finished)
                         json_integer((json_int_t)o->bt->n_redispatch));
     json_object_set_new(j, "duplicate_results",
                         json_integer((json_int_t)o->fi->n_dup));
+    json_object_set_new(j, "superseded_results",
+                        json_integer((json_int_t)o->fi->n_superseded));
     json_object_set_new(j, "bad_frames",
                         json_integer((json_int_t)*o->ctl->n_bad));
     json_object_set_new(j, "foreign_reports",
