@@ -376,6 +376,8 @@ fo_err commit_add(commit *c, batches *b, proto_ref ref, item_status status,
 
 int commit_due(const commit *c, const batches *b, int64_t now, int stopping)
 {
+    if (!outfull_may_try(&c->full, now))
+        return 0;
     if (c->len)
         return c->len >= COMMIT_MAX_ROWS ||
                now - c->first_ns >= COMMIT_DELAY_NS || stopping;
@@ -386,6 +388,8 @@ int commit_due(const commit *c, const batches *b, int64_t now, int stopping)
 
 int64_t commit_deadline(const commit *c)
 {
+    if (c->full.active)
+        return c->full.next_try_ns;
     return c->len ? c->first_ns + COMMIT_DELAY_NS : INT64_MAX;
 }
 
@@ -431,6 +435,7 @@ static fo_err write_results(commit *c, store_state *ns, char *err,
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
+            c->space_err = w == 0 || outfull_errno_is_full(errno);
             snprintf(err, errlen,
                      "writing %s/results.jsonl: %s; nothing past "
                      "the last commit is lost: re-run the same "
@@ -441,6 +446,7 @@ static fo_err write_results(commit *c, store_state *ns, char *err,
         off += (size_t)w;
     }
     if (fdatasync(c->results_fd) != 0) {
+        c->space_err = outfull_errno_is_full(errno);
         snprintf(err, errlen, "fsync %s/results.jsonl: %s", c->out,
                  strerror(errno));
         return FO_EIO;
@@ -449,11 +455,39 @@ static fo_err write_results(commit *c, store_state *ns, char *err,
     return FO_OK;
 }
 
+/* A flush failed: undo its marks, so that the next one starts over. Out
+ * of space (and no --batches file, whose lines are not undone) is ridden
+ * out: FO_OK, the records stay buffered and are tried again later. */
+static fo_err flush_failed(commit *c, batches *b, int marked, fo_err rc,
+                           int64_t now, const char *err)
+{
+    for (size_t i = 0; marked && i < c->len; i++) {
+        mbatch *mb = batches_find(b, c->cb[i].ref.batch);
+        if (mb && c->cb[i].ref.idx < mb->n) {
+            mb->items[c->cb[i].ref.idx].state = MI_COMMITTING;
+            mb->done--;
+        }
+    }
+    if (!c->space_err || batchlog_on(&c->bl))
+        return rc;
+    if (outfull_failed(&c->full, now))
+        LOG_WARN("out.full",
+                 "%s: no space left (%s); holding %zu records in memory, "
+                 "taking no new items, and trying again every %d s at most "
+                 "until there is room",
+                 c->out, err, c->len, (int)(OUTFULL_MAX_NS / 1000000000));
+    return FO_OK;
+}
+
 fo_err commit_flush(commit *c, batches *b, int src_eof, int64_t now, char *err,
                     size_t errlen)
 {
     if (c->len == 0 && !batches_head_complete(b) && c->nforget == 0)
         return FO_OK;
+    if (!outfull_may_try(&c->full, now))
+        return FO_OK;
+    c->space_err = 0;
+    int marked = 0;
     int64_t t_start = clock_now_ns();
     store_state ns = c->state;
     buf_reset(&c->wbuf);
@@ -486,6 +520,7 @@ fo_err commit_flush(commit *c, batches *b, int src_eof, int64_t now, char *err,
     if (c->wbuf.len && (rc = write_results(c, &ns, err, errlen)) != FO_OK)
         goto out;
     /* Mark items committed, then move the cursor past complete batches. */
+    marked = 1;
     for (size_t i = 0; i < c->len; i++) {
         mbatch *mb = batches_find(b, c->cb[i].ref.batch);
         if (mb && c->cb[i].ref.idx < mb->n) {
@@ -528,6 +563,7 @@ fo_err commit_flush(commit *c, batches *b, int src_eof, int64_t now, char *err,
                  "%s (in %s); nothing committed is lost: re-run the "
                  "same command when fixed",
                  serr, c->out);
+        c->space_err = store_full(c->st);
         rc = FO_ESTORE;
         goto out;
     }
@@ -556,8 +592,15 @@ fo_err commit_flush(commit *c, batches *b, int src_eof, int64_t now, char *err,
     c->len = 0;
     for (size_t i = 0; i < pop; i++)
         batches_pop_head(b);
+    if (outfull_ok(&c->full, now))
+        LOG_INFO("out.writable",
+                 "%s: writing again after %.1f s without space; the records "
+                 "held meanwhile are committed, taking new items again",
+                 c->out, (double)outfull_episode_ns(&c->full, now) / 1e9);
 out:
     free(rows);
+    if (rc != FO_OK)
+        rc = flush_failed(c, b, marked, rc, now, err);
     return rc;
 }
 

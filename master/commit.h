@@ -14,7 +14,10 @@
  * before the transaction, and counted by it the same way (batchlog.h).
  *
  * Errors come back as fo_err with a message naming the file; the caller
- * stops (nothing committed is lost; a re-run resumes).
+ * stops (nothing committed is lost; a re-run resumes). A full disk is not
+ * an error (without --batches): commit_flush() logs it once, keeps the
+ * records buffered and tries again after a backoff (outfull.h); while it
+ * lasts c->full.active is set and the master takes no new items.
  */
 #ifndef FANOUT_COMMIT_H
 #define FANOUT_COMMIT_H
@@ -26,6 +29,7 @@
 #include "batchlog.h"
 #include "buf.h"
 #include "error.h"
+#include "outfull.h"
 #include "source.h"
 #include "status.h"
 #include "store.h"
@@ -68,6 +72,8 @@ typedef struct commit {
     double sum_s;                       /* their sum, seconds */
     uint64_t count;                     /* flushes */
     batchlog bl;                        /* the --batches file */
+    outfull full;                       /* a full --out disk (outfull.h) */
+    int space_err;                      /* the last write ran out of space */
 } commit;
 
 /* Upper bounds of the histogram's buckets, seconds (the last is +Inf). */

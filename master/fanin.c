@@ -62,6 +62,22 @@ void fanin_result(fanin *f, budget_worker *w, proto_msg *r, int64_t now)
     }
     if (w && !dispatch_check(f->dp, w, it, 0, now, "RESULT"))
         return;
+    if (w && it->state == MI_SENT &&
+        (it->holder != (int32_t)(w - budget_at(f->dp->bud, 0)) ||
+         it->holder_gen != w->gen)) {
+        /* A late result from the worker that held the item before its
+         * lease ran out, while another worker holds it now: that one may
+         * be about to call it, and a record now would make its call one
+         * after the record. Its result records the item instead (a
+         * repeated call with the same Idempotency-Key). */
+        f->n_superseded++;
+        f->unrecorded_calls += r->u.result.attempts;
+        LOG_DEBUG("result.superseded",
+                  "late result for id %s from %s ignored: it was sent to "
+                  "another worker meanwhile",
+                  it->key, w->name);
+        return;
+    }
     if (it->state == MI_COMMITTING || it->state == MI_DONE) {
         f->n_dup++;
         f->unrecorded_calls += r->u.result.attempts;

@@ -27,15 +27,16 @@
 
 /* Visible only so it can be embedded in the master. */
 typedef struct fanin {
-    batches *bt;         /* open items (borrowed) */
-    commit *cm;          /* the commit buffer (borrowed) */
-    orphans *orph;       /* results kept for queue messages (borrowed) */
-    ratectl *rc;         /* counts successes (borrowed) */
-    dispatcher *dp;      /* who holds what (borrowed) */
-    int queue;           /* the source is a queue */
-    uint64_t n_dup;      /* a second result for a recorded item */
-    uint64_t n_stale;    /* results for items not open */
-    uint64_t n_mismatch; /* results whose id is not the item's */
+    batches *bt;           /* open items (borrowed) */
+    commit *cm;            /* the commit buffer (borrowed) */
+    orphans *orph;         /* results kept for queue messages (borrowed) */
+    ratectl *rc;           /* counts successes (borrowed) */
+    dispatcher *dp;        /* who holds what (borrowed) */
+    int queue;             /* the source is a queue */
+    uint64_t n_dup;        /* a second result for a recorded item */
+    uint64_t n_superseded; /* late results of an item sent to another */
+    uint64_t n_stale;      /* results for items not open */
+    uint64_t n_mismatch;   /* results whose id is not the item's */
     /* API calls behind results that were not recorded (late duplicates,
      * stale): this run's, and earlier runs' (stored). With the records'
      * attempts they add up to the calls the API received. */

@@ -159,6 +159,8 @@ static void send_grant(void *ctx, budget_worker *w, const uint32_t *offs,
  * flight. The calls that fit in flight are read whatever their bytes. */
 static intake_window window(master *m)
 {
+    if (m->cm.full.active) /* --out is full: take nothing new (outfull.h) */
+        return (intake_window){0, 0};
     int64_t conc, cap = budget_max_in_flight(m->bud);
     budget_live(m->bud, &conc);
     intake_window w = {m->cfg->window, cap > 0 && cap < conc ? cap : conc};

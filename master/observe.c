@@ -365,6 +365,15 @@ static char *render_metrics(observe *o, int64_t now, int live)
            (double)budget_max_in_flight(o->bud));
     metric(&b, "fanout_workers", "gauge", "Workers connected.",
            (double)budget_live(o->bud, NULL));
+    metric(&b, "fanout_out_full", "gauge",
+           "1 while --out has no space: results are held in memory and no "
+           "new items are taken.",
+           o->cm->full.active ? 1 : 0);
+    metric(&b, "fanout_out_full_episodes_total", "counter",
+           "Times --out ran out of space.", (double)o->cm->full.episodes);
+    metric(&b, "fanout_out_full_failures_total", "counter",
+           "Group commits that failed for lack of space (each is retried).",
+           (double)o->cm->full.failures);
     metric(&b, "fanout_paused", "gauge",
            "1 while all calls are paused after API push-back.",
            budget_paused_until(o->bud) > now ? 1 : 0);
@@ -843,12 +852,16 @@ void observe_write_summary(observe *o, int finished)
                         json_integer((json_int_t)o->bt->n_redispatch));
     json_object_set_new(j, "duplicate_results",
                         json_integer((json_int_t)o->fi->n_dup));
+    json_object_set_new(j, "superseded_results",
+                        json_integer((json_int_t)o->fi->n_superseded));
     json_object_set_new(j, "bad_frames",
                         json_integer((json_int_t)*o->ctl->n_bad));
     json_object_set_new(j, "foreign_reports",
                         json_integer((json_int_t)o->ctl->dp->n_foreign));
     json_object_set_new(j, "forbidden_messages",
                         json_integer((json_int_t)o->ctl->n_forbidden));
+    json_object_set_new(j, "out_full_episodes",
+                        json_integer((json_int_t)o->cm->full.episodes));
     json_object_set_new(j, "blank_lines",
                         json_integer((json_int_t)o->in->n_blank));
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER |

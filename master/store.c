@@ -10,6 +10,7 @@
 
 struct store {
     sqlite3 *db;                       /* the database */
+    int full;                          /* the last commit found no space */
     sqlite3_stmt *ins;                 /* insert a row */
     sqlite3_stmt *del;                 /* delete rows below the cursor */
     sqlite3_stmt *put;                 /* upsert a meta value */
@@ -419,6 +420,7 @@ fail_marks:
     memcpy(s->marks, saved, sizeof saved);
     s->nmarks = nsaved;
 fail:
+    s->full = sqlite3_errcode(s->db) == SQLITE_FULL;
     snprintf(err, errlen, "state store commit failed: %s",
              sqlite3_errmsg(s->db));
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -490,4 +492,9 @@ int store_present(store *s, int64_t line)
     sqlite3_reset(s->pget);
     sqlite3_bind_int64(s->pget, 1, line);
     return sqlite3_step(s->pget) == SQLITE_ROW;
+}
+
+int store_full(const store *s)
+{
+    return s->full;
 }

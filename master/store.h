@@ -134,4 +134,8 @@ int store_repairing(const store *s);
 /* 1 when line's record is already in results.jsonl (repair runs only). */
 int store_present(store *s, int64_t line);
 
+/* 1 when the last failed store_commit() failed for lack of space
+ * (SQLite's "database or disk is full"). */
+int store_full(const store *s);
+
 #endif

@@ -90,3 +90,20 @@ retry_decision retry_decide(const retry_policy *p, const retry_counts *counts,
     d.delay_ms = next_delay(p, c, floor_ms, in->rnd);
     return d;
 }
+
+int64_t retry_start_cutoff_ns(int64_t lease_ns, int64_t heartbeat_ns)
+{
+    int64_t cut = lease_ns - heartbeat_ns - lease_ns / 10;
+    /* --lease is at least twice --heartbeat, so this stays above 0.4 of a
+     * lease; a job that breaks that rule still gets a positive cutoff. */
+    return cut > lease_ns / 4 ? cut : lease_ns / 4;
+}
+
+int retry_may_start(int master_ok, int64_t now_ns, int64_t last_heard_ns,
+                    int64_t lease_ns, int64_t heartbeat_ns)
+{
+    if (!master_ok)
+        return 0;
+    return now_ns - last_heard_ns <
+           retry_start_cutoff_ns(lease_ns, heartbeat_ns);
+}

@@ -99,6 +99,19 @@ typedef struct retry_decision {
 retry_decision retry_decide(const retry_policy *policy,
                             const retry_counts *counts, const retry_input *in);
 
+/* Whether a worker may start an attempt (a first call or a retry) now.
+ * The master takes an item back once it has not heard from the worker for
+ * a lease, and gives it to another worker. The worker measures silence on
+ * its own clock from the last message it received, which may be up to a
+ * heartbeat later than the last message of ours the master received. So it
+ * starts no attempt once that silence reaches the lease less a heartbeat
+ * and a tenth of the lease (retry_start_cutoff_ns), nor while it is not
+ * joined (master_ok 0: it must hear a JOB first, which drops every item it
+ * is not calling). Pure: no clock, no I/O. */
+int64_t retry_start_cutoff_ns(int64_t lease_ns, int64_t heartbeat_ns);
+int retry_may_start(int master_ok, int64_t now_ns, int64_t last_heard_ns,
+                    int64_t lease_ns, int64_t heartbeat_ns);
+
 /* A short name for a verdict ("done", "fail", ...), for logs and tests. */
 const char *retry_verdict_name(retry_verdict v);
 

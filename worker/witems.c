@@ -128,6 +128,7 @@ void witems_drop_unstarted(witems *s, proto_ref **refs, uint32_t *nrefs)
     for (size_t i = 0; i < s->n; i++) {
         witem *it = s->items[i];
         if (it->state == WI_FLIGHT) {
+            it->orphaned = 1;
             s->items[keep++] = it;
             continue;
         }

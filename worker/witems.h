@@ -42,6 +42,8 @@ typedef struct witem {
     int64_t ready_at_ns;  /* when a waiting item may be retried */
     witem_state state;    /* WI_* */
     uint32_t account;     /* token account the call was paid from */
+    int orphaned;         /* in flight when the master took the item back
+                             (we rejoined, or left): never retried */
     struct witem *qnext;  /* ready queue link */
     int prepaid;          /* keyed mode: the master paid; no token, and a
                              retry goes back to the master */
@@ -81,9 +83,11 @@ int64_t witems_wake(witems *s, int64_t now_ns);
 /* Removes an item from the set and frees it (its result was queued). */
 void witems_finish(witems *s, witem *it);
 /* Frees every item that is not in flight, ready and waiting alike (they
- * go back to the master). With refs non-NULL, returns their references in
- * a new array in *refs (the caller frees it; NULL when none) and their
- * number in *nrefs. */
+ * go back to the master), and marks the items in flight orphaned: the
+ * master may give them to another worker, so their call's final outcome
+ * is still reported but a failed attempt is never retried. With refs non-NULL,
+ * returns their references in a new array in *refs (the caller frees it; NULL
+ * when none) and their number in *nrefs. */
 void witems_drop_unstarted(witems *s, proto_ref **refs, uint32_t *nrefs);
 /* Copies the references of up to max held items into refs; returns how
  * many. */

@@ -70,7 +70,8 @@ typedef struct wstate {
                                  started (an upper bound: 0 means none,
                                  so the unkeyed loop skips their scan) */
     uint64_t n_ok, n_failed, n_retries, n_bad_frames; /* counters */
-    outage api;                                       /* is the API down? */
+    uint64_t n_orphans_dropped; /* failed attempts of orphaned items */
+    outage api;                 /* is the API down? */
 } wstate;
 
 static volatile sig_atomic_t stop_signal;
@@ -196,6 +197,26 @@ static void schedule_retry(wstate *w, witem *it, int64_t delay_ms)
                       LOG_I("delay_ms", delay_ms)),
            "id=%s attempt=%u in %" PRId64 "ms: %s", it->key, it->attempts,
            delay_ms, it->last_error ? it->last_error : "");
+}
+
+/* A failed attempt of an item the master has taken back while it was in
+ * flight (we rejoined it, or a new master came) is not retried: the master
+ * may have given the item to another worker, which may have recorded it
+ * by now. The master sends it again if nobody else has it. */
+static void retry_or_drop(wstate *w, witem *it, int64_t delay_ms)
+{
+    if (!it->orphaned) {
+        schedule_retry(w, it, delay_ms);
+        return;
+    }
+    w->n_orphans_dropped++;
+    LOG_KV(LOG_LVL_INFO, "item.orphan_dropped",
+           LOG_FIELDS(LOG_S("item", it->key), LOG_S("worker", w->id),
+                      LOG_I("attempt", it->attempts)),
+           "id=%s: its attempt %u failed (%s) after the master took it "
+           "back; not retrying it here",
+           it->key, it->attempts, it->last_error ? it->last_error : "?");
+    witems_finish(&w->held, it);
 }
 
 /* Drops every token held and starts no call before now + ms: the API asked
@@ -344,7 +365,7 @@ static void on_http_done(void *ctx, const http_response *r)
         break;
     case RETRY_OUTAGE:
         outage_waiting(&w->api, r->error, clock_now_ns());
-        schedule_retry(w, it, d.delay_ms);
+        retry_or_drop(w, it, d.delay_ms);
         break;
     case RETRY_THROTTLED:
         /* Keyed mode: the master pauses the key for exactly what the API
@@ -353,7 +374,7 @@ static void on_http_done(void *ctx, const http_response *r)
         break;
     case RETRY_AGAIN:
     default:
-        schedule_retry(w, it, d.delay_ms);
+        retry_or_drop(w, it, d.delay_ms);
         break;
     }
     transform_result_fini(&tr);
@@ -404,7 +425,10 @@ static void spend_tokens(wstate *w, int64_t now)
 {
     int64_t slack = w->job.rate_limited ? w->job.slack_ns : INT64_MAX;
     for (;;) {
-        int can_start = now >= w->paused_until_ns &&
+        /* No attempt once the master may have taken our items back. */
+        int can_start = retry_may_start(w->master_ok, now, w->last_master_ns,
+                                        w->job.lease_ns, w->job.heartbeat_ns) &&
+                        now >= w->paused_until_ns &&
                         witems_ready(&w->held) > 0 &&
                         http_inflight(w->http) < w->cfg->concurrency;
         wtokens_action a = wtokens_next(&w->tok, now, slack, can_start);
@@ -834,8 +858,9 @@ static fo_err run_loop(wstate *w)
         request_tokens(w);
     LOG_INFO("worker.stopped",
              "ok=%" PRIu64 " failed=%" PRIu64 " retries=%" PRIu64
-             " dropped_tokens=%" PRIu64,
-             w->n_ok, w->n_failed, w->n_retries, w->tok.n_dropped);
+             " dropped_tokens=%" PRIu64 " orphans_dropped=%" PRIu64,
+             w->n_ok, w->n_failed, w->n_retries, w->tok.n_dropped,
+             w->n_orphans_dropped);
     return rc;
 }
 

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 
@@ -204,6 +205,56 @@ def test_late_result_after_redispatch_is_recorded_once(env):
                  sm["redispatched"], sm["duplicate_results"],
                  sm["foreign_reports"]))
     assert sm["redispatched"] > 0
+
+
+def test_a_worker_frozen_mid_call_does_not_retry_a_recorded_item(env):
+    """Soak seed 7: a worker's call is in flight when it is frozen (SIGSTOP)
+    for longer than the lease; the master gives its items to another worker,
+    which records them; the frozen worker is let go (SIGCONT) and rejoins,
+    and only then do its calls end, in 500s. It must drop those items, not
+    retry them: each item is called once by each worker, no more."""
+    s = env.server("--fail-pct", "100", "--latency-ms", "6000")
+    n = 6
+    m = env.master("--input", "-", "--out", env.path("out"), "--url",
+                   s.base + "/items/{id}", "--lease", "1s", "--heartbeat",
+                   "250ms", "--backoff-base", "100", "--backoff-max", "100",
+                   "--batch-size", "1", stdin=subprocess.PIPE)
+    pipe = m.proc.p.stdin
+    pipe.write(b"".join(b'{"id":"item-%d"}\n' % i for i in range(n)))
+    pipe.flush()
+    m.wait_ready()
+    slow = env.worker(m.control, "--id", "slow", "--drain-timeout", "10s",
+                      once=False)
+    h.wait_for(lambda: s.stats()["in_flight"] >= n, 30,
+               "the slow worker's %d calls in flight" % n)
+    slow.signal(signal.SIGSTOP)
+    # Its calls were accepted as failures; what comes next succeeds at once.
+    s.get("/control?fail_pct=0&latency_ms=0")
+    fast = env.worker(m.control, "--id", "fast", once=False)
+    out = env.path("out")
+    h.wait_for(lambda: os.path.exists(os.path.join(out, "results.jsonl"))
+               and len(h.results(out)) == n, 60,
+               "the fast worker to record every item")
+    slow.signal(signal.SIGCONT)
+    # It rejoins, then its calls end in 500s (the server holds them 6 s).
+    h.wait_for(lambda: slow.text().count("item.orphan_dropped") == n, 30,
+               "the slow worker to drop its %d orphaned items" % n)
+    slow.signal(signal.SIGTERM)
+    assert slow.wait(30) == 0, slow.text()[-2000:]
+    pipe.close()
+    assert m.proc.wait(60) == 0, m.proc.text()[-3000:]
+    fast.signal(signal.SIGTERM)
+    fast.wait(30)
+    h.assert_exactly_once(h.results(out),
+                          ["item-%d" % i for i in range(n)])
+    # One failed call by the slow worker, one success by the fast one: a
+    # retry after SIGCONT would be a second success (the API is fine now).
+    calls = {}
+    for r in s.requests():
+        calls.setdefault(r["path"], []).append(r["status"])
+    bad = {k: v for k, v in calls.items()
+           if sorted(v)[0] != 200 or sorted(v)[1:] not in ([500], [503])}
+    assert len(calls) == n and not bad, "calls by item: %s" % calls
 
 
 def test_redrive_reruns_only_failed_items(env):

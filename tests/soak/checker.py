@@ -33,6 +33,12 @@ import urllib.parse
 from nemesis import DELAYING, DELAY_TAIL_S, LOSING
 
 IN_FLIGHT_SLACK_S = 1.0
+# A killed master has granted tokens up to GRANT_HORIZON_NS (master.c, 250
+# ms) ahead, spent up to token_slack_ms (5 ms) late: workers that have not
+# noticed the death make those calls after the kill, and their results can
+# only reach a later life (resent, kept as orphans until the message comes
+# back). Calls arriving this long after a master kill were in flight at it.
+MASTER_GRANTED_AHEAD_S = 0.25 + 0.005
 MIB = 1024
 
 
@@ -144,8 +150,9 @@ class Checker:
         in flight too: those reaching the API while it lasts and in the
         DELAY_TAIL_S after it heals (a cut cable or a stopped worker
         releases them at once); a full disk can lose results while it
-        lasts. Per fault, the repeats it explains are at most its calls in
-        flight."""
+        lasts. A master kill also covers the calls made after it on tokens it
+        had granted (MASTER_GRANTED_AHEAD_S). Per fault, the repeats it
+        explains are at most its calls in flight."""
         lat = self.p["latency_s"] + IN_FLIGHT_SLACK_S
         windows = []
         for f in self.h["faults"]:
@@ -155,6 +162,8 @@ class Checker:
                 hi = f["end"] + DELAY_TAIL_S
             elif f["kind"] == "disk_full":
                 hi = f["end"]
+            elif f["kind"] == "kill_master":
+                hi = f["start"] + MASTER_GRANTED_AHEAD_S
             else:
                 hi = f["start"]
             windows.append([f["start"] - lat, hi + 0.05, f, 0, 0])

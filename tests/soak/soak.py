@@ -239,7 +239,9 @@ class Cluster:
             argv = self.lab.argv(self.hosts["m"], self.master_argv, wrap=True)
             p = self.env.spawn(name, argv, env=self.master_env)
             # 0: all ok, 1: finished with failed items; 3: a fatal runtime
-            # error (a full disk may be one); the supervisor restarts it.
+            # error, which the supervisor restarts and the checker counts
+            # as a problem (a full disk is not one: the master rides it
+            # out).
             p.expect(0, 1, 3)
             self.hosts["m"].procs.append(p)
             self.master = p
@@ -304,9 +306,9 @@ class Cluster:
                     what += ": " + " | ".join(
                         x for x in p.text().splitlines()[-3:])[-300:]
                 log("the master died on its own (%s); restarting" % what)
-                if st != 3 or now - self.disk_freed > 5:
-                    self.problems.append("master %s: %s" % (life["name"],
-                                                            p.describe_exit()))
+                # A full disk included: the master rides it out (out.full).
+                self.problems.append("master %s: %s" % (life["name"],
+                                                        p.describe_exit()))
         if now - life["end"] >= MASTER_RESTART_S * min(
                 8, 1 + self._recent_master_deaths(now)):
             self.start_master()

@@ -214,19 +214,60 @@ static void test_uncommitted_tail_is_cut_on_open(void **state)
     assert_int_equal(file_size(f), good);
 }
 
-/* A full disk: the flush fails with a message naming the file, and nothing
- * is committed (the items run again on the next start). */
+/* A full disk (/dev/full: ENOSPC) is ridden out: the flush reports OK,
+ * nothing is committed, the record stays buffered, the next try waits for
+ * the backoff, and once writes work again it is committed once. */
+static void test_full_disk_keeps_the_records_and_retries(void **state)
+{
+    fixture *f = *state;
+    read_batch(f, 1, 1);
+    assert_fo(FO_OK, record(f, 0, 0, ITEM_OK));
+    int good_fd = f->cm.results_fd;
+    f->cm.results_fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    assert_true(f->cm.results_fd >= 0);
+    assert_fo(FO_OK,
+              commit_flush(&f->cm, &f->bt, 0, MS, f->err, sizeof f->err));
+    assert_true(f->cm.full.active);
+    assert_int_equal(f->cm.full.episodes, 1);
+    assert_int_equal(f->cm.len, 1);
+    assert_int_equal(f->cm.state.totals.items, 0);
+    assert_int_equal(store_get_state(f->st)->totals.items, 0);
+    /* Not before the backoff, however due the buffer is. */
+    assert_int_equal(commit_due(&f->cm, &f->bt, 2 * MS, 1), 0);
+    assert_true(commit_deadline(&f->cm) == MS + OUTFULL_FIRST_NS);
+    /* Still full: the same episode, a longer wait. */
+    int64_t t = MS + OUTFULL_FIRST_NS;
+    assert_int_equal(commit_due(&f->cm, &f->bt, t, 0), 1);
+    assert_fo(FO_OK, commit_flush(&f->cm, &f->bt, 0, t, f->err, sizeof f->err));
+    assert_int_equal(f->cm.full.episodes, 1);
+    assert_int_equal(f->cm.full.failures, 2);
+    /* Room again. */
+    close(f->cm.results_fd);
+    f->cm.results_fd = good_fd;
+    t = f->cm.full.next_try_ns;
+    assert_fo(FO_OK, commit_flush(&f->cm, &f->bt, 0, t, f->err, sizeof f->err));
+    assert_false(f->cm.full.active);
+    assert_int_equal(f->cm.len, 0);
+    assert_int_equal(f->cm.state.totals.items, 1);
+    assert_int_equal(store_get_state(f->st)->totals.items, 1);
+    assert_int_equal(file_size(f), f->cm.state.results_size);
+}
+
+/* Another write error is not ridden out: the flush fails with a message
+ * naming the file, and nothing is committed (the items run again on the
+ * next start). */
 static void test_write_failure_commits_nothing(void **state)
 {
     fixture *f = *state;
     read_batch(f, 1, 1);
     assert_fo(FO_OK, record(f, 0, 0, ITEM_OK));
     close(f->cm.results_fd);
-    f->cm.results_fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    f->cm.results_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* EBADF */
     assert_true(f->cm.results_fd >= 0);
     assert_fo(FO_EIO,
               commit_flush(&f->cm, &f->bt, 0, MS, f->err, sizeof f->err));
     assert_non_null(strstr(f->err, "results.jsonl"));
+    assert_false(f->cm.full.active);
     assert_int_equal(f->cm.state.totals.items, 0);
     assert_int_equal(store_get_state(f->st)->totals.items, 0);
 }
@@ -256,6 +297,8 @@ int main(void)
             test_cursor_moves_past_complete_batches_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uncommitted_tail_is_cut_on_open,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_full_disk_keeps_the_records_and_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_failure_commits_nothing,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_is_due_by_age_or_stop, setup,

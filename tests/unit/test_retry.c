@@ -336,6 +336,42 @@ static void test_decision_is_pure(void **state)
     assert_int_equal(a.counts.throttled, b.counts.throttled);
 }
 
+/* The master takes items back after a lease of silence; a worker stops
+ * starting attempts a heartbeat and a tenth of a lease before that. */
+#define MS INT64_C(1000000)
+
+static void test_start_cutoff_is_before_the_lease_by_a_heartbeat(void **state)
+{
+    (void)state;
+    /* The soak's --lease 2s --heartbeat 500ms: 2000 - 500 - 200. */
+    assert_int_equal(retry_start_cutoff_ns(2000 * MS, 500 * MS), 1300 * MS);
+    /* The defaults' ratio: well before the lease. */
+    assert_true(retry_start_cutoff_ns(5000 * MS, 1000 * MS) <
+                5000 * MS - 1000 * MS);
+    /* A heartbeat as long as the lease still gives a positive cutoff. */
+    assert_int_equal(retry_start_cutoff_ns(1000 * MS, 1000 * MS), 250 * MS);
+}
+
+static void test_no_attempt_after_the_cutoff_of_silence(void **state)
+{
+    (void)state;
+    int64_t heard = 10000 * MS, lease = 2000 * MS, hb = 500 * MS;
+    assert_true(retry_may_start(1, heard, heard, lease, hb));
+    assert_true(retry_may_start(1, heard + 1299 * MS, heard, lease, hb));
+    assert_false(retry_may_start(1, heard + 1300 * MS, heard, lease, hb));
+    /* Long past the lease (a SIGSTOP, a cut link): never. */
+    assert_false(retry_may_start(1, heard + 60000 * MS, heard, lease, hb));
+}
+
+static void test_no_attempt_while_not_joined(void **state)
+{
+    (void)state;
+    /* master_ok 0: lost or RESET; only a JOB (which drops every item not
+     * in flight) lets attempts start again. */
+    int64_t heard = 10000 * MS;
+    assert_false(retry_may_start(0, heard, heard, 2000 * MS, 500 * MS));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +402,9 @@ int main(void)
         cmocka_unit_test(test_unreachable_before_an_outage_is_counted),
         cmocka_unit_test(test_timeout_during_an_outage_is_counted),
         cmocka_unit_test(test_decision_is_pure),
+        cmocka_unit_test(test_start_cutoff_is_before_the_lease_by_a_heartbeat),
+        cmocka_unit_test(test_no_attempt_after_the_cutoff_of_silence),
+        cmocka_unit_test(test_no_attempt_while_not_joined),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
