@@ -17,7 +17,7 @@
 #include "log.h"
 
 /* summary.json is a few KiB; anything bigger is not ours. */
-#define NOTIFY_MAX_BODY (1024 * 1024)
+#define NOTIFY_MAX_BODY ((size_t)1024 * 1024)
 #define NOTIFY_ATTEMPTS 3
 #define NOTIFY_TIMEOUT_S 10L
 
@@ -82,7 +82,7 @@ static char *read_summary(const char *path, size_t *len)
     if (bad) {
         LOG_ERROR("master.notify_failed",
                   "--notify: %s is unreadable or "
-                  "larger than %d bytes",
+                  "larger than %zu bytes",
                   path, NOTIFY_MAX_BODY);
         free(buf);
         return NULL;
